@@ -1,0 +1,140 @@
+"""`lmforge VERB …`: each verb maps to one recipe. User mistakes print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lmforge import __version__
+from lmforge.errors import LmforgeError
+
+EXIT_USER_ERROR = 2
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from lmforge.config.loader import load_config
+    from lmforge.config.validate import validate_config
+    from lmforge.errors import ConfigError
+    from lmforge.recipes.finetune import finetune
+    from lmforge.recipes.schema import RunConfig
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a run with its saved config; give no config file or overrides")
+        finetune(None, resume_dir=Path(args.resume))  # type: ignore[arg-type]
+        return
+    if not args.config:
+        raise ConfigError("give a config file (lmforge train CONFIG.yaml [key=value …]) or --resume RUN_DIR")
+    config_path, overrides = _split_config_and_overrides(args.config, args.overrides)
+    finetune(validate_config(RunConfig, load_config(config_path, overrides)))
+
+
+def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None, list[str]]:
+    """`lmforge train a=b` (no file) is allowed: then every argument is an override."""
+    if "=" in first and not Path(first).exists():
+        return None, [first, *rest]
+    return first, rest
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from lmforge.recipes.evaluate import evaluate
+
+    evaluate(Path(args.run_dir), args.data)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from lmforge.recipes.predict import predict
+
+    if args.output in (None, "-"):
+        count = predict(Path(args.run_dir), args.input, sys.stdout)
+    else:
+        target = Path(args.output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                count = predict(Path(args.run_dir), args.input, handle)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        print(f"lmforge: wrote {count} predictions to {target}", file=sys.stderr)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from lmforge.recipes.models import list_models
+
+    for row in list_models():
+        print(f"{row['alias']:<24} {row['status']:<44} {row['description']}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from lmforge.recipes.demo import demo
+
+    demo(args.overrides)
+
+
+VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
+    "train": (cmd_train, "fine-tune a model from a YAML config (key=value overrides any field)"),
+    "evaluate": (cmd_evaluate, "score a trained run on its test split or any labelled file"),
+    "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
+    "models": (cmd_models, "list the packaged models that work offline"),
+    "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmforge", description="Adapt pretrained language models to real tasks — offline.")
+    parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (_, help_text) in VERBS.items():
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if name == "train":
+            sub.add_argument("config", nargs="?", help="YAML config file (see examples/)")
+            sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")
+            sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+        elif name == "evaluate":
+            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
+            sub.add_argument("--data", metavar="FILE", help="labelled file (.jsonl/.csv/.tsv); default the run's test split")
+        elif name == "predict":
+            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
+            sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "
+                             "(one JSON object or plain text per line)")
+            sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")
+        elif name == "demo":
+            sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    _quiet_libraries()
+    try:
+        VERBS[args.verb][0](args)
+    except LmforgeError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (download hints, load reports) out of the way of lmforge's own output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

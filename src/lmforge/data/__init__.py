@@ -1,0 +1,1 @@
+"""Read labelled rows from files, split them, and batch them for the model."""

@@ -1,0 +1,73 @@
+"""Length-grouped, seeded batch order and dynamic padding.
+
+Batches are drawn from a permutation seeded by (seed, epoch), so a resumed run sees exactly the
+batches an uninterrupted one would; under `accelerate launch` each process takes every n-th batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+class BatchOrder:
+    """Yields lists of example indices; `set_epoch(epoch, skip)` picks the order and resumes inside it."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True,
+                 group_by_length: bool = True, process_index: int = 0, num_processes: int = 1):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.process_index = process_index
+        self.num_processes = num_processes
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def batches(self) -> list[list[int]]:
+        """Every batch of the current epoch for this process, before skipping."""
+        count = len(self.lengths)
+        if not self.shuffle:
+            order = list(range(count))
+            if self.group_by_length:
+                order.sort(key=lambda i: -self.lengths[i])
+            batches = [order[i:i + self.batch_size] for i in range(0, count, self.batch_size)]
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+            order = torch.randperm(count, generator=generator).tolist()
+            if self.group_by_length:
+                # Sort within mega-batches of 50 batches (as HF's LengthGroupedSampler), then shuffle batches.
+                mega = self.batch_size * 50
+                order = [i for start in range(0, count, mega)
+                         for i in sorted(order[start:start + mega], key=lambda i: -self.lengths[i])]
+            batches = [order[i:i + self.batch_size] for i in range(0, count, self.batch_size)]
+            if self.group_by_length:
+                perm = torch.randperm(len(batches), generator=generator).tolist()
+                batches = [batches[i] for i in perm]
+        usable = len(batches) - len(batches) % self.num_processes if self.num_processes > 1 else len(batches)
+        return batches[self.process_index:usable:self.num_processes]
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()[self.skip:]
+
+
+def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad token lists to the longest in the batch; other keys are stacked as tensors."""
+    longest = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, torch.Tensor] = {}
+    for key in features[0]:
+        values = [f[key] for f in features]
+        if key in ("input_ids", "attention_mask", "token_type_ids"):
+            fill = pad_id if key == "input_ids" else 0
+            batch[key] = torch.tensor([v + [fill] * (longest - len(v)) for v in values], dtype=torch.long)
+        else:
+            batch[key] = torch.tensor(values)
+    return batch

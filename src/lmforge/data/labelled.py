@@ -1,0 +1,114 @@
+"""Labelled text examples (text, optional pair, label or labels) read through a column mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmforge.data.errors_policy import RowErrors
+from lmforge.data.params import DataParams
+from lmforge.data.readers import detect_format, read_records
+from lmforge.errors import DataError
+
+
+@dataclass
+class TextExample:
+    """One row: `labels` is empty for unlabelled input, one item for single-label tasks."""
+
+    text: str
+    text_pair: str | None
+    labels: tuple[str, ...]
+    where: str  # "file, line N", for error messages
+
+
+def _as_labels(value: Any, multi_label: bool, separator: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not multi_label:
+            return None
+        return tuple(str(v).strip() for v in value)
+    text = str(value).strip()
+    if multi_label:
+        parts = text.split(separator) if separator else [text]
+        return tuple(p.strip() for p in parts if p.strip())
+    return (text,) if text else None
+
+
+def read_examples(path: str | Path, params: DataParams, multi_label: bool = False,
+                  errors: RowErrors | None = None, require_labels: bool = True) -> list[TextExample]:
+    """Read a file into TextExamples, reporting rows with missing columns, empty text or no label."""
+    errors = errors or RowErrors(params.on_error)
+    examples = []
+    delimited = detect_format(Path(path), params.format) in ("csv", "tsv")
+    header_checked = not delimited
+    for number, record in read_records(path, params.format, errors):
+        where = f"{path}, line {number}"
+        if not header_checked:
+            _check_header(path, record, params, require_labels)
+            header_checked = True
+        text = record.get(params.text_column)
+        if text is None:
+            errors.report(where, f"missing column '{params.text_column}' (set data.text_column if it is named otherwise)")
+            continue
+        if not isinstance(text, str) or not text.strip():
+            errors.report(where, f"empty text in column '{params.text_column}'")
+            continue
+        pair = None
+        if params.text_pair_column:
+            pair = record.get(params.text_pair_column)
+            if not isinstance(pair, str) or not pair.strip():
+                errors.report(where, f"missing or empty '{params.text_pair_column}'")
+                continue
+        labels: tuple[str, ...] = ()
+        if require_labels:
+            if params.label_column not in record:
+                errors.report(where, f"missing column '{params.label_column}' (set data.label_column if it is named otherwise)")
+                continue
+            parsed = _as_labels(record[params.label_column], multi_label, params.label_separator)
+            if parsed is None or (not multi_label and not parsed):
+                errors.report(where, f"empty or invalid label {record[params.label_column]!r}")
+                continue
+            labels = parsed
+        examples.append(TextExample(text=text, text_pair=pair, labels=labels, where=where))
+    return examples
+
+
+def _check_header(path: str | Path, record: dict, params: DataParams, require_labels: bool) -> None:
+    wanted = {params.text_column: "text_column"}
+    if require_labels:
+        wanted[params.label_column] = "label_column"
+    if params.text_pair_column:
+        wanted[params.text_pair_column] = "text_pair_column"
+    for column, key in wanted.items():
+        if column not in record:
+            raise DataError(f"{path}, line 1: no column '{column}' in the header (columns: {', '.join(record)}); "
+                            f"set data.{key} to the right column name")
+
+
+def infer_labels(examples: list[TextExample]) -> list[str]:
+    """Sorted label set; numeric labels sort as numbers ('2' before '10')."""
+    found = {label for ex in examples for label in ex.labels}
+
+    def key(label: str) -> tuple[int, float | str]:
+        try:
+            return (0, float(label))
+        except ValueError:
+            return (1, label)
+
+    return sorted(found, key=key)
+
+
+def check_labels(examples: list[TextExample], labels: list[str], errors: RowErrors) -> list[TextExample]:
+    """Keep examples whose labels are all in `labels`; report the others."""
+    known = set(labels)
+    kept = []
+    for ex in examples:
+        unknown = [label for label in ex.labels if label not in known]
+        if unknown:
+            errors.report(ex.where, f"unknown label '{unknown[0]}' (known: {', '.join(labels[:20])}"
+                          f"{', …' if len(labels) > 20 else ''}); add it to data.labels or fix the row")
+            continue
+        kept.append(ex)
+    return kept

@@ -1,0 +1,87 @@
+"""Read jsonl, csv and tsv files into (line number, record) pairs; nothing task-specific here."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lmforge.data.errors_policy import RowErrors
+from lmforge.errors import DataError
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text"}
+
+
+def detect_format(path: Path, declared: str = "auto") -> str:
+    """The file's format: `declared` unless it is 'auto', else from the extension."""
+    if declared != "auto":
+        return declared
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot tell the format from the extension '{path.suffix}'; "
+                        f"use .jsonl/.csv/.tsv or set data.format")
+    return fmt
+
+
+def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record) for each row of a jsonl/csv/tsv file.
+
+    >>> next(read_records("rows.jsonl"))  # doctest: +SKIP
+    (1, {'text': 'a fine film', 'label': 'positive'})
+    """
+    path = Path(path)
+    errors = errors or RowErrors()
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    fmt = detect_format(path, fmt)
+    if fmt == "jsonl":
+        yield from _read_jsonl(path, errors)
+    elif fmt in ("csv", "tsv"):
+        yield from _read_delimited(path, "," if fmt == "csv" else "\t", errors)
+    else:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, {"text": line.rstrip("\n")}
+
+
+def _read_jsonl(path: Path, errors: RowErrors) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.report(f"{path}, line {number}", f"invalid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if not isinstance(record, dict):
+                errors.report(f"{path}, line {number}", "each line must be a JSON object like {\"text\": ..., \"label\": ...}")
+                continue
+            yield number, record
+
+
+def _read_delimited(path: Path, delimiter: str, errors: RowErrors) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: the file is empty; the first line must be a header naming the columns")
+        header = [name.strip() for name in header]
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                errors.report(f"{path}, line {reader.line_num}", f"unreadable row ({exc})")
+                continue
+            number = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                errors.report(f"{path}, line {number}", f"expected {len(header)} columns ({', '.join(header)}), found {len(row)}")
+                continue
+            yield number, dict(zip(header, row, strict=True))

@@ -1,0 +1,58 @@
+"""PNG plots people would rather look at than read."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+    """Rows are gold labels, columns predictions; cells show counts, colour shows row-normalised share."""
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    totals = [max(sum(row), 1) for row in matrix]
+    shares = [[cell / total for cell in row] for row, total in zip(matrix, totals, strict=True)]
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    for i, row in enumerate(matrix):
+        for j, cell in enumerate(row):
+            if cell:
+                ax.text(j, i, str(cell), ha="center", va="center", fontsize=8,
+                        color="white" if shares[i][j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of gold row")
+    _save(fig, path)
+    return path
+
+
+def plot_history(history: list[dict], metric: str, path: Path) -> Path:
+    """Validation `metric` and mean training loss per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, left = plt.subplots(figsize=(6, 4))
+    left.plot(epochs, [h.get("train_loss") for h in history], "o-", color="tab:red", label="train loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("train loss", color="tab:red")
+    if any(metric in h for h in history):
+        right = left.twinx()
+        right.plot(epochs, [h.get(metric) for h in history], "s-", color="tab:blue", label=f"validation {metric}")
+        right.set_ylabel(f"validation {metric}", color="tab:blue")
+    left.set_title("Training history")
+    _save(fig, path)
+    return path

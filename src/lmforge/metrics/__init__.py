@@ -1,0 +1,1 @@
+"""Pure functions: predictions + references → numbers."""

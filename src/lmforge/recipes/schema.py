@@ -1,0 +1,43 @@
+"""The run config: one section per package, each validated by that package's own params model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lmforge.config.validate import suggest
+from lmforge.data.params import DataParams
+from lmforge.models.params import ModelParams
+from lmforge.tasks import TASK_PARAMS
+from lmforge.tasks.classification import TextClassificationParams
+from lmforge.train.params import TrainParams
+
+TaskParams = TextClassificationParams  # becomes a union discriminated on `name` as tasks are added
+
+
+class RunConfig(BaseModel):
+    """Everything one `lmforge train` run needs; saved as <run>/config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: TaskParams = Field(..., description="The task (a name, or a mapping with `name:` and the task's options).")
+    model: ModelParams = Field(..., description="The pretrained model (a reference, or a mapping with `name:`).")
+    data: DataParams = Field(default_factory=DataParams, description="Where the data is and how to read it.")
+    train: TrainParams = Field(default_factory=TrainParams, description="How to train.")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_by_name(cls, value: Any) -> Any:
+        value = {"name": value} if isinstance(value, str) else value
+        if isinstance(value, dict):
+            name = value.get("name")
+            if name not in TASK_PARAMS:
+                raise ValueError(f"'{name}' is unknown; choose one of: {', '.join(sorted(TASK_PARAMS))}"
+                                 f"{suggest(str(name), list(TASK_PARAMS))}")
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value

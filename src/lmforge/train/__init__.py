@@ -1,0 +1,1 @@
+"""The training loop (on accelerate), its checkpoints and its logs."""

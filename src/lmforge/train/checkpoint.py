@@ -1,0 +1,101 @@
+"""Atomic, resumable checkpoints: weights (safetensors), optimizer, scheduler, RNG and loop state."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from lmforge.errors import RunDirError
+from lmforge.files import atomic_write_text
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: enough to continue exactly where it stopped."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batches_done: int = 0  # batches of that epoch already trained on
+    global_step: int = 0  # optimizer steps so far
+    epoch_loss_sum: float = 0.0  # summed training loss of this epoch's batches so far
+    epoch_batches: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, keep: int) -> Path:
+    """Write checkpoints/step-N atomically, point `latest` at it, and prune old ones."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.global_step:08d}"
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    save_model(model, str(staging / "model.safetensors"))
+    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+    torch.save(_rng_state(), staging / "rng.pt")
+    (staging / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, final)
+    atomic_write_text(root / "latest", final.name + "\n")
+    for stale in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(stale)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint `latest` points at; a clear error when the run has none."""
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        raise RunDirError(f"{run_dir} has no checkpoint to resume from (no checkpoints/latest); start a new run instead")
+    path = run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
+    if not (path / "state.json").is_file():
+        raise RunDirError(f"checkpoint {path} is incomplete (no state.json)")
+    return path
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> LoopState:
+    """Restore weights, optimizer, scheduler and RNG from `path`; return the loop state."""
+    load_model(model, str(path / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    return LoopState(**json.loads((path / "state.json").read_text(encoding="utf-8")))

@@ -1,0 +1,159 @@
+"""The one training loop: accelerate for devices, autocast and DDP; the task supplies the loss.
+
+Resumable mid-epoch: the batch order is a pure function of (seed, epoch), and checkpoints hold
+the weights, optimizer, scheduler and RNG states taken at an optimizer-step boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from lmforge.data.batching import BatchOrder, pad_batch
+from lmforge.errors import ConfigError
+from lmforge.evaluate.inference import predict
+from lmforge.tasks.base import Task
+from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
+from lmforge.train.metrics_log import MetricsLog
+from lmforge.train.params import TrainParams
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+@dataclass
+class FitData:
+    """What the loop trains and validates on (features are already tokenised)."""
+
+    train_features: list[dict]
+    validation_features: list[dict]
+    validation_examples: list
+    train_examples: list
+    pad_id: int
+
+
+def make_accelerator(params: TrainParams) -> Accelerator:
+    return Accelerator(mixed_precision="bf16" if params.precision == "bf16" else "no")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only, not on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith(NO_DECAY) or param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def is_better(value: float, best: float | None, metric: str) -> bool:
+    minimise = "loss" in metric
+    return best is None or (value < best if minimise else value > best)
+
+
+def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
+        save_model_fn, resume: bool = False) -> LoopState:
+    """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one."""
+    accelerator = make_accelerator(params)
+    metric = params.metric or task.default_metric
+    order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
+                       group_by_length=params.group_by_length, process_index=accelerator.process_index,
+                       num_processes=accelerator.num_processes)
+    batches_per_epoch = len(order)
+    steps_per_epoch = math.ceil(batches_per_epoch / params.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * params.epochs
+    warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
+    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = LoopState()
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        print(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})", file=sys.stderr)
+    log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
+    model.train()
+    try:
+        while state.epoch < params.epochs and not state.stopped_early:
+            _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir)
+            _end_epoch(task, accelerator.unwrap_model(model), data, params, state, log, metric, save_model_fn)
+            state.epoch += 1
+            state.batches_done = state.epoch_batches = 0
+            state.epoch_loss_sum = 0.0
+            save_checkpoint(run_dir, state, accelerator.unwrap_model(model), optimizer, scheduler, params.keep_checkpoints)
+    finally:
+        log.close()
+    if not data.validation_features:
+        save_model_fn(accelerator.unwrap_model(model))
+    return state
+
+
+def _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir) -> None:
+    order.set_epoch(state.epoch, skip=state.batches_done)
+    batches = len(order)
+    accumulate = params.gradient_accumulation_steps
+    progress = tqdm(total=batches, initial=state.batches_done, desc=f"epoch {state.epoch + 1}/{params.epochs}",
+                    disable=None, leave=False, file=sys.stderr)
+    for indices in order:
+        position = state.batches_done  # index of this batch within the epoch
+        window_start = position - position % accumulate
+        window = min(accumulate, batches - window_start)  # the last window of an epoch may be shorter
+        sync = position + 1 == window_start + window
+        batch = {k: v.to(accelerator.device) for k, v in pad_batch([data.train_features[i] for i in indices], data.pad_id).items()}
+        context = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+        with context, accelerator.autocast():
+            loss, _ = task.loss(model, batch)
+            accelerator.backward(loss / window)
+        state.epoch_loss_sum += loss.item()
+        state.epoch_batches += 1
+        state.batches_done += 1
+        progress.update(1)
+        if not sync:
+            continue
+        if params.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        if state.global_step % params.log_every_steps == 0:
+            log.write({"step": state.global_step, "epoch": state.epoch + state.batches_done / batches,
+                       "train_loss": state.epoch_loss_sum / state.epoch_batches, "lr": scheduler.get_last_lr()[0]})
+            progress.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_batches:.4f}")
+        if params.save_every_steps and state.global_step % params.save_every_steps == 0 and state.batches_done < batches:
+            save_checkpoint(run_dir, state, accelerator.unwrap_model(model), optimizer, scheduler, params.keep_checkpoints)
+    progress.close()
+
+
+def _end_epoch(task, model, data, params, state, log, metric, save_model_fn) -> None:
+    record = {"epoch": state.epoch + 1, "step": state.global_step, "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1)}
+    line = f"epoch {state.epoch + 1}/{params.epochs}: train loss {record['train_loss']:.4f}"
+    if data.validation_features:
+        predictions = predict(task, model, data.validation_features, params.eval_batch_size, data.pad_id, params.precision)
+        scores = task.score(predictions, data.validation_examples, data.train_examples)
+        if metric not in scores:
+            choices = [k for k, v in scores.items() if isinstance(v, float)]
+            raise ConfigError(f"train.metric '{metric}' is not a validation metric of this task; choose one of: {', '.join(choices)}")
+        value = float(scores[metric])
+        record.update({k: v for k, v in scores.items() if isinstance(v, float)})
+        line += f", validation {metric} {value:.4f}"
+        if is_better(value, state.best_metric, metric):
+            state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
+            save_model_fn(model)
+            line += " (best so far, saved)"
+        else:
+            state.bad_epochs += 1
+            if params.patience is not None and state.bad_epochs >= params.patience:
+                state.stopped_early = True
+                line += f" — no improvement for {state.bad_epochs} epochs, stopping early"
+    state.history.append(record)
+    log.write({"validation": record})
+    print(line, file=sys.stderr)
+
+

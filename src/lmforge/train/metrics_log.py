@@ -1,0 +1,44 @@
+"""metrics.jsonl (one JSON object a line) and, optionally, TensorBoard event files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lmforge.files import atomic_write_text
+
+
+class MetricsLog:
+    """Append-only log; on resume, entries past the checkpoint's step are dropped first."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(json.loads(line)) <= resume_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        if self.writer is not None:
+            flat = entry.get("validation", entry)
+            step = flat.get("step", 0)
+            prefix = "validation" if "validation" in entry else "train"
+            for key, value in flat.items():
+                if isinstance(value, float) and key not in ("epoch",):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _step_of(entry: dict[str, Any]) -> int:
+    return entry.get("validation", entry).get("step", 0)

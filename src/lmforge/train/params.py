@@ -1,0 +1,32 @@
+"""How a model is trained; every field is a `train.<name>` key in the config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: str | None = Field(None, description="Run directory; default runs/<task>-<date>-<time>. Never overwritten.")
+    epochs: int = Field(3, gt=0, description="Passes over the training data.")
+    batch_size: int = Field(32, gt=0, description="Examples per forward pass (per process).")
+    eval_batch_size: int = Field(64, gt=0, description="Examples per forward pass when evaluating.")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norm weights).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up linearly.")
+    warmup_steps: int | None = Field(None, ge=0, description="Warm-up steps; overrides warmup_ratio when set.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null turns clipping off.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Batches whose gradients are summed per optimizer step.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout probabilities.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs forward/backward under bf16 autocast (weights stay fp32).")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    seed: int = Field(42, description="Seed for initialisation, data order and dropout.")
+    metric: str | None = Field(None, description="Validation metric that picks the best epoch and drives early stopping; default the task's.")
+    patience: int | None = Field(None, gt=0, description="Stop after this many epochs without improvement of `metric`; null = never.")
+    save_every_steps: int | None = Field(None, gt=0, description="Also checkpoint every N optimizer steps (always at each epoch end).")
+    keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
+    log_every_steps: int = Field(20, gt=0, description="Write the training loss to metrics.jsonl every N optimizer steps.")
+    tensorboard: bool = Field(True, description="Also write TensorBoard event files to <run>/tensorboard.")
