@@ -106,6 +106,11 @@ def apply_overrides(raw: RawConfig, overrides: list[str]) -> RawConfig:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            if isinstance(child, str):  # `model: minilm-l6` is shorthand for `model: {name: minilm-l6}`
+                child = node[part] = {"name": child}
+                section = key[: depth + 1]
+                if section in sources:
+                    sources[section + ("name",)] = sources[section]
             if not isinstance(child, dict):
                 dotted = ".".join(key[: depth + 1])
                 raise ConfigError(f"override '{'.'.join(key)}': {dotted} is a value, not a section")

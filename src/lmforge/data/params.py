@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class DataFile(BaseModel):
+    """A split file whose columns are named differently from the `data:` section's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(..., description="The file (.jsonl, .csv or .tsv).")
+    text_column: str | None = Field(None, description="Text column in this file, if not data.text_column.")
+    text_pair_column: str | None = Field(None, description="Second text column in this file, if not data.text_pair_column.")
+    label_column: str | None = Field(None, description="Label column in this file, if not data.label_column.")
+
+
 class DataParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    train: str | None = Field(None, description="Training file (.jsonl, .csv or .tsv).")
-    validation: str | None = Field(None, description="Validation file; split off `train` when absent.")
-    test: str | None = Field(None, description="Test file; split off `train` when `test_fraction` > 0.")
+    train: str | DataFile | None = Field(None, description="Training file (.jsonl, .csv or .tsv), or {path, text_column, …}.")
+    validation: str | DataFile | None = Field(None, description="Validation file; split off `train` when absent.")
+    test: str | DataFile | None = Field(None, description="Test file; split off `train` when `test_fraction` > 0.")
     format: Literal["auto", "jsonl", "csv", "tsv"] = Field("auto", description="File format; auto uses the extension.")
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
@@ -24,3 +36,23 @@ class DataParams(BaseModel):
     max_train_samples: int | None = Field(None, gt=0, description="Use only the first N training rows.")
     max_length: int = Field(128, gt=0, description="Truncate inputs to this many tokens.")
     on_error: Literal["raise", "skip"] = Field("raise", description="On a malformed row: stop with an error, or skip it and report the count.")
+
+
+def file_params(spec: str | DataFile, params: DataParams) -> tuple[str, DataParams]:
+    """(path, params) for one split file, with that file's own column names applied."""
+    if isinstance(spec, str):
+        return spec, params
+    own = {key: value for key, value in spec.model_dump(exclude={"path"}).items() if value is not None}
+    return spec.path, params.model_copy(update=own)
+
+
+def with_absolute_paths(params: DataParams) -> DataParams:
+    """The same params with every split path made absolute, so a saved config works from any folder."""
+    updates: dict = {}
+    for key in ("train", "validation", "test"):
+        spec = getattr(params, key)
+        if isinstance(spec, str):
+            updates[key] = str(Path(spec).resolve())
+        elif isinstance(spec, DataFile):
+            updates[key] = spec.model_copy(update={"path": str(Path(spec.path).resolve())})
+    return params.model_copy(update=updates)

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample, check_labels, infer_labels, read_examples
-from lmforge.data.params import DataParams
+from lmforge.data.params import DataFile, DataParams, file_params
 from lmforge.errors import ConfigError, DataError
 
 
@@ -45,21 +45,23 @@ def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Spl
     if params.train is None:
         raise ConfigError("data.train is required: the path of a .jsonl, .csv or .tsv training file")
     errors = RowErrors(params.on_error)
-    train = read_examples(params.train, params, multi_label, errors)
+    train_path, train_params = file_params(params.train, params)
+    train = read_examples(train_path, train_params, multi_label, errors)
     if params.max_train_samples is not None:
         train = train[: params.max_train_samples]
     if not train:
-        raise DataError(f"{params.train}: no usable training rows")
+        raise DataError(f"{train_path}: no usable training rows")
     labels = list(params.labels) if params.labels else infer_labels(train)
     train = check_labels(train, labels, errors)
     if not multi_label and len(labels) < 2:
-        raise DataError(f"{params.train}: found only one label ({labels[0] if labels else 'none'}); "
+        raise DataError(f"{train_path}: found only one label ({labels[0] if labels else 'none'}); "
                         f"classification needs at least two (set data.labels or check data.label_column)")
 
-    def from_file(path: str | None) -> list[TextExample] | None:
-        if path is None:
+    def from_file(spec: str | DataFile | None) -> list[TextExample] | None:
+        if spec is None:
             return None
-        return check_labels(read_examples(path, params, multi_label, errors), labels, errors)
+        path, own = file_params(spec, params)
+        return check_labels(read_examples(path, own, multi_label, errors), labels, errors)
 
     validation = from_file(params.validation)
     test = from_file(params.test)

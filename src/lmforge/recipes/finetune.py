@@ -8,7 +8,7 @@ from pathlib import Path
 
 from accelerate.utils import set_seed
 
-from lmforge.data.params import DataParams
+from lmforge.data.params import with_absolute_paths
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
@@ -22,26 +22,24 @@ from lmforge.tasks import TASKS
 from lmforge.train.loop import FitData, fit
 
 
-def absolute_data_paths(data: DataParams) -> DataParams:
-    """Data paths made absolute, so a saved config works from any folder."""
-    updates = {key: str(Path(getattr(data, key)).resolve()) for key in ("train", "validation", "test") if getattr(data, key)}
-    return data.model_copy(update=updates)
-
-
 def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     """Train per `config` (or continue `resume_dir`); return the run directory."""
     started = time.perf_counter()
     if resume_dir is not None:
-        run_dir = Path(resume_dir)
-        config = load_run_config(run_dir)
+        config = load_run_config(Path(resume_dir))
     else:
-        config = config.model_copy(update={"data": absolute_data_paths(config.data)})
-        run_dir = create_run_dir(config)
-        save_config(config, run_dir)
+        config = config.model_copy(update={"data": with_absolute_paths(config.data)})
     params = config.train
     set_seed(params.seed)
+    # Everything that can fail on user input happens before the run directory is created.
+    path = resolve_model(config.model.name, config.model.allow_network)
     task = TASKS[config.task.name](config.task)
     splits = task.read_splits(config.data, params.seed)
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+    else:
+        run_dir = create_run_dir(config)
+        save_config(config, run_dir)
     if splits.skipped:
         print(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}",
               file=sys.stderr)
@@ -50,7 +48,6 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     print(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
           f"{len(splits.labels)} labels; run directory {run_dir}", file=sys.stderr)
 
-    path = resolve_model(config.model.name, config.model.allow_network)
     local_only = not config.model.allow_network
     tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
     model = task.build_model(path, local_only, config.model.trust_remote_code)

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from lmforge.data.batching import BatchOrder, pad_batch
 from lmforge.errors import ConfigError
-from lmforge.evaluate.inference import predict
+from lmforge.evaluate.inference import autocast_for, predict
 from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog
@@ -39,8 +39,10 @@ class FitData:
     pad_id: int
 
 
-def make_accelerator(params: TrainParams) -> Accelerator:
-    return Accelerator(mixed_precision="bf16" if params.precision == "bf16" else "no")
+def make_accelerator() -> Accelerator:
+    """Devices and DDP come from accelerate; precision is ours (autocast_for), so it never depends on
+    accelerate's process-wide state and can differ between runs in one process."""
+    return Accelerator(mixed_precision="no")
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -60,7 +62,7 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
         save_model_fn, resume: bool = False) -> LoopState:
     """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one."""
-    accelerator = make_accelerator(params)
+    accelerator = make_accelerator()
     metric = params.metric or task.default_metric
     order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
                        group_by_length=params.group_by_length, process_index=accelerator.process_index,
@@ -107,7 +109,7 @@ def _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, pa
         sync = position + 1 == window_start + window
         batch = {k: v.to(accelerator.device) for k, v in pad_batch([data.train_features[i] for i in indices], data.pad_id).items()}
         context = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
-        with context, accelerator.autocast():
+        with context, autocast_for(params.precision, accelerator.device):
             loss, _ = task.loss(model, batch)
             accelerator.backward(loss / window)
         state.epoch_loss_sum += loss.item()
