@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lmforge"
 # Lowest first. A module may import from its own layer and the ones before it.
 LAYERS = [
-    ["errors", "files", "__init__"],
+    ["errors", "files", "packages", "__init__"],
     ["config"],
     ["data", "metrics"],
     ["models"],

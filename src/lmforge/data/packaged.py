@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from lmforge.errors import DataError
-from lmforge.models.packaged import package_dir
+from lmforge.packages import package_dir
 
 
 def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 
 def single_label_metrics(predicted: list[int], gold: list[int], labels: list[str]) -> dict:

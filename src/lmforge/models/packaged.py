@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import ModelError
+from lmforge.packages import cache_dir, package_dir
 
 
 @dataclass(frozen=True)
@@ -20,19 +21,6 @@ class PackagedModel:
     module: str  # the import name, located without importing it
     description: str
     locate: Callable[[Path], Path]  # package folder -> HF model directory
-
-
-def package_dir(module: str) -> Path | None:
-    """The installed folder of `module`, found without importing it (some packages import heavy deps)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def cache_dir() -> Path:
-    """Where converted models are kept: $LMFORGE_CACHE, else ~/.cache/lmforge."""
-    return Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge"))
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

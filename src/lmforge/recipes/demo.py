@@ -10,7 +10,7 @@ from lmforge.config.loader import apply_overrides, load_yaml
 from lmforge.config.validate import validate_config
 from lmforge.data.packaged import chatterbot_topics
 from lmforge.files import atomic_write_text
-from lmforge.models.packaged import cache_dir
+from lmforge.packages import cache_dir
 from lmforge.recipes.finetune import finetune
 from lmforge.recipes.schema import RunConfig
 

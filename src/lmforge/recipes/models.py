@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lmforge.models.packaged import PACKAGED, package_dir
+from lmforge.models.packaged import PACKAGED
+from lmforge.packages import package_dir
 
 
 def list_models() -> list[dict[str, str]]:
