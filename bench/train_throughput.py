@@ -13,6 +13,7 @@ import argparse
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +65,8 @@ def run_trainer(texts, labels, batch_size, precision, static):
         args = TrainingArguments(out, per_device_train_batch_size=batch_size, num_train_epochs=1, learning_rate=5e-5,
                                  weight_decay=0.01, bf16=precision == "bf16", use_cpu=True, save_strategy="no",
                                  report_to=[], logging_strategy="no", disable_tqdm=True, seed=42,
-                                 group_by_length=not static, dataloader_num_workers=0)
+                                 train_sampling_strategy="random" if static else "group_by_length",
+                                 dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer))
         start = time.perf_counter()
         trainer.train()
@@ -130,32 +132,37 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved runs per config; the median is reported")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.samples, args.batch_size)))
         return
-    results = {}
-    for name in args.configs.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--samples", str(args.samples),
-                              "--batch-size", str(args.batch_size)], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{name} failed")
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = results[name]
-        print(f"{name:<22} {r['samples_per_s']:8.1f} samples/s  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB",
-              flush=True)
-    print(f"\ndata: {next(iter(results.values()))['source']}, {args.samples} samples, batch {args.batch_size}, "
-          "MiniLM-L6 + classification head, 1 epoch")
-    print("\n| config | what | samples/s | peak RSS MB | vs Trainer fp32 static | vs Trainer fp32 dynamic |")
-    print("|---|---|---|---|---|---|")
-    base_static = results.get("trainer-fp32-static", {}).get("samples_per_s")
-    base_dynamic = results.get("trainer-fp32-dynamic", {}).get("samples_per_s")
-    for name, r in results.items():
-        ratio_s = f"{r['samples_per_s'] / base_static:.2f}×" if base_static else "–"
-        ratio_d = f"{r['samples_per_s'] / base_dynamic:.2f}×" if base_dynamic else "–"
-        print(f"| {name} | {CONFIGS[name]} | {r['samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio_s} | {ratio_d} |")
+    names = args.configs.split(",")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for repeat in range(args.repeats):  # interleaved, so drift in machine load hits every config alike
+        for name in names:
+            out = subprocess.run([sys.executable, __file__, "--one", name, "--samples", str(args.samples),
+                                  "--batch-size", str(args.batch_size)], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{name} failed")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[name].append(r)
+            print(f"[{repeat + 1}/{args.repeats}] {name:<22} {r['samples_per_s']:8.1f} samples/s  {r['seconds']:7.1f} s  "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+    median = {name: statistics.median(r["samples_per_s"] for r in rs) for name, rs in runs.items()}
+    print(f"\ndata: {runs[names[0]][0]['source']}, {args.samples} samples, batch {args.batch_size}, "
+          f"MiniLM-L6 + classification head, 1 epoch, {args.repeats} interleaved runs each")
+    print("\n| config | what | samples/s median (min–max) | peak RSS MB | vs Trainer fp32 static | vs Trainer fp32 dynamic | vs Trainer bf16 dynamic |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rs in runs.items():
+        speeds = [r["samples_per_s"] for r in rs]
+        ratios = []
+        for base in ("trainer-fp32-static", "trainer-fp32-dynamic", "trainer-bf16-dynamic"):
+            ratios.append(f"{median[name] / median[base]:.2f}×" if base in median else "–")
+        print(f"| {name} | {CONFIGS[name]} | {median[name]:.1f} ({min(speeds):.1f}–{max(speeds):.1f}) | "
+              f"{max(r['peak_rss_mb'] for r in rs):.0f} | {' | '.join(ratios)} |")
 
 
 if __name__ == "__main__":

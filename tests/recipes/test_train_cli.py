@@ -89,7 +89,8 @@ BAD_INVOCATIONS = [
     (["train", "{cfg}", "model.name=no-such-model"], "is neither a local directory nor a packaged alias"),
     (["train", "{cfg}", "data.train={tmp}/none.jsonl"], "does not exist"),
     (["train", "{cfg}", "data.text_column=sentence"], "missing column 'sentence'"),
-    (["train", "{cfg}", "train.metric=bleu"], "train.metric 'bleu' is not a validation metric"),
+    (["train", "{cfg}", "train.metric=bleu"], "train.metric 'bleu' is not a validation metric of text-classification"),
+    (["train", "{cfg}", "train.metric=macro-f1"], "(did you mean 'macro_f1'?)"),
     (["train", "--resume", "{tmp}/nowhere"], "does not exist"),
     (["evaluate", "{tmp}"], "not an lmforge run directory"),
     (["predict", "{tmp}/nowhere", "--input", "-"], "does not exist"),
@@ -104,6 +105,7 @@ def test_user_mistakes_exit_2_with_one_line(argv, expected, tiny_config, tmp_pat
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and expected in errors[0] and err.rstrip().endswith(errors[0])
     assert "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "a failed start must not leave a run directory behind"
 
 
 def test_help_and_no_verb(capsys):

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from accelerate.utils import set_seed
 
+from lmforge.config.validate import suggest
 from lmforge.data.params import with_absolute_paths
+from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
@@ -34,6 +36,9 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     # Everything that can fail on user input happens before the run directory is created.
     path = resolve_model(config.model.name, config.model.allow_network)
     task = TASKS[config.task.name](config.task)
+    if params.metric is not None and params.metric not in task.metric_names:
+        raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
+                          f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
     splits = task.read_splits(config.data, params.seed)
     if resume_dir is not None:
         run_dir = Path(resume_dir)

@@ -17,6 +17,8 @@ class Task(Protocol):
 
     #: the metric early stopping and "best model" use unless the config names another
     default_metric: str
+    #: every validation metric `train.metric` may name (higher is better unless the name contains "loss")
+    metric_names: tuple[str, ...]
 
     def read_splits(self, data: DataParams, seed: int) -> Splits: ...
 

@@ -34,6 +34,7 @@ class TextClassification:
     """Sequence classification head on any HF encoder or decoder."""
 
     default_metric = "accuracy"
+    metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
 
     def __init__(self, params: TextClassificationParams, labels: list[str] | None = None):
         self.params = params

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -18,7 +20,6 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from lmforge.data.batching import BatchOrder, pad_batch
-from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import autocast_for, predict
 from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -59,58 +60,103 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
     return best is None or (value < best if minimise else value > best)
 
 
+@dataclass
+class _Loop:
+    """The pieces one training run steps together; only the main process writes files."""
+
+    task: Task
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    accelerator: Accelerator
+    order: BatchOrder
+    data: FitData
+    params: TrainParams
+    state: LoopState
+    log: MetricsLog | None
+    run_dir: Path
+    save_model_fn: Callable[[PreTrainedModel], None]
+
+    @property
+    def unwrapped(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    def checkpoint(self) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.run_dir, self.state, self.unwrapped, self.optimizer, self.scheduler,
+                            self.params.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+
+    def save_model(self) -> None:
+        if self.accelerator.is_main_process:
+            self.save_model_fn(self.unwrapped)
+        self.accelerator.wait_for_everyone()
+
+    def write_log(self, entry: dict) -> None:
+        if self.log is not None:
+            self.log.write(entry)
+
+    def say(self, line: str) -> None:
+        if self.accelerator.is_main_process:
+            print(line, file=sys.stderr)
+
+
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
-        save_model_fn, resume: bool = False) -> LoopState:
+        save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False) -> LoopState:
     """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one."""
     accelerator = make_accelerator()
-    metric = params.metric or task.default_metric
     order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
                        group_by_length=params.group_by_length, process_index=accelerator.process_index,
                        num_processes=accelerator.num_processes)
-    batches_per_epoch = len(order)
-    steps_per_epoch = math.ceil(batches_per_epoch / params.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * params.epochs
+    total_steps = math.ceil(len(order) / params.gradient_accumulation_steps) * params.epochs
     warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = LoopState()
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
-        print(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})", file=sys.stderr)
-    log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
+    log = None
+    if accelerator.is_main_process:
+        log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
+    loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn)
+    if resume:
+        loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
     try:
         while state.epoch < params.epochs and not state.stopped_early:
-            _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir)
-            _end_epoch(task, accelerator.unwrap_model(model), data, params, state, log, metric, save_model_fn)
+            _train_epoch(loop)
+            _end_epoch(loop)
             state.epoch += 1
             state.batches_done = state.epoch_batches = 0
             state.epoch_loss_sum = 0.0
-            save_checkpoint(run_dir, state, accelerator.unwrap_model(model), optimizer, scheduler, params.keep_checkpoints)
+            loop.checkpoint()
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     if not data.validation_features:
-        save_model_fn(accelerator.unwrap_model(model))
+        loop.save_model()
     return state
 
 
-def _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir) -> None:
-    order.set_epoch(state.epoch, skip=state.batches_done)
-    batches = len(order)
+def _train_epoch(loop: _Loop) -> None:
+    state, params, accelerator, model = loop.state, loop.params, loop.accelerator, loop.model
+    loop.order.set_epoch(state.epoch, skip=state.batches_done)
+    batches = len(loop.order)
     accumulate = params.gradient_accumulation_steps
     progress = tqdm(total=batches, initial=state.batches_done, desc=f"epoch {state.epoch + 1}/{params.epochs}",
-                    disable=None, leave=False, file=sys.stderr)
-    for indices in order:
+                    disable=None if accelerator.is_main_process else True, leave=False, file=sys.stderr)
+    for indices in loop.order:
         position = state.batches_done  # index of this batch within the epoch
         window_start = position - position % accumulate
         window = min(accumulate, batches - window_start)  # the last window of an epoch may be shorter
         sync = position + 1 == window_start + window
-        batch = {k: v.to(accelerator.device) for k, v in pad_batch([data.train_features[i] for i in indices], data.pad_id).items()}
-        context = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+        features = [loop.data.train_features[i] for i in indices]
+        batch = {k: v.to(accelerator.device) for k, v in pad_batch(features, loop.data.pad_id).items()}
+        context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
-            loss, _ = task.loss(model, batch)
+            loss, _ = loop.task.loss(model, batch)
             accelerator.backward(loss / window)
         state.epoch_loss_sum += loss.item()
         state.epoch_batches += 1
@@ -120,34 +166,36 @@ def _train_epoch(task, model, optimizer, scheduler, accelerator, order, data, pa
             continue
         if params.max_grad_norm is not None:
             accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loop.optimizer.step()
+        loop.scheduler.step()
+        loop.optimizer.zero_grad(set_to_none=True)
         state.global_step += 1
+        mean_loss = state.epoch_loss_sum / state.epoch_batches
         if state.global_step % params.log_every_steps == 0:
-            log.write({"step": state.global_step, "epoch": state.epoch + state.batches_done / batches,
-                       "train_loss": state.epoch_loss_sum / state.epoch_batches, "lr": scheduler.get_last_lr()[0]})
-            progress.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_batches:.4f}")
+            loop.write_log({"step": state.global_step, "epoch": state.epoch + state.batches_done / batches,
+                            "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]})
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
         if params.save_every_steps and state.global_step % params.save_every_steps == 0 and state.batches_done < batches:
-            save_checkpoint(run_dir, state, accelerator.unwrap_model(model), optimizer, scheduler, params.keep_checkpoints)
+            loop.checkpoint()
     progress.close()
 
 
-def _end_epoch(task, model, data, params, state, log, metric, save_model_fn) -> None:
-    record = {"epoch": state.epoch + 1, "step": state.global_step, "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1)}
+def _end_epoch(loop: _Loop) -> None:
+    state, params, data = loop.state, loop.params, loop.data
+    metric = params.metric or loop.task.default_metric
+    record = {"epoch": state.epoch + 1, "step": state.global_step,
+              "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1)}
     line = f"epoch {state.epoch + 1}/{params.epochs}: train loss {record['train_loss']:.4f}"
     if data.validation_features:
-        predictions = predict(task, model, data.validation_features, params.eval_batch_size, data.pad_id, params.precision)
-        scores = task.score(predictions, data.validation_examples, data.train_examples)
-        if metric not in scores:
-            choices = [k for k, v in scores.items() if isinstance(v, float)]
-            raise ConfigError(f"train.metric '{metric}' is not a validation metric of this task; choose one of: {', '.join(choices)}")
+        predictions = predict(loop.task, loop.unwrapped, data.validation_features, params.eval_batch_size, data.pad_id,
+                              params.precision)
+        scores = loop.task.score(predictions, data.validation_examples, data.train_examples)
         value = float(scores[metric])
         record.update({k: v for k, v in scores.items() if isinstance(v, float)})
         line += f", validation {metric} {value:.4f}"
         if is_better(value, state.best_metric, metric):
             state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
-            save_model_fn(model)
+            loop.save_model()
             line += " (best so far, saved)"
         else:
             state.bad_epochs += 1
@@ -155,7 +203,5 @@ def _end_epoch(task, model, data, params, state, log, metric, save_model_fn) -> 
                 state.stopped_early = True
                 line += f" — no improvement for {state.bad_epochs} epochs, stopping early"
     state.history.append(record)
-    log.write({"validation": record})
-    print(line, file=sys.stderr)
-
-
+    loop.write_log({"validation": record})
+    loop.say(line)
