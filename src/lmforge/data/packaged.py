@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +16,8 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
     """English chatterbot-corpus utterances labelled with their topic file (ai, food, sports, …).
 
     Every turn of every conversation is a row; texts that occur under two topics are dropped, and
-    topics with fewer than `min_per_topic` distinct texts are left out.
+    topics with fewer than `min_per_topic` distinct texts are left out. Rows come in a fixed shuffled
+    order, so the first N rows are a fair sample of all topics.
     """
     folder = package_dir("chatterbot_corpus")
     if folder is None:
@@ -37,4 +39,5 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
         texts = sorted(t for t in topics[topic] if len(owners[t]) == 1)
         if len(texts) >= min_per_topic:
             rows.extend({"text": text, "label": topic} for text in texts)
+    random.Random(0).shuffle(rows)
     return rows
