@@ -66,7 +66,7 @@ def test_all_problems_are_reported_together(tmp_path):
 
 def test_unknown_task_lists_choices(tmp_path):
     path = write(tmp_path, "task: text-clasification\nmodel: m\n")
-    assert errors_of(path) == ("task 'text-clasification' is unknown; choose one of: text-classification "
+    assert errors_of(path) == ("task 'text-clasification' is unknown; choose one of: text-classification, token-classification "
                                f"(did you mean 'text-classification'?) ({path}, line 1)")
 
 
@@ -98,3 +98,10 @@ def test_shorthand_section_accepts_name_override(tmp_path):
     path = write(tmp_path, "task: text-classification\nmodel: first\n")
     config = validate_config(RunConfig, load_config(path, ["model.name=second", "model.allow_network=true"]))
     assert config.model.name == "second" and config.model.allow_network
+
+
+def test_task_option_errors_name_the_task_key(tmp_path):
+    path = write(tmp_path, "task:\n  name: token-classification\n  strid: 4\nmodel: m\n")
+    assert errors_of(path) == f"{path}, line 3: unknown key 'task.strid' (did you mean 'stride'?)"
+    path = write(tmp_path, "task:\n  name: token-classification\n  stride: -1\nmodel: m\n")
+    assert errors_of(path) == f"task.stride must be greater than or equal to 0, got -1 ({path}, line 3)"

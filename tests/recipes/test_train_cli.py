@@ -115,3 +115,23 @@ def test_help_and_no_verb(capsys):
     assert caught.value.code == 0
     assert "--resume" in capsys.readouterr().out
     assert main(["models"]) == 0
+
+
+def test_early_stopping_is_reported(tiny_config, tmp_path, capsys):
+    assert main(["train", str(tiny_config), "train.epochs=5", "train.lr=1e-12", "train.patience=1"]) == 0
+    assert "stopping early" in capsys.readouterr().err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["stopped_early"] is True and report["epochs_run"] == 2 and report["best_epoch"] == 1
+
+
+def test_dropout_override_is_saved(tiny_config, tmp_path, capsys):
+    assert main(["train", str(tiny_config), "train.epochs=1", "train.dropout=0.3"]) == 0
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == 0.3 and config["attention_probs_dropout_prob"] == 0.3
+
+
+def test_skipped_rows_are_counted(tiny_config, tmp_path, sentiment_files, capsys):
+    with sentiment_files["train"].open("a") as handle:
+        handle.write('{"text": "", "label": "pos"}\nnot json\n')
+    assert main(["train", str(tiny_config), "train.epochs=1", "data.on_error=skip"]) == 0
+    assert "skipped 2 malformed rows" in capsys.readouterr().err

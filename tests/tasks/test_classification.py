@@ -18,7 +18,8 @@ def example(*labels: str) -> TextExample:
 
 def test_single_label_decode_and_score():
     task = TextClassification(TextClassificationParams(), labels=["a", "b", "c"])
-    predictions = task.decode(torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 2.0, 0.0]]))
+    logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 2.0, 0.0]])
+    predictions = task.decode(list(logits), [{}] * 3, [example()] * 3)
     assert [p["label"] for p in predictions] == ["a", "c", "b"]
     scores = task.score(predictions, [example("a"), example("c"), example("a")], [example("a")] * 3 + [example("b")])
     assert scores["accuracy"] == 2 / 3
@@ -29,7 +30,8 @@ def test_single_label_decode_and_score():
 
 def test_multi_label_threshold():
     task = TextClassification(TextClassificationParams(multi_label=True, threshold=0.7), labels=["x", "y"])
-    predictions = task.decode(torch.tensor([[2.0, 0.5], [-3.0, 3.0]]))  # sigmoid: .88/.62, .05/.95
+    logits = torch.tensor([[2.0, 0.5], [-3.0, 3.0]])  # sigmoid: .88/.62, .05/.95
+    predictions = task.decode(list(logits), [{}] * 2, [example()] * 2)
     assert [p["labels"] for p in predictions] == [["x"], ["y"]]
     scores = task.score(predictions, [example("x", "y"), example("y")], [example("x"), example("x", "y")])
     assert scores["accuracy"] == 0.5 and scores["micro_f1"] == 0.8

@@ -15,8 +15,10 @@ from lmforge.errors import ConfigError
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
-def _model_at(model: type[pydantic.BaseModel], key: Key) -> type[pydantic.BaseModel] | None:
-    """The pydantic model class that holds the fields at `key` (None when not a model)."""
+def _model_at(model: type[pydantic.BaseModel], key: Key, data: Any) -> type[pydantic.BaseModel] | None:
+    """The pydantic model class that holds the fields at `key` (None when not a model).
+
+    A union of models told apart by `name` (the `task:` section) is resolved with the data's `name`."""
     current: Any = model
     for part in key:
         if not (isinstance(current, type) and issubclass(current, pydantic.BaseModel)):
@@ -24,16 +26,41 @@ def _model_at(model: type[pydantic.BaseModel], key: Key) -> type[pydantic.BaseMo
         field = current.model_fields.get(part)
         if field is None:
             return None
-        current = _unwrap(field.annotation)
+        data = data.get(part) if isinstance(data, dict) else None
+        current = _pick(_unwrap(field.annotation), data)
     return current if isinstance(current, type) and issubclass(current, pydantic.BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:
     """Optional[X] / X | None → X, so nested models are found through optional fields."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return args[0] if len(args) == 1 else annotation
+    if type(None) in typing.get_args(annotation) and len(args) == 1:
+        return args[0]
     return annotation
+
+
+def _pick(annotation: Any, data: Any) -> Any:
+    members = typing.get_args(annotation)
+    if members and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        name = data.get("name") if isinstance(data, dict) else data
+        for member in members:
+            field = getattr(member, "model_fields", {}).get("name")
+            if field is not None and name in typing.get_args(field.annotation):
+                return member
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _pick(typing.get_args(annotation)[0], data)
+    return annotation
+
+
+def _strip_tags(loc: Key, data: Any) -> Key:
+    """Drop the union tag pydantic puts in locations: ('task', 'token-classification', 'stride') → ('task', 'stride')."""
+    kept: list[str] = []
+    for part in loc:
+        if isinstance(data, dict) and data.get("name") == part and part not in data:
+            continue
+        kept.append(part)
+        data = data.get(part) if isinstance(data, dict) else None
+    return tuple(kept)
 
 
 def suggest(name: str, choices: list[str]) -> str:
@@ -43,11 +70,11 @@ def suggest(name: str, choices: list[str]) -> str:
 
 
 def _describe(error: dict, raw: RawConfig, model: type[pydantic.BaseModel]) -> str:
-    loc: Key = tuple(str(part) for part in error["loc"])
+    loc: Key = _strip_tags(tuple(str(part) for part in error["loc"]), raw.data)
     dotted = ".".join(loc)
     origin = raw.source_of(loc)
     if error["type"] == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
+        parent = _model_at(model, loc[:-1], raw.data)
         choices = sorted(parent.model_fields) if parent else []
         hint = suggest(loc[-1], choices) or (f"; valid keys: {', '.join(choices)}" if choices else "")
         where = f"{origin}: " if origin else ""

@@ -59,15 +59,20 @@ class BatchOrder:
         yield from self.batches()[self.skip:]
 
 
-def pad_batch(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad token lists to the longest in the batch; other keys are stacked as tensors."""
-    longest = max(len(f["input_ids"]) for f in features)
+PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100}
+
+
+def pad_batch(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad list-valued keys to the longest in the batch (input_ids with `pad_id`, masks with 0, token
+    labels with -100); scalars are stacked; keys starting with "_" are bookkeeping and left out."""
     batch: dict[str, torch.Tensor] = {}
     for key in features[0]:
+        if key.startswith("_"):
+            continue
         values = [f[key] for f in features]
-        if key in ("input_ids", "attention_mask", "token_type_ids"):
-            fill = pad_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([v + [fill] * (longest - len(v)) for v in values], dtype=torch.long)
-        else:
-            batch[key] = torch.tensor(values)
+        if isinstance(values[0], list):
+            longest = max(len(v) for v in values)
+            fill = pad_id if key == "input_ids" else PAD_VALUES.get(key, 0)
+            values = [v + [fill] * (longest - len(v)) for v in values]
+        batch[key] = torch.tensor(values)
     return batch

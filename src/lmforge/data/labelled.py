@@ -8,7 +8,7 @@ from typing import Any
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
-from lmforge.data.readers import detect_format, read_records
+from lmforge.data.readers import detect_format, locate, read_records
 from lmforge.errors import DataError
 
 
@@ -41,7 +41,7 @@ def read_examples(path: str | Path, params: DataParams, multi_label: bool = Fals
     """Read a file into TextExamples, reporting rows with missing columns, empty text or no label."""
     errors = errors or RowErrors(params.on_error)
     examples = []
-    delimited = detect_format(Path(path), params.format) in ("csv", "tsv")
+    delimited = detect_format(locate(path), params.format) in ("csv", "tsv")
     header_checked = not delimited
     for number, record in read_records(path, params.format, errors):
         where = f"{path}, line {number}"

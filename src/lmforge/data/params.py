@@ -25,7 +25,8 @@ class DataParams(BaseModel):
     train: str | DataFile | None = Field(None, description="Training file (.jsonl, .csv or .tsv), or {path, text_column, …}.")
     validation: str | DataFile | None = Field(None, description="Validation file; split off `train` when absent.")
     test: str | DataFile | None = Field(None, description="Test file; split off `train` when `test_fraction` > 0.")
-    format: Literal["auto", "jsonl", "csv", "tsv"] = Field("auto", description="File format; auto uses the extension.")
+    format: Literal["auto", "jsonl", "csv", "tsv", "conll"] = Field(
+        "auto", description="File format; auto uses the extension (.jsonl, .csv, .tsv; .conll/.txt for CoNLL columns).")
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
     label_column: str = Field("label", description="Column holding the label (a list or separated string for multi-label).")
@@ -51,8 +52,8 @@ def with_absolute_paths(params: DataParams) -> DataParams:
     updates: dict = {}
     for key in ("train", "validation", "test"):
         spec = getattr(params, key)
-        if isinstance(spec, str):
+        if isinstance(spec, str) and not spec.startswith("package:"):
             updates[key] = str(Path(spec).resolve())
-        elif isinstance(spec, DataFile):
+        elif isinstance(spec, DataFile) and not spec.path.startswith("package:"):
             updates[key] = spec.model_copy(update={"path": str(Path(spec.path).resolve())})
     return params.model_copy(update=updates)

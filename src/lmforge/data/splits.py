@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sklearn.model_selection import train_test_split
 
@@ -12,32 +14,43 @@ from lmforge.data.labelled import TextExample, check_labels, infer_labels, read_
 from lmforge.data.params import DataFile, DataParams, file_params
 from lmforge.errors import ConfigError, DataError
 
+T = TypeVar("T")
+
 
 @dataclass
 class Splits:
-    train: list[TextExample]
-    validation: list[TextExample]
-    test: list[TextExample]
+    """The examples of each split (whatever type the task reads) and the label set."""
+
+    train: list
+    validation: list
+    test: list
     labels: list[str]
     skipped: list[str] = field(default_factory=list)
 
 
-def _stratify_key(examples: list[TextExample]) -> list[str] | None:
-    """Stratify on the (first) label when every class has at least two rows, else split at random."""
-    keys = ["|".join(ex.labels) for ex in examples]
+def _stratify_keys(keys: list[str] | None) -> list[str] | None:
+    """Stratify only when every class has at least two rows, else split at random."""
+    if keys is None:
+        return None
     counts = Counter(keys)
     return keys if counts and min(counts.values()) >= 2 else None
 
 
-def _split_off(examples: list[TextExample], fraction: float, seed: int) -> tuple[list[TextExample], list[TextExample]]:
+def split_off(examples: list[T], fraction: float, seed: int,
+              key: Callable[[T], str] | None = None) -> tuple[list[T], list[T]]:
+    """(kept, held out): a seeded split of `fraction` of the examples, stratified on `key` when given."""
     if fraction <= 0 or len(examples) < 2:
         return examples, []
-    keys = _stratify_key(examples)
+    keys = _stratify_keys([key(ex) for ex in examples] if key else None)
     try:
         kept, held = train_test_split(examples, test_size=fraction, random_state=seed, stratify=keys)
     except ValueError:  # too few rows per class for the requested share
         kept, held = train_test_split(examples, test_size=fraction, random_state=seed)
     return list(kept), list(held)
+
+
+def _label_key(example: TextExample) -> str:
+    return "|".join(example.labels)
 
 
 def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Splits:
@@ -66,7 +79,7 @@ def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Spl
     validation = from_file(params.validation)
     test = from_file(params.test)
     if test is None:
-        train, test = _split_off(train, params.test_fraction, seed)
+        train, test = split_off(train, params.test_fraction, seed, _label_key)
     if validation is None:
-        train, validation = _split_off(train, params.validation_fraction, seed)
+        train, validation = split_off(train, params.validation_fraction, seed, _label_key)
     return Splits(train=train, validation=validation, test=test, labels=labels, skipped=errors.skipped)

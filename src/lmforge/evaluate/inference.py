@@ -1,8 +1,9 @@
-"""Batched forward passes in length order, results returned in input order."""
+"""Batched forward passes in length order, outputs returned per feature in input order, unpadded."""
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -19,27 +20,29 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
 
 
 @torch.no_grad()
-def compute_logits(task: Task, model: torch.nn.Module, features: list[dict], batch_size: int, pad_id: int,
-                   precision: str = "fp32", progress: bool = False) -> torch.Tensor:
-    """Logits for every feature, in the order given (batches are formed longest-first)."""
+def compute_outputs(model: torch.nn.Module, features: list[dict], batch_size: int, pad_id: int,
+                    precision: str = "fp32", progress: bool = False) -> list[torch.Tensor]:
+    """The model's logits for every feature, in the order given; per-token outputs are cut to the
+    feature's own length (batches are formed longest-first to waste little on padding)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     order = BatchOrder([len(f["input_ids"]) for f in features], batch_size, seed=0, shuffle=False)
     outputs: dict[int, torch.Tensor] = {}
-    for indices in tqdm(list(order), desc="evaluating", disable=not progress, leave=False):
+    for indices in tqdm(list(order), desc="predicting", disable=not progress, leave=False):
         batch = pad_batch([{k: v for k, v in features[i].items() if k != "labels"} for i in indices], pad_id)
         with autocast_for(precision, device):
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        logits = logits.float().cpu()  # (batch, labels) or (batch, tokens, labels)
         for row, index in enumerate(indices):
-            outputs[index] = logits[row]
+            outputs[index] = logits[row, : len(features[index]["input_ids"])] if logits.dim() == 3 else logits[row]
     model.train(was_training)
-    return torch.stack([outputs[i] for i in range(len(features))])
+    return [outputs[i] for i in range(len(features))]
 
 
-def predict(task: Task, model: torch.nn.Module, features: list[dict], batch_size: int, pad_id: int,
-            precision: str = "fp32", progress: bool = False) -> list[dict]:
-    """The task's decoded predictions for every feature."""
-    if not features:
+def predict(task: Task, model: torch.nn.Module, features: list[dict], examples: list[Any], batch_size: int,
+            pad_id: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
+    """The task's predictions, one per example."""
+    if not examples:
         return []
-    return task.decode(compute_logits(task, model, features, batch_size, pad_id, precision, progress))
+    return task.decode(compute_outputs(model, features, batch_size, pad_id, precision, progress), features, examples)

@@ -8,7 +8,10 @@ from pathlib import Path
 from lmforge.evaluate.plots import plot_confusion_matrix
 from lmforge.files import atomic_write_text
 
-HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_f1", "weighted_f1")
+
+def headline(metrics: dict) -> list[str]:
+    """The top-level numeric metrics, in the order the task reported them."""
+    return [k for k, v in metrics.items() if isinstance(v, float) and k not in ("count",)]
 
 
 def render_markdown(metrics: dict, title: str) -> str:
@@ -16,7 +19,7 @@ def render_markdown(metrics: dict, title: str) -> str:
     lines = [f"# {title}", "", f"{metrics.get('count', '?')} examples.", "", "| metric | model | majority baseline |",
              "|---|---|---|"]
     baseline = metrics.get("majority_baseline", {})
-    for key in HEADLINE:
+    for key in headline(metrics):
         if key in metrics:
             base = f"{baseline[key]:.4f}" if key in baseline else ""
             lines.append(f"| {key} | {metrics[key]:.4f} | {base} |")
@@ -45,8 +48,10 @@ def write_report(metrics: dict, out_dir: Path, title: str, stem: str = "report")
     return out_dir / f"{stem}.md"
 
 
-def summary_line(metrics: dict) -> str:
-    """One line: accuracy and macro-F1 against the majority baseline."""
+def summary_line(metrics: dict, keys: int = 3) -> str:
+    """One line: the first few headline metrics, with the majority baseline's where it has them."""
     base = metrics.get("majority_baseline", {})
-    return (f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-            f"(majority baseline: accuracy {base.get('accuracy', float('nan')):.4f}, macro-F1 {base.get('macro_f1', float('nan')):.4f})")
+    shown = headline(metrics)[:keys]
+    line = "  ".join(f"{k} {metrics[k]:.4f}" for k in shown)
+    baseline = ", ".join(f"{k} {base[k]:.4f}" for k in shown if isinstance(base.get(k), float))
+    return line + (f"  (majority baseline: {baseline})" if baseline else "")

@@ -8,6 +8,8 @@ from lmforge.config.validate import suggest
 from lmforge.errors import ModelError
 from lmforge.models.packaged import PACKAGED, locate_packaged
 
+SCRATCH_MODEL = "lstm"  # built from the training data by the train recipe, not resolved
+
 
 def resolve_model(ref: str, allow_network: bool = False) -> str:
     """A local directory, a packaged alias or (only with `allow_network`) a hub id → a loadable path or id.

@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.labelled import check_labels, read_examples
-from lmforge.data.params import DataParams
 from lmforge.errors import DataError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.load import load_tokenizer
 from lmforge.recipes.run_dir import load_run_config, model_dir
 from lmforge.recipes.schema import RunConfig
-from lmforge.tasks import TASKS
+from lmforge.tasks import build_task
+from lmforge.tasks.base import Task
 
-SAVED_SPLIT = DataParams(text_column="text", label_column="labels", text_pair_column=None)
 
-
-def load_trained(run_dir: Path, config: RunConfig):
+def load_trained(run_dir: Path, config: RunConfig) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
     """(task, model, tokenizer) of a run's saved model."""
     folder = model_dir(run_dir)
-    task = TASKS[config.task.name].from_saved(folder, config.task)
+    task = build_task(config.task).from_saved(folder)
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
     return task, model, load_tokenizer(str(folder))
 
 
-def read_saved_split(run_dir: Path, name: str, config: RunConfig):
-    """A split the run saved under <run>/data/ (jsonl with a `labels` list)."""
-    pair = "text_pair" if config.data.text_pair_column else None
-    params = SAVED_SPLIT.model_copy(update={"text_pair_column": pair})
+def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
+    """A split the run saved under <run>/data/ (empty when it has none)."""
     path = Path(run_dir) / "data" / f"{name}.jsonl"
-    return read_examples(path, params, multi_label=True) if path.is_file() else []
+    return task.load_examples(path) if path.is_file() else []
 
 
 def evaluate(run_dir: Path, data_file: str | None = None) -> dict:
@@ -39,22 +37,20 @@ def evaluate(run_dir: Path, data_file: str | None = None) -> dict:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     task, model, tokenizer = load_trained(run_dir, config)
-    train = read_saved_split(run_dir, "train", config)
     if data_file is not None:
-        errors = RowErrors(config.data.on_error)
-        examples = read_examples(data_file, config.data, config.task.multi_label, errors)
-        examples = check_labels(examples, task.labels, errors)
-        name, out_dir = Path(data_file).stem, run_dir / "evaluations" / Path(data_file).stem
+        examples = task.read_file(data_file, config.data, RowErrors(config.data.on_error), labelled=True)
+        name = Path(data_file).stem
     else:
-        name = "test" if read_saved_split(run_dir, "test", config) else "validation"
-        examples, out_dir = read_saved_split(run_dir, name, config), run_dir / "evaluations" / name
+        name = "test" if saved_split(task, run_dir, "test") else "validation"
+        examples = saved_split(task, run_dir, name)
     if not examples:
         raise DataError(f"{data_file or name}: no labelled rows to evaluate")
-    predictions = predict(task, model, task.encode(examples, tokenizer, config.data.max_length),
-                          config.train.eval_batch_size, tokenizer.pad_token_id, config.train.precision, progress=True)
-    metrics = task.score(predictions, examples, train)
+    features = task.encode(examples, tokenizer, config.data.max_length)
+    predictions = predict(task, model, features, examples, config.train.eval_batch_size, tokenizer.pad_token_id,
+                          config.train.precision, progress=True)
+    metrics = task.score(predictions, examples, saved_split(task, run_dir, "train"))
     metrics["data"] = str(data_file or name)
-    report = write_report(metrics, out_dir, f"{config.task.name} on {metrics['data']} ({run_dir.name})")
+    report = write_report(metrics, run_dir / "evaluations" / name, f"{config.task.name} on {metrics['data']} ({run_dir.name})")
     print(f"{name}: {summary_line(metrics)}")
     print(f"lmforge: report in {report}")
     return metrics

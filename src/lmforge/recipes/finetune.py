@@ -16,11 +16,12 @@ from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import save_pretrained_atomic, set_dropout
 from lmforge.models.load import load_tokenizer
-from lmforge.models.resolve import resolve_model
+from lmforge.models.lstm import build_lstm_dir, example_texts
+from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.evaluate import load_trained
-from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config, write_examples
+from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
-from lmforge.tasks import TASKS
+from lmforge.tasks import build_task
 from lmforge.train.loop import FitData, fit
 
 
@@ -34,8 +35,9 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     params = config.train
     set_seed(params.seed)
     # Everything that can fail on user input happens before the run directory is created.
-    path = resolve_model(config.model.name, config.model.allow_network)
-    task = TASKS[config.task.name](config.task)
+    from_scratch = config.model.name == SCRATCH_MODEL
+    path = None if from_scratch else resolve_model(config.model.name, config.model.allow_network)
+    task = build_task(config.task)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
@@ -49,10 +51,12 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         print(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}",
               file=sys.stderr)
     for name in ("train", "validation", "test"):
-        write_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
+        task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
     print(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
           f"{len(splits.labels)} labels; run directory {run_dir}", file=sys.stderr)
 
+    if from_scratch:  # the baseline's vocabulary comes from this run's training data
+        path = str(build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init"))
     local_only = not config.model.allow_network
     tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
     model = task.build_model(path, local_only, config.model.trust_remote_code)
@@ -78,8 +82,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     task, model, tokenizer = load_trained(run_dir, config)
     split_name, examples = ("test", splits.test) if splits.test else ("validation", splits.validation)
     if examples:
-        predictions = predict(task, model, task.encode(examples, tokenizer, max_length), params.eval_batch_size,
-                              tokenizer.pad_token_id, params.precision)
+        predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples,
+                              params.eval_batch_size, tokenizer.pad_token_id, params.precision)
         metrics = task.score(predictions, examples, splits.train)
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        epochs_run=len(state.history))

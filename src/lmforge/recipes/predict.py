@@ -6,19 +6,19 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.labelled import TextExample, read_examples
 from lmforge.errors import DataError
 from lmforge.evaluate.inference import predict as run_predict
 from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.run_dir import load_run_config
+from lmforge.tasks.base import Task
 
 CHUNK = 256  # rows predicted at a time, so stdin streams
 
 
-def read_stdin(stream: TextIO, text_column: str) -> Iterator[TextExample]:
+def read_stdin(stream: TextIO, text_column: str, task: Task) -> Iterator[Any]:
     """Lines of stdin: a JSON object with the text column, or else the raw text itself."""
     for number, line in enumerate(stream, start=1):
         line = line.rstrip("\n")
@@ -33,11 +33,11 @@ def read_stdin(stream: TextIO, text_column: str) -> Iterator[TextExample]:
             text = record.get(text_column)
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"<stdin>, line {number}: no text in field '{text_column}'")
-        yield TextExample(text=text, text_pair=None, labels=(), where=f"<stdin>, line {number}")
+        yield task.example_from_text(text, f"<stdin>, line {number}")
 
 
-def _chunks(rows: Iterator[TextExample]) -> Iterator[list[TextExample]]:
-    chunk: list[TextExample] = []
+def _chunks(rows: Iterator[Any]) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == CHUNK:
@@ -52,17 +52,16 @@ def predict(run_dir: Path, input_path: str, output: TextIO) -> int:
     config = load_run_config(Path(run_dir))
     task, model, tokenizer = load_trained(Path(run_dir), config)
     if input_path == "-":
-        rows: Iterator[TextExample] = read_stdin(sys.stdin, config.data.text_column)
+        rows: Iterator[Any] = read_stdin(sys.stdin, config.data.text_column, task)
     else:
-        rows = iter(read_examples(input_path, config.data, config.task.multi_label, RowErrors(config.data.on_error),
-                                  require_labels=False))
+        rows = iter(task.read_file(input_path, config.data, RowErrors(config.data.on_error), labelled=False))
     written = 0
     for chunk in _chunks(rows):
-        features = task.encode([TextExample(r.text, r.text_pair, (), r.where) for r in chunk], tokenizer, config.data.max_length)
-        predictions = run_predict(task, model, features, config.train.eval_batch_size, tokenizer.pad_token_id, config.train.precision)
-        for row, prediction in zip(chunk, predictions, strict=True):
-            record = {"text": row.text} | ({"text_pair": row.text_pair} if row.text_pair is not None else {}) | prediction
-            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+        features = task.encode(chunk, tokenizer, config.data.max_length)
+        predictions = run_predict(task, model, features, chunk, config.train.eval_batch_size, tokenizer.pad_token_id,
+                                  config.train.precision)
+        for prediction in predictions:
+            output.write(json.dumps(prediction, ensure_ascii=False) + "\n")
             written += 1
         output.flush()
     return written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import yaml
 
 from lmforge.config.loader import load_yaml
 from lmforge.config.validate import validate_config
-from lmforge.data.labelled import TextExample
 from lmforge.errors import RunDirError
 from lmforge.files import atomic_write_text
 from lmforge.recipes.schema import RunConfig
@@ -55,14 +53,3 @@ def model_dir(run_dir: Path) -> Path:
     if not (path / "config.json").is_file():
         raise RunDirError(f"{run_dir} has no saved model yet (model/config.json); finish or resume its training first")
     return path
-
-
-def write_examples(examples: list[TextExample], path: Path) -> None:
-    """Save a split as jsonl ({text, text_pair?, labels}) so a run is self-contained."""
-    lines = []
-    for ex in examples:
-        row = {"text": ex.text, "labels": list(ex.labels)}
-        if ex.text_pair is not None:
-            row["text_pair"] = ex.text_pair
-        lines.append(json.dumps(row, ensure_ascii=False))
-    atomic_write_text(path, "".join(line + "\n" for line in lines))

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmforge.config.validate import suggest
 from lmforge.data.params import DataParams
 from lmforge.models.params import ModelParams
-from lmforge.tasks import TASK_PARAMS
-from lmforge.tasks.classification import TextClassificationParams
+from lmforge.tasks import TASKS
 from lmforge.train.params import TrainParams
 
-TaskParams = TextClassificationParams  # becomes a union discriminated on `name` as tasks are added
+#: one params model per task, told apart by `name`
+TaskParams = Annotated[Union[tuple(params for params, _ in TASKS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 class RunConfig(BaseModel):
@@ -32,9 +32,9 @@ class RunConfig(BaseModel):
         value = {"name": value} if isinstance(value, str) else value
         if isinstance(value, dict):
             name = value.get("name")
-            if name not in TASK_PARAMS:
-                raise ValueError(f"'{name}' is unknown; choose one of: {', '.join(sorted(TASK_PARAMS))}"
-                                 f"{suggest(str(name), list(TASK_PARAMS))}")
+            if name not in TASKS:
+                raise ValueError(f"'{name}' is unknown; choose one of: {', '.join(sorted(TASKS))}"
+                                 f"{suggest(str(name), list(TASKS))}")
         return value
 
     @field_validator("model", mode="before")

@@ -1,13 +1,19 @@
-"""Tasks: each file implements the `Task` protocol; `TASKS` is the one list of task names."""
+"""Tasks: each file implements the `Task` protocol; TASKS is the one list of task names."""
 
 from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
+from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
 
-TASKS: dict[str, type[Task]] = {
-    "text-classification": TextClassification,
-}
-TASK_PARAMS = {
-    "text-classification": TextClassificationParams,
+#: task name -> (params model, task class)
+TASKS: dict[str, tuple[type, type[Task]]] = {
+    "text-classification": (TextClassificationParams, TextClassification),
+    "token-classification": (TokenClassificationParams, TokenClassification),
 }
 
-__all__ = ["TASKS", "TASK_PARAMS", "Task"]
+
+def build_task(params) -> Task:
+    """The task object for a validated `task:` section."""
+    return TASKS[params.name][1](params)
+
+
+__all__ = ["TASKS", "Task", "build_task"]

@@ -1,4 +1,8 @@
-"""The contract every task implements, so that train/evaluate/predict never branch on a task's name."""
+"""The contract every task implements, so that train/evaluate/predict never branch on a task's name.
+
+Features are dicts of token-id lists (padded per batch); keys starting with "_" are bookkeeping
+(which example a window belongs to, word ids, offsets) and never reach the model.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any, Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.data.splits import Splits
 
@@ -19,24 +24,41 @@ class Task(Protocol):
     default_metric: str
     #: every validation metric `train.metric` may name (higher is better unless the name contains "loss")
     metric_names: tuple[str, ...]
+    #: the label set (empty for tasks without one)
+    labels: list[str]
 
-    def read_splits(self, data: DataParams, seed: int) -> Splits: ...
+    # --- data -----------------------------------------------------------------------------------
+    def read_splits(self, data: DataParams, seed: int) -> Splits:
+        """Train/validation/test examples per the `data:` section; sets `labels`."""
 
+    def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[Any]:
+        """Examples from one file (for evaluate and predict), labels checked against `labels`."""
+
+    def example_from_text(self, text: str, where: str) -> Any:
+        """An unlabelled example from raw text (predict's stdin)."""
+
+    def save_examples(self, examples: list[Any], path: Path) -> None:
+        """Write a split as jsonl into the run directory."""
+
+    def load_examples(self, path: Path) -> list[Any]:
+        """Read a split written by `save_examples`."""
+
+    # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
         """Load `path` with this task's head (new head weights are initialised)."""
 
     def encode(self, examples: list[Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
-        """Token ids (and labels when the examples have them) for each example."""
+        """Features (one or more per example) with labels when the examples have them."""
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(scalar loss, logits) for one padded batch."""
 
-    def decode(self, logits: torch.Tensor) -> list[dict]:
-        """Predictions (label and probabilities) from logits, one dict per example."""
+    # --- outputs --------------------------------------------------------------------------------
+    def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[Any]) -> list[dict]:
+        """One prediction dict per example from per-feature model outputs (unpadded)."""
 
     def score(self, predictions: list[dict], examples: list[Any], train_examples: list[Any]) -> dict:
         """Metrics of predictions against the examples' gold labels, with a majority baseline."""
 
-    @classmethod
-    def from_saved(cls, model_dir: Path, params: Any) -> Task:
-        """Rebuild the task from a saved model folder (labels come from its config)."""
+    def from_saved(self, model_dir: Path) -> Task:
+        """This task with its labels restored from a saved model folder."""

@@ -16,8 +16,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lmforge.data.labelled import TextExample
+from lmforge.data.errors_policy import RowErrors
+from lmforge.data.labelled import TextExample, check_labels, read_examples
 from lmforge.data.params import DataParams
+from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, read_splits
 from lmforge.metrics.classification import majority_label, multi_label_metrics, single_label_metrics
 
@@ -45,6 +47,21 @@ class TextClassification:
         splits = read_splits(data, seed, multi_label=self.params.multi_label)
         self.labels = splits.labels
         return splits
+
+    def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[TextExample]:
+        examples = read_examples(path, data, self.params.multi_label, errors, require_labels=labelled)
+        return check_labels(examples, self.labels, errors) if labelled else examples
+
+    def example_from_text(self, text: str, where: str) -> TextExample:
+        return TextExample(text=text, text_pair=None, labels=(), where=where)
+
+    def save_examples(self, examples: list[TextExample], path: Path) -> None:
+        write_jsonl(path, [{"text": ex.text, "labels": list(ex.labels)}
+                           | ({"text_pair": ex.text_pair} if ex.text_pair is not None else {}) for ex in examples])
+
+    def load_examples(self, path: Path) -> list[TextExample]:
+        return [TextExample(r["text"], r.get("text_pair"), tuple(r["labels"]), f"{path}, line {n}")
+                for n, r in read_records(path)]
 
     def encode(self, examples: list[TextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         texts = [ex.text for ex in examples]
@@ -87,15 +104,17 @@ class TextClassification:
         return F.cross_entropy(logits, labels), logits
 
     # --- outputs --------------------------------------------------------------------------------
-    def decode(self, logits: torch.Tensor) -> list[dict]:
-        logits = logits.float()
+    def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[TextExample]) -> list[dict]:
+        logits = torch.stack(outputs).float()  # (examples, labels): one feature per example
         if self.params.multi_label:
-            probs = torch.sigmoid(logits).tolist()
-            return [{"labels": [self.labels[j] for j, p in enumerate(row) if p > self.params.threshold],
-                     "probabilities": dict(zip(self.labels, row, strict=True))} for row in probs]
-        probs = torch.softmax(logits, dim=-1).tolist()
-        return [{"label": self.labels[int(np.argmax(row))], "probabilities": dict(zip(self.labels, row, strict=True))}
-                for row in probs]
+            rows = torch.sigmoid(logits).tolist()
+            decided = [{"labels": [self.labels[j] for j, p in enumerate(row) if p > self.params.threshold]} for row in rows]
+        else:
+            rows = torch.softmax(logits, dim=-1).tolist()
+            decided = [{"label": self.labels[int(np.argmax(row))]} for row in rows]
+        return [{"text": ex.text} | ({"text_pair": ex.text_pair} if ex.text_pair is not None else {}) | decision
+                | {"probabilities": dict(zip(self.labels, row, strict=True))}
+                for ex, decision, row in zip(examples, decided, rows, strict=True)]
 
     def score(self, predictions: list[dict], examples: list[TextExample], train_examples: list[TextExample]) -> dict:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -124,8 +143,6 @@ class TextClassification:
                 matrix[row, index[label]] = 1
         return matrix
 
-    @classmethod
-    def from_saved(cls, model_dir: Path, params: TextClassificationParams) -> TextClassification:
+    def from_saved(self, model_dir: Path) -> TextClassification:
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        labels = [config.id2label[i] for i in range(config.num_labels)]
-        return cls(params, labels)
+        return TextClassification(self.params, [config.id2label[i] for i in range(config.num_labels)])

@@ -187,8 +187,8 @@ def _end_epoch(loop: _Loop) -> None:
               "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1)}
     line = f"epoch {state.epoch + 1}/{params.epochs}: train loss {record['train_loss']:.4f}"
     if data.validation_features:
-        predictions = predict(loop.task, loop.unwrapped, data.validation_features, params.eval_batch_size, data.pad_id,
-                              params.precision)
+        predictions = predict(loop.task, loop.unwrapped, data.validation_features, data.validation_examples,
+                              params.eval_batch_size, data.pad_id, params.precision)
         scores = loop.task.score(predictions, data.validation_examples, data.train_examples)
         value = float(scores[metric])
         record.update({k: v for k, v in scores.items() if isinstance(v, float)})
