@@ -102,3 +102,12 @@ def test_multi_label_from_lists_and_separated_strings(tmp_path):
     assert [ex.labels for ex in read_examples(jsonl, DataParams(), multi_label=True)] == [("a", "b"), ()]
     csv = write(tmp_path, "rows.csv", 'text,label\nt,"a, b"\n')
     assert read_examples(csv, DataParams(label_separator=","), multi_label=True)[0].labels == ("a", "b")
+
+
+def test_package_paths_point_inside_installed_packages(tmp_path):
+    from lmforge.data.readers import locate
+
+    assert locate("package:lmforge/examples/demo.yaml").is_file()
+    with pytest.raises(DataError, match="package 'no_such_pkg' is not installed"):
+        locate("package:no_such_pkg/data.txt")
+    assert locate(tmp_path / "x.jsonl") == tmp_path / "x.jsonl"

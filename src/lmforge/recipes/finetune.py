@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from accelerate.utils import set_seed
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, set_seed
 
 from lmforge.config.validate import suggest
 from lmforge.data.params import with_absolute_paths
@@ -23,6 +24,10 @@ from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.train.loop import FitData, fit
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
@@ -42,21 +47,25 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
     splits = task.read_splits(config.data, params.seed)
-    if resume_dir is not None:
-        run_dir = Path(resume_dir)
-    else:
-        run_dir = create_run_dir(config)
-        save_config(config, run_dir)
-    if splits.skipped:
-        print(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}",
-              file=sys.stderr)
-    for name in ("train", "validation", "test"):
-        task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
-    print(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
-          f"{len(splits.labels)} labels; run directory {run_dir}", file=sys.stderr)
-
-    if from_scratch:  # the baseline's vocabulary comes from this run's training data
-        path = str(build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init"))
+    processes = PartialState()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
+    main = processes.is_main_process
+    if main:
+        run_dir = Path(resume_dir) if resume_dir is not None else create_run_dir(config)
+        if resume_dir is None:
+            save_config(config, run_dir)
+        for name in ("train", "validation", "test"):
+            task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
+        if splits.skipped:
+            say(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}")
+        say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
+            f"{len(splits.labels)} labels; run directory {run_dir}")
+        if from_scratch:  # the baseline's vocabulary comes from this run's training data
+            build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init")
+    shared = [str(run_dir) if main else None]
+    broadcast_object_list(shared)  # every process learns the run directory the main one made
+    run_dir = Path(shared[0])
+    if from_scratch:
+        path = str(run_dir / "init")
     local_only = not config.model.allow_network
     tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
     model = task.build_model(path, local_only, config.model.trust_remote_code)
@@ -75,6 +84,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         save_pretrained_atomic(trained, tokenizer, run_dir / "model")
 
     state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None)
+    if not main:
+        return run_dir
     if state.history:
         plot_history(state.history, params.metric or task.default_metric, run_dir / "history.png")
 
