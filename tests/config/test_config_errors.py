@@ -66,7 +66,7 @@ def test_all_problems_are_reported_together(tmp_path):
 
 def test_unknown_task_lists_choices(tmp_path):
     path = write(tmp_path, "task: text-clasification\nmodel: m\n")
-    assert errors_of(path) == ("task 'text-clasification' is unknown; choose one of: text-classification, token-classification "
+    assert errors_of(path) == ("task 'text-clasification' is unknown; choose one of: question-answering, text-classification, token-classification "
                                f"(did you mean 'text-classification'?) ({path}, line 1)")
 
 

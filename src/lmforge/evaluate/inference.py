@@ -20,7 +20,7 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
 
 
 @torch.no_grad()
-def compute_outputs(model: torch.nn.Module, features: list[dict], batch_size: int, pad_id: int,
+def compute_outputs(task: Task, model: torch.nn.Module, features: list[dict], batch_size: int, pad_id: int,
                     precision: str = "fp32", progress: bool = False) -> list[torch.Tensor]:
     """The model's logits for every feature, in the order given; per-token outputs are cut to the
     feature's own length (batches are formed longest-first to waste little on padding)."""
@@ -32,7 +32,7 @@ def compute_outputs(model: torch.nn.Module, features: list[dict], batch_size: in
     for indices in tqdm(list(order), desc="predicting", disable=not progress, leave=False):
         batch = pad_batch([{k: v for k, v in features[i].items() if k != "labels"} for i in indices], pad_id)
         with autocast_for(precision, device):
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            logits = task.forward(model, {k: v.to(device) for k, v in batch.items()})
         logits = logits.float().cpu()  # (batch, labels) or (batch, tokens, labels)
         for row, index in enumerate(indices):
             outputs[index] = logits[row, : len(features[index]["input_ids"])] if logits.dim() == 3 else logits[row]
@@ -45,4 +45,4 @@ def predict(task: Task, model: torch.nn.Module, features: list[dict], examples: 
     """The task's predictions, one per example."""
     if not examples:
         return []
-    return task.decode(compute_outputs(model, features, batch_size, pad_id, precision, progress), features, examples)
+    return task.decode(compute_outputs(task, model, features, batch_size, pad_id, precision, progress), features, examples)

@@ -2,12 +2,14 @@
 
 from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
+from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
 
 #: task name -> (params model, task class)
 TASKS: dict[str, tuple[type, type[Task]]] = {
     "text-classification": (TextClassificationParams, TextClassification),
     "token-classification": (TokenClassificationParams, TokenClassification),
+    "question-answering": (QuestionAnsweringParams, QuestionAnswering),
 }
 
 

@@ -50,6 +50,9 @@ class Task(Protocol):
     def encode(self, examples: list[Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         """Features (one or more per example) with labels when the examples have them."""
 
+    def forward(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's scores for a padded batch without labels: (batch, …) or (batch, tokens, …)."""
+
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(scalar loss, logits) for one padded batch."""
 

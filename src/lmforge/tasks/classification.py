@@ -95,9 +95,11 @@ class TextClassification:
             model.config.pad_token_id = model.config.eos_token_id  # decoder-only models pool on the last non-pad token
         return model
 
+    def forward(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = model(**inputs).logits.float()  # (batch, labels); loss in fp32 even under autocast
+        logits = self.forward(model, batch).float()  # (batch, labels); loss in fp32 even under autocast
         labels = batch["labels"]
         if self.params.multi_label:
             return F.binary_cross_entropy_with_logits(logits, labels.float()), logits

@@ -144,9 +144,11 @@ class TokenClassification:
             features.append(feature)
         return features
 
+    def forward(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        logits = model(**inputs).logits.float()  # (batch, tokens, labels)
+        logits = self.forward(model, batch).float()  # (batch, tokens, labels)
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE), logits
 
     # --- outputs --------------------------------------------------------------------------------
