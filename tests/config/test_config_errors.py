@@ -65,8 +65,10 @@ def test_all_problems_are_reported_together(tmp_path):
 
 
 def test_unknown_task_lists_choices(tmp_path):
+    from lmforge.tasks import TASKS
+
     path = write(tmp_path, "task: text-clasification\nmodel: m\n")
-    assert errors_of(path) == ("task 'text-clasification' is unknown; choose one of: question-answering, text-classification, token-classification "
+    assert errors_of(path) == (f"task 'text-clasification' is unknown; choose one of: {', '.join(sorted(TASKS))} "
                                f"(did you mean 'text-classification'?) ({path}, line 1)")
 
 

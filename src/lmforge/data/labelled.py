@@ -87,17 +87,20 @@ def _check_header(path: str | Path, record: dict, params: DataParams, require_la
                             f"set data.{key} to the right column name")
 
 
-def infer_labels(examples: list[TextExample]) -> list[str]:
+def sort_labels(found) -> list[str]:
     """Sorted label set; numeric labels sort as numbers ('2' before '10')."""
-    found = {label for ex in examples for label in ex.labels}
-
     def key(label: str) -> tuple[int, float | str]:
         try:
             return (0, float(label))
         except ValueError:
             return (1, label)
 
-    return sorted(found, key=key)
+    return sorted(set(found), key=key)
+
+
+def infer_labels(examples: list[TextExample]) -> list[str]:
+    """The label set of labelled text examples, sorted."""
+    return sort_labels(label for ex in examples for label in ex.labels)
 
 
 def check_labels(examples: list[TextExample], labels: list[str], errors: RowErrors) -> list[TextExample]:

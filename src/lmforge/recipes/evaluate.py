@@ -22,8 +22,11 @@ def load_trained(run_dir: Path, config: RunConfig) -> tuple[Task, PreTrainedMode
     """(task, model, tokenizer) of a run's saved model."""
     folder = model_dir(run_dir)
     task = build_task(config.task).from_saved(folder)
+    tokenizer = load_tokenizer(str(folder))
+    if hasattr(task, "adapt_tokenizer"):
+        task.adapt_tokenizer(tokenizer)
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
-    return task, model, load_tokenizer(str(folder))
+    return task, model, tokenizer
 
 
 def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:

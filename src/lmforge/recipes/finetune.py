@@ -68,6 +68,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         path = str(run_dir / "init")
     local_only = not config.model.allow_network
     tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
+    if hasattr(task, "adapt_tokenizer"):  # e.g. relation extraction adds its entity markers
+        task.adapt_tokenizer(tokenizer)
     model = task.build_model(path, local_only, config.model.trust_remote_code)
     if params.dropout is not None:
         set_dropout(model, params.dropout)

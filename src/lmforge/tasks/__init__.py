@@ -3,6 +3,7 @@
 from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
+from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
 
 #: task name -> (params model, task class)
@@ -10,6 +11,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "text-classification": (TextClassificationParams, TextClassification),
     "token-classification": (TokenClassificationParams, TokenClassification),
     "question-answering": (QuestionAnsweringParams, QuestionAnswering),
+    "relation-extraction": (RelationExtractionParams, RelationExtraction),
 }
 
 

@@ -44,6 +44,9 @@ class Task(Protocol):
         """Read a split written by `save_examples`."""
 
     # --- model ----------------------------------------------------------------------------------
+    # Optional hook: `adapt_tokenizer(tokenizer)` runs right after the tokenizer loads and before
+    # build_model (relation extraction adds its entity-marker tokens there).
+
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
         """Load `path` with this task's head (new head weights are initialised)."""
 
