@@ -2,6 +2,7 @@
 
 from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
+from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
@@ -12,6 +13,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "token-classification": (TokenClassificationParams, TokenClassification),
     "question-answering": (QuestionAnsweringParams, QuestionAnswering),
     "relation-extraction": (RelationExtractionParams, RelationExtraction),
+    "language-modeling": (LanguageModelingParams, LanguageModeling),
 }
 
 

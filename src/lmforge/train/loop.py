@@ -55,8 +55,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
-    minimise = "loss" in metric
+    minimise = any(word in metric for word in LOWER_IS_BETTER)
     return best is None or (value < best if minimise else value > best)
 
 
