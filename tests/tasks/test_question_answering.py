@@ -78,9 +78,11 @@ def test_answer_not_in_context_names_the_line(tmp_path):
 
 def test_answers_as_text_are_located_whitespace_insensitively(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_text(json.dumps({"question": "q", "context": "it was a  fine\nfilm", "answers": ["fine film"]}) + "\n")
-    (text, start), = read_qa(path)[0].answers
-    assert text == "fine\nfilm" and start == 10
+    path.write_text(json.dumps({"question": "q", "context": "it was a  fine\nfilm", "answers": ["fine film"]}) + "\n"
+                    + json.dumps({"question": "q", "context": "some 40 , 000 people", "answers": ["40,000"]}) + "\n"
+                    + json.dumps({"question": "q", "context": "no idea", "answers": ["unknown"]}) + "\n")
+    first, second, third = read_qa(path, no_answer="unknown")
+    assert first.answers == [("fine\nfilm", 10)] and second.answers == [("40 , 000", 5)] and third.answers == []
 
 
 def test_squad_v2_json(tmp_path):
@@ -111,3 +113,11 @@ def test_qa_trains_evaluates_and_predicts(tmp_path, tiny_bert, capsys):
     assert main(["predict", str(run), "--input", str(questions)]) == 0
     prediction = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert {"id", "question", "answer", "start", "end", "score"} == set(prediction)
+
+
+def test_renamed_columns_and_single_string_answers(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps({"passage": "a superb film", "question": "q", "answer": "superb"}) + "\n"
+                    + json.dumps({"passage": "a superb film", "question": "q", "answer": ""}) + "\n")
+    examples = read_qa(path, columns=("question", "passage", "answer"))
+    assert [e.answers for e in examples] == [[("superb", 2)], []]

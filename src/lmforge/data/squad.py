@@ -24,19 +24,23 @@ class QAExample:
     where: str = ""
 
 
-def find_answer(context: str, text: str, start: int | None) -> int | None:
-    """The answer's character start: `start` when the context holds the text there, else the first
-    occurrence, else a whitespace-insensitive match; None when the text is not in the context."""
+def find_answer(context: str, text: str, start: int | None) -> tuple[int, int] | None:
+    """The answer's character span in `context`: at `start` when the context holds the text there, else
+    the first occurrence, else a whitespace-insensitive match; None when the text is not in the context.
+
+    >>> find_answer("some 40 , 000 people", "40,000", None)
+    (5, 13)
+    """
     if start is not None and context[start:start + len(text)] == text:
-        return start
+        return start, start + len(text)
     if text in context:
-        return context.index(text)
-    pattern = r"\s+".join(re.escape(part) for part in text.split())
+        return context.index(text), context.index(text) + len(text)
+    pattern = r"\s*".join(re.escape(ch) for ch in text if not ch.isspace())  # "40,000" matches "40 , 000"
     match = re.search(pattern, context) if pattern else None
-    return match.start() if match else None
+    return match.span() if match else None
 
 
-def _answers(raw, where: str, context: str, errors: RowErrors) -> list[tuple[str, int]] | None:
+def _answers(raw, where: str, context: str, errors: RowErrors, no_answer: str | None = None) -> list[tuple[str, int]] | None:
     """Answers given as [{text, answer_start}], {text: [...], answer_start: [...]} or a list of strings."""
     if isinstance(raw, dict):
         starts = raw.get("answer_start") or [None] * len(raw.get("text", []))
@@ -44,19 +48,24 @@ def _answers(raw, where: str, context: str, errors: RowErrors) -> list[tuple[str
     found = []
     for item in raw or []:
         text, start = (item, None) if isinstance(item, str) else (item.get("text"), item.get("answer_start"))
+        if no_answer is not None and text == no_answer:
+            return []
         if not isinstance(text, str) or not text.strip():
             errors.report(where, "an answer has no text")
             return None
-        position = find_answer(context, text, start)
-        if position is None:
+        span = find_answer(context, text, start)
+        if span is None:
             errors.report(where, f"answer {text!r} is not in its context")
             return None
-        found.append((context[position:position + len(text)], position))
+        found.append((context[span[0]:span[1]], span[0]))
     return found
 
 
-def read_qa(path: str | Path, errors: RowErrors | None = None, labelled: bool = True) -> list[QAExample]:
-    """Read SQuAD JSON (`{"data": [{"paragraphs": …}]}`) or jsonl rows `{id?, question, context, answers}`."""
+def read_qa(path: str | Path, errors: RowErrors | None = None, labelled: bool = True,
+            columns: tuple[str, str, str] = ("question", "context", "answers"), no_answer: str | None = None) -> list[QAExample]:
+    """Read SQuAD JSON (`{"data": [{"paragraphs": …}]}`) or jsonl rows `{id?, question, context, answers}`
+    (`columns` renames question/context/answers; an empty answer string, or `no_answer`, marks an unanswerable one)."""
+    question_column, context_column, answers_column = columns
     path = locate(path)
     errors = errors or RowErrors()
     if not path.is_file():
@@ -66,11 +75,13 @@ def read_qa(path: str | Path, errors: RowErrors | None = None, labelled: bool = 
     examples = []
     for number, record in read_records(path, "jsonl", errors):
         where = f"{path}, line {number}"
-        question, context = record.get("question"), record.get("context")
+        question, context = record.get(question_column), record.get(context_column)
         if not isinstance(question, str) or not question.strip() or not isinstance(context, str) or not context.strip():
-            errors.report(where, "each row needs non-empty 'question' and 'context' strings")
+            errors.report(where, f"each row needs non-empty '{question_column}' and '{context_column}' strings")
             continue
-        answers = _answers(record.get("answers", []), where, context, errors) if labelled else None
+        raw = record.get(answers_column, [])
+        raw = ([raw] if raw.strip() else []) if isinstance(raw, str) else raw
+        answers = _answers(raw, where, context, errors, no_answer) if labelled else None
         if answers is not None or not labelled:
             examples.append(QAExample(str(record.get("id", number)), question, context, answers, where))
     return examples

@@ -57,8 +57,9 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
             task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
         if splits.skipped:
             say(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}")
+        labels = f"{len(splits.labels)} labels; " if splits.labels else ""
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
-            f"{len(splits.labels)} labels; run directory {run_dir}")
+            f"{labels}run directory {run_dir}")
         if from_scratch:  # the baseline's vocabulary comes from this run's training data
             build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init")
     shared = [str(run_dir) if main else None]

@@ -26,10 +26,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample, read_examples
-from lmforge.data.params import DataParams, file_params
+from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
-from lmforge.data.splits import Splits, split_off
-from lmforge.errors import ConfigError, DataError
+from lmforge.data.splits import Splits, assemble_splits
+from lmforge.errors import ConfigError
 
 IGNORE = -100
 
@@ -75,21 +75,9 @@ class LanguageModeling:
         return read_examples(path, data, errors=errors, require_labels=False)
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        if data.train is None:
-            raise ConfigError("data.train is required: unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)")
         errors = RowErrors(data.on_error)
-
-        def read(spec) -> list[TextExample] | None:
-            return None if spec is None else self.read_file(file_params(spec, data)[0], file_params(spec, data)[1], errors, False)
-
-        train = read(data.train)[: data.max_train_samples]
-        if not train:
-            raise DataError(f"{file_params(data.train, data)[0]}: no text found")
-        validation, test = read(data.validation), read(data.test)
-        if test is None:
-            train, test = split_off(train, data.test_fraction, seed)
-        if validation is None:
-            train, validation = split_off(train, data.validation_fraction, seed)
+        train, validation, test = assemble_splits(lambda path, own: self.read_file(path, own, errors, False), data, seed,
+                                                  "unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)")
         return Splits(train=train, validation=validation, test=test, labels=[], skipped=errors.skipped)
 
     def example_from_text(self, text: str, where: str) -> TextExample:

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.params import DataParams, file_params
+from lmforge.data.params import DataParams
 from lmforge.data.readers import write_jsonl
-from lmforge.data.splits import Splits, split_off
+from lmforge.data.splits import Splits, assemble_splits
 from lmforge.data.squad import QAExample, read_qa
 from lmforge.errors import ConfigError, DataError
 from lmforge.metrics.squad import squad_scores
@@ -34,6 +34,10 @@ class QuestionAnsweringParams(BaseModel):
     n_best: int = Field(20, gt=0, description="Start and end candidates searched per window.")
     allow_no_answer: bool = Field(False, description="SQuAD v2: predict the empty answer when the null score wins.")
     no_answer_threshold: float = Field(0.0, description="Null score minus best span score above which the answer is empty.")
+    question_column: str = Field("question", description="jsonl field holding the question.")
+    context_column: str = Field("context", description="jsonl field holding the context (e.g. 'passage').")
+    answers_column: str = Field("answers", description="jsonl field holding the answers: a list, SQuAD's dict, or one string.")
+    no_answer_text: str | None = Field(None, description="An answer text that marks the question unanswerable (e.g. 'unknown').")
 
 
 class QuestionAnswering:
@@ -48,24 +52,13 @@ class QuestionAnswering:
 
     # --- data -----------------------------------------------------------------------------------
     def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[QAExample]:
-        return read_qa(path, errors, labelled)
+        columns = (self.params.question_column, self.params.context_column, self.params.answers_column)
+        return read_qa(path, errors, labelled, columns, self.params.no_answer_text)
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        if data.train is None:
-            raise ConfigError("data.train is required: SQuAD JSON or jsonl rows {question, context, answers}")
         errors = RowErrors(data.on_error)
-
-        def read(spec) -> list[QAExample] | None:
-            return None if spec is None else self.read_file(file_params(spec, data)[0], data, errors, True)
-
-        train = read(data.train)[: data.max_train_samples]
-        if not train:
-            raise DataError(f"{file_params(data.train, data)[0]}: no questions found")
-        validation, test = read(data.validation), read(data.test)
-        if test is None:
-            train, test = split_off(train, data.test_fraction, seed)
-        if validation is None:
-            train, validation = split_off(train, data.validation_fraction, seed)
+        train, validation, test = assemble_splits(lambda path, own: self.read_file(path, own, errors, True), data, seed,
+                                                  "SQuAD JSON or jsonl rows {question, context, answers}")
         return Splits(train=train, validation=validation, test=test, labels=[], skipped=errors.skipped)
 
     def example_from_text(self, text: str, where: str) -> QAExample:

@@ -18,11 +18,11 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import sort_labels
-from lmforge.data.params import DataParams, file_params
+from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.relations import MARKERS, RelationExample, mark_entities, read_relations
-from lmforge.data.splits import Splits, split_off
-from lmforge.errors import ConfigError, DataError
+from lmforge.data.splits import Splits, assemble_splits
+from lmforge.errors import DataError
 from lmforge.models.relation_head import HEAD_CONFIG, EntityMarkerClassifier
 
 
@@ -57,26 +57,14 @@ class RelationExtraction:
         return examples
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        if data.train is None:
-            raise ConfigError("data.train is required: jsonl rows with marked entities and a label")
         errors = RowErrors(data.on_error)
-        train = self.read_file(file_params(data.train, data)[0], data, errors, True)[: data.max_train_samples]
-        if not train:
-            raise DataError(f"{file_params(data.train, data)[0]}: no usable rows")
-        self.labels = list(data.labels) if data.labels else sort_labels(e.label for e in train)
 
-        def read(spec) -> list[RelationExample] | None:
-            return None if spec is None else self.read_file(file_params(spec, data)[0], data, errors, True)
+        def set_labels(train: list[RelationExample]) -> None:
+            self.labels = list(data.labels) if data.labels else sort_labels(e.label for e in train)
 
-        validation, test = read(data.validation), read(data.test)
-
-        def label_of(example: RelationExample) -> str:
-            return example.label or ""
-
-        if test is None:
-            train, test = split_off(train, data.test_fraction, seed, label_of)
-        if validation is None:
-            train, validation = split_off(train, data.validation_fraction, seed, label_of)
+        train, validation, test = assemble_splits(
+            lambda path, own: self.read_file(path, own, errors, True), data, seed,
+            "jsonl rows with marked entities and a label", key=lambda e: e.label or "", after_train=set_labels)
         return Splits(train=train, validation=validation, test=test, labels=self.labels, skipped=errors.skipped)
 
     def example_from_text(self, text: str, where: str) -> RelationExample:

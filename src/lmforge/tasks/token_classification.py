@@ -21,10 +21,10 @@ from transformers import AutoConfig, AutoModelForTokenClassification, PreTrained
 
 from lmforge.data.conll import TaggedSentence, read_conll, split_words
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.params import DataParams, file_params
+from lmforge.data.params import DataParams
 from lmforge.data.readers import detect_format, locate, read_records, write_jsonl
-from lmforge.data.splits import Splits, split_off
-from lmforge.errors import ConfigError, DataError
+from lmforge.data.splits import Splits, assemble_splits
+from lmforge.errors import ConfigError
 
 IGNORE = -100
 
@@ -83,26 +83,15 @@ class TokenClassification:
         return sentences
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        if data.train is None:
-            raise ConfigError("data.train is required: a CoNLL file (token … tag per line) or jsonl with tokens/tags")
         errors = RowErrors(data.on_error)
 
-        def read(spec) -> list[TaggedSentence] | None:
-            if spec is None:
-                return None
-            path, own = file_params(spec, data)
-            return self.read_file(path, own, errors, labelled=True)
+        def set_labels(train: list[TaggedSentence]) -> None:
+            found = {tag for s in train for tag in s.tags}
+            self.labels = list(data.labels) if data.labels else ["O"] + sorted(found - {"O"}, key=lambda t: (t[2:], t[0]))
 
-        train = read(data.train)[: data.max_train_samples]
-        if not train:
-            raise DataError(f"{file_params(data.train, data)[0]}: no sentences found")
-        found = {tag for s in train for tag in s.tags}
-        self.labels = list(data.labels) if data.labels else ["O"] + sorted(found - {"O"}, key=lambda t: (t[2:], t[0]))
-        validation, test = read(data.validation), read(data.test)
-        if test is None:
-            train, test = split_off(train, data.test_fraction, seed)
-        if validation is None:
-            train, validation = split_off(train, data.validation_fraction, seed)
+        train, validation, test = assemble_splits(
+            lambda path, own: self.read_file(path, own, errors, True), data, seed,
+            "a CoNLL file (token … tag per line) or jsonl with tokens/tags", after_train=set_labels)
         return Splits(train=train, validation=validation, test=test, labels=self.labels, skipped=errors.skipped)
 
     def example_from_text(self, text: str, where: str) -> TaggedSentence:
