@@ -49,30 +49,30 @@ def split_off(examples: list[T], fraction: float, seed: int,
     return list(kept), list(held)
 
 
-def assemble_splits(read: Callable[[str, DataParams], list[T]], data: DataParams, seed: int, expected: str,
+def assemble_splits(read: Callable[[str, DataParams, RowErrors], list[T]], data: DataParams, seed: int, expected: str,
                     key: Callable[[T], str] | None = None,
-                    after_train: Callable[[list[T]], None] | None = None) -> tuple[list[T], list[T], list[T]]:
-    """(train, validation, test): each split read from its file with `read(path, params)`, or split off train.
+                    after_train: Callable[[list[T]], list[str]] | None = None) -> Splits:
+    """Each split read from its file with `read(path, params, errors)`, or split off train.
 
-    `after_train(train)` runs before the other files are read (a task infers its label set there);
-    `expected` describes the training file in the error raised when data.train is missing."""
+    `after_train(train)` runs before the other files are read and returns the label set (a task infers
+    it there); `expected` describes the training file in the error raised when data.train is missing."""
     if data.train is None:
         raise ConfigError(f"data.train is required: {expected}")
+    errors = RowErrors(data.on_error)
 
     def load(spec: str | DataFile | None) -> list[T] | None:
-        return None if spec is None else read(*file_params(spec, data))
+        return None if spec is None else read(*file_params(spec, data), errors)
 
     train = load(data.train)[: data.max_train_samples]
     if not train:
         raise DataError(f"{file_params(data.train, data)[0]}: no usable rows ({expected})")
-    if after_train is not None:
-        after_train(train)
+    labels = after_train(train) if after_train is not None else []
     validation, test = load(data.validation), load(data.test)
     if test is None:
         train, test = split_off(train, data.test_fraction, seed, key)
     if validation is None:
         train, validation = split_off(train, data.validation_fraction, seed, key)
-    return train, validation, test
+    return Splits(train=train, validation=validation, test=test, labels=labels, skipped=errors.skipped)
 
 
 def _label_key(example: TextExample) -> str:

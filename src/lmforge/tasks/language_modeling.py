@@ -75,10 +75,8 @@ class LanguageModeling:
         return read_examples(path, data, errors=errors, require_labels=False)
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        errors = RowErrors(data.on_error)
-        train, validation, test = assemble_splits(lambda path, own: self.read_file(path, own, errors, False), data, seed,
-                                                  "unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)")
-        return Splits(train=train, validation=validation, test=test, labels=[], skipped=errors.skipped)
+        return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, False), data, seed,
+                               "unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)")
 
     def example_from_text(self, text: str, where: str) -> TextExample:
         return TextExample(text, None, (), where)

@@ -56,10 +56,8 @@ class QuestionAnswering:
         return read_qa(path, errors, labelled, columns, self.params.no_answer_text)
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        errors = RowErrors(data.on_error)
-        train, validation, test = assemble_splits(lambda path, own: self.read_file(path, own, errors, True), data, seed,
-                                                  "SQuAD JSON or jsonl rows {question, context, answers}")
-        return Splits(train=train, validation=validation, test=test, labels=[], skipped=errors.skipped)
+        return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, True), data, seed,
+                               "SQuAD JSON or jsonl rows {question, context, answers}")
 
     def example_from_text(self, text: str, where: str) -> QAExample:
         raise DataError(f"{where}: question answering needs JSON lines with 'question' and 'context'")

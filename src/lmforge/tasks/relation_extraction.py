@@ -57,15 +57,13 @@ class RelationExtraction:
         return examples
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        errors = RowErrors(data.on_error)
-
-        def set_labels(train: list[RelationExample]) -> None:
+        def set_labels(train: list[RelationExample]) -> list[str]:
             self.labels = list(data.labels) if data.labels else sort_labels(e.label for e in train)
+            return self.labels
 
-        train, validation, test = assemble_splits(
-            lambda path, own: self.read_file(path, own, errors, True), data, seed,
-            "jsonl rows with marked entities and a label", key=lambda e: e.label or "", after_train=set_labels)
-        return Splits(train=train, validation=validation, test=test, labels=self.labels, skipped=errors.skipped)
+        return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, True), data, seed,
+                               "jsonl rows with marked entities and a label", key=lambda e: e.label or "",
+                               after_train=set_labels)
 
     def example_from_text(self, text: str, where: str) -> RelationExample:
         try:

@@ -83,16 +83,13 @@ class TokenClassification:
         return sentences
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
-        errors = RowErrors(data.on_error)
-
-        def set_labels(train: list[TaggedSentence]) -> None:
+        def set_labels(train: list[TaggedSentence]) -> list[str]:
             found = {tag for s in train for tag in s.tags}
             self.labels = list(data.labels) if data.labels else ["O"] + sorted(found - {"O"}, key=lambda t: (t[2:], t[0]))
+            return self.labels
 
-        train, validation, test = assemble_splits(
-            lambda path, own: self.read_file(path, own, errors, True), data, seed,
-            "a CoNLL file (token … tag per line) or jsonl with tokens/tags", after_train=set_labels)
-        return Splits(train=train, validation=validation, test=test, labels=self.labels, skipped=errors.skipped)
+        return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, True), data, seed,
+                               "a CoNLL file (token … tag per line) or jsonl with tokens/tags", after_train=set_labels)
 
     def example_from_text(self, text: str, where: str) -> TaggedSentence:
         return split_words(text, where)
