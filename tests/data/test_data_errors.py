@@ -110,4 +110,7 @@ def test_package_paths_point_inside_installed_packages(tmp_path):
     assert locate("package:lmforge/examples/demo.yaml").is_file()
     with pytest.raises(DataError, match="package 'no_such_pkg' is not installed"):
         locate("package:no_such_pkg/data.txt")
+    (tmp_path / "x.jsonl").write_text("")
     assert locate(tmp_path / "x.jsonl") == tmp_path / "x.jsonl"
+    with pytest.raises(DataError, match="data file .* does not exist"):
+        locate(tmp_path / "missing.jsonl")

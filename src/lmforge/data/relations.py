@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.readers import locate, read_records
-from lmforge.errors import DataError
+from lmforge.data.readers import read_records
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 INLINE = re.compile(r"<(/?)e([12])>")
@@ -61,9 +60,6 @@ def mark_entities(record: dict, text_column: str) -> str:
 
 def read_relations(path: str | Path, text_column: str, label_column: str, errors: RowErrors,
                    labelled: bool = True) -> list[RelationExample]:
-    path = locate(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     examples = []
     for number, record in read_records(path, "jsonl", errors):
         where = f"{path}, line {number}"

@@ -80,32 +80,19 @@ def _label_key(example: TextExample) -> str:
 
 
 def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Splits:
-    """Read the configured files; split validation/test off train when their files are absent."""
-    if params.train is None:
-        raise ConfigError("data.train is required: the path of a .jsonl, .csv or .tsv training file")
-    errors = RowErrors(params.on_error)
-    train_path, train_params = file_params(params.train, params)
-    train = read_examples(train_path, train_params, multi_label, errors)
-    if params.max_train_samples is not None:
-        train = train[: params.max_train_samples]
-    if not train:
-        raise DataError(f"{train_path}: no usable training rows")
-    labels = list(params.labels) if params.labels else infer_labels(train)
-    train = check_labels(train, labels, errors)
-    if not multi_label and len(labels) < 2:
-        raise DataError(f"{train_path}: found only one label ({labels[0] if labels else 'none'}); "
-                        f"classification needs at least two (set data.labels or check data.label_column)")
+    """Labelled text splits: the label set is data.labels or inferred from train, and rows of the other
+    files (or of train, when data.labels is given) with other labels are reported."""
+    labels: list[str] = list(params.labels or [])
 
-    def from_file(spec: str | DataFile | None) -> list[TextExample] | None:
-        if spec is None:
-            return None
-        path, own = file_params(spec, params)
-        return check_labels(read_examples(path, own, multi_label, errors), labels, errors)
+    def read(path: str, own: DataParams, errors: RowErrors) -> list[TextExample]:
+        examples = read_examples(path, own, multi_label, errors)
+        return check_labels(examples, labels, errors) if labels else examples
 
-    validation = from_file(params.validation)
-    test = from_file(params.test)
-    if test is None:
-        train, test = split_off(train, params.test_fraction, seed, _label_key)
-    if validation is None:
-        train, validation = split_off(train, params.validation_fraction, seed, _label_key)
-    return Splits(train=train, validation=validation, test=test, labels=labels, skipped=errors.skipped)
+    def set_labels(train: list[TextExample]) -> list[str]:
+        labels.extend([] if labels else infer_labels(train))
+        if not multi_label and len(labels) < 2:
+            raise DataError(f"{file_params(params.train, params)[0]}: found only one label ({labels[0] if labels else 'none'}); "
+                            f"classification needs at least two (set data.labels or check data.label_column)")
+        return labels
+
+    return assemble_splits(read, params, seed, "the path of a .jsonl, .csv or .tsv training file", _label_key, set_labels)

@@ -68,8 +68,6 @@ def read_qa(path: str | Path, errors: RowErrors | None = None, labelled: bool = 
     question_column, context_column, answers_column = columns
     path = locate(path)
     errors = errors or RowErrors()
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     if path.suffix.lower() == ".json":
         return _read_squad_json(path, errors, labelled)
     examples = []

@@ -11,7 +11,7 @@ from lmforge.files import atomic_write_text
 
 def headline(metrics: dict) -> list[str]:
     """The top-level numeric metrics, in the order the task reported them."""
-    return [k for k, v in metrics.items() if isinstance(v, float) and k not in ("count",)]
+    return [k for k, v in metrics.items() if isinstance(v, float)]
 
 
 def render_markdown(metrics: dict, title: str) -> str:
@@ -20,9 +20,8 @@ def render_markdown(metrics: dict, title: str) -> str:
              "|---|---|---|"]
     baseline = metrics.get("majority_baseline", {})
     for key in headline(metrics):
-        if key in metrics:
-            base = f"{baseline[key]:.4f}" if key in baseline else ""
-            lines.append(f"| {key} | {metrics[key]:.4f} | {base} |")
+        base = f"{baseline[key]:.4f}" if key in baseline else ""
+        lines.append(f"| {key} | {metrics[key]:.4f} | {base} |")
     if "label" in baseline:
         lines += ["", f"The majority baseline always predicts `{baseline['label']}`."]
     per_class = metrics.get("per_class")

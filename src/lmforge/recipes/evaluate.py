@@ -18,13 +18,20 @@ from lmforge.tasks import build_task
 from lmforge.tasks.base import Task
 
 
+def task_tokenizer(task: Task, path: str, local_files_only: bool = True,
+                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, adapted by the task when it needs to (relation extraction adds entity markers)."""
+    tokenizer = load_tokenizer(path, local_files_only, trust_remote_code)
+    if hasattr(task, "adapt_tokenizer"):
+        task.adapt_tokenizer(tokenizer)
+    return tokenizer
+
+
 def load_trained(run_dir: Path, config: RunConfig) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
     """(task, model, tokenizer) of a run's saved model."""
     folder = model_dir(run_dir)
     task = build_task(config.task).from_saved(folder)
-    tokenizer = load_tokenizer(str(folder))
-    if hasattr(task, "adapt_tokenizer"):
-        task.adapt_tokenizer(tokenizer)
+    tokenizer = task_tokenizer(task, str(folder))
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
     return task, model, tokenizer
 
@@ -44,8 +51,8 @@ def evaluate(run_dir: Path, data_file: str | None = None) -> dict:
         examples = task.read_file(data_file, config.data, RowErrors(config.data.on_error), labelled=True)
         name = Path(data_file).stem
     else:
-        name = "test" if saved_split(task, run_dir, "test") else "validation"
-        examples = saved_split(task, run_dir, name)
+        test = saved_split(task, run_dir, "test")
+        name, examples = ("test", test) if test else ("validation", saved_split(task, run_dir, "validation"))
     if not examples:
         raise DataError(f"{data_file or name}: no labelled rows to evaluate")
     features = task.encode(examples, tokenizer, config.data.max_length)

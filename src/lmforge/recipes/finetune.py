@@ -16,10 +16,9 @@ from lmforge.evaluate.inference import predict
 from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import save_pretrained_atomic, set_dropout
-from lmforge.models.load import load_tokenizer
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
-from lmforge.recipes.evaluate import load_trained
+from lmforge.recipes.evaluate import load_trained, task_tokenizer
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
@@ -60,7 +59,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         labels = f"{len(splits.labels)} labels; " if splits.labels else ""
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
             f"{labels}run directory {run_dir}")
-        if from_scratch:  # the baseline's vocabulary comes from this run's training data
+        if from_scratch and resume_dir is None:  # the baseline's vocabulary comes from this run's training data
             build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init")
     shared = [str(run_dir) if main else None]
     broadcast_object_list(shared)  # every process learns the run directory the main one made
@@ -68,9 +67,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     if from_scratch:
         path = str(run_dir / "init")
     local_only = not config.model.allow_network
-    tokenizer = load_tokenizer(path, local_only, config.model.trust_remote_code)
-    if hasattr(task, "adapt_tokenizer"):  # e.g. relation extraction adds its entity markers
-        task.adapt_tokenizer(tokenizer)
+    tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
     model = task.build_model(path, local_only, config.model.trust_remote_code)
     if params.dropout is not None:
         set_dropout(model, params.dropout)

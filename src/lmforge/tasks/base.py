@@ -22,7 +22,7 @@ class Task(Protocol):
 
     #: the metric early stopping and "best model" use unless the config names another
     default_metric: str
-    #: every validation metric `train.metric` may name (higher is better unless the name contains "loss")
+    #: every validation metric `train.metric` may name (higher is better except for train.loop.LOWER_IS_BETTER)
     metric_names: tuple[str, ...]
     #: the label set (empty for tasks without one)
     labels: list[str]

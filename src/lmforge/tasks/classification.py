@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -22,6 +21,7 @@ from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, read_splits
 from lmforge.metrics.classification import majority_label, multi_label_metrics, single_label_metrics
+from lmforge.models.labels import config_with_labels, saved_labels
 
 
 class TextClassificationParams(BaseModel):
@@ -84,10 +84,7 @@ class TextClassification:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
-        config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
-        config.num_labels = len(self.labels)
-        config.id2label = dict(enumerate(self.labels))
-        config.label2id = {label: i for i, label in enumerate(self.labels)}
+        config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         config.problem_type = "multi_label_classification" if self.params.multi_label else "single_label_classification"
         model = AutoModelForSequenceClassification.from_pretrained(
             path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
@@ -146,5 +143,4 @@ class TextClassification:
         return matrix
 
     def from_saved(self, model_dir: Path) -> TextClassification:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        return TextClassification(self.params, [config.id2label[i] for i in range(config.num_labels)])
+        return TextClassification(self.params, saved_labels(model_dir))

@@ -14,15 +14,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.labelled import sort_labels
+from lmforge.data.labelled import check_labels, sort_labels
 from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.relations import MARKERS, RelationExample, mark_entities, read_relations
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.errors import DataError
+from lmforge.models.labels import saved_labels, set_labels
 from lmforge.models.relation_head import HEAD_CONFIG, EntityMarkerClassifier
 
 
@@ -47,13 +48,7 @@ class RelationExtraction:
     def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[RelationExample]:
         examples = read_relations(path, data.text_column, data.label_column, errors, labelled)
         if labelled and self.labels:
-            known, kept = set(self.labels), []
-            for example in examples:
-                if example.label not in known:
-                    errors.report(example.where, f"unknown label '{example.label}' (known: {', '.join(self.labels)})")
-                else:
-                    kept.append(example)
-            examples = kept
+            examples = check_labels(examples, self.labels, errors, labels_of=lambda e: [e.label])
         return examples
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
@@ -90,8 +85,7 @@ class RelationExtraction:
         model = EntityMarkerClassifier.from_pretrained(path, len(self.labels), self.marker_ids[0], self.marker_ids[2],
                                                        self.vocab_size, local_files_only=local_files_only,
                                                        trust_remote_code=trust_remote_code)
-        model.config.id2label = dict(enumerate(self.labels))
-        model.config.label2id = {label: i for i, label in enumerate(self.labels)}
+        set_labels(model.config, self.labels)
         return model
 
     def encode(self, examples: list[RelationExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
@@ -133,6 +127,4 @@ class RelationExtraction:
     def from_saved(self, model_dir: Path) -> RelationExtraction:
         if not (model_dir / HEAD_CONFIG).is_file():
             raise DataError(f"{model_dir} has no {HEAD_CONFIG}; it was not saved by a relation-extraction run")
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        labels = [config.id2label[i] for i in range(len(config.id2label))]
-        return RelationExtraction(self.params, labels)
+        return RelationExtraction(self.params, saved_labels(model_dir))

@@ -17,14 +17,16 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.conll import TaggedSentence, read_conll, split_words
 from lmforge.data.errors_policy import RowErrors
+from lmforge.data.labelled import check_labels
 from lmforge.data.params import DataParams
 from lmforge.data.readers import detect_format, locate, read_records, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.errors import ConfigError
+from lmforge.models.labels import config_with_labels, saved_labels
 
 IGNORE = -100
 
@@ -55,15 +57,7 @@ class TokenClassification:
         else:
             sentences = read_conll(path, errors, self.params.tag_scheme)
         if labelled and self.labels:
-            known = set(self.labels)
-            kept = []
-            for sentence in sentences:
-                unknown = [t for t in sentence.tags if t not in known]
-                if unknown:
-                    errors.report(sentence.where, f"unknown tag '{unknown[0]}' (known: {', '.join(self.labels)})")
-                    continue
-                kept.append(sentence)
-            sentences = kept
+            sentences = check_labels(sentences, self.labels, errors, labels_of=lambda s: s.tags, what="tag")
         return sentences
 
     def _read_jsonl(self, path: Path, data: DataParams, errors: RowErrors, labelled: bool) -> list[TaggedSentence]:
@@ -102,10 +96,7 @@ class TokenClassification:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
-        config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
-        config.num_labels = len(self.labels)
-        config.id2label = dict(enumerate(self.labels))
-        config.label2id = {label: i for i, label in enumerate(self.labels)}
+        config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         return AutoModelForTokenClassification.from_pretrained(
             path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
 
@@ -179,8 +170,7 @@ class TokenClassification:
         }
 
     def from_saved(self, model_dir: Path) -> TokenClassification:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        return TokenClassification(self.params, [config.id2label[i] for i in range(config.num_labels)])
+        return TokenClassification(self.params, saved_labels(model_dir))
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int], labels: list[str], label_all: bool) -> list[int]:

@@ -1,0 +1,26 @@
+"""A task's label set written into, and read back from, a model's HF config (id2label/label2id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, PretrainedConfig
+
+
+def set_labels(config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:
+    """Name the model's outputs (num_labels follows from id2label)."""
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    return config
+
+
+def config_with_labels(path: str, labels: list[str], local_files_only: bool, trust_remote_code: bool) -> PretrainedConfig:
+    """The config at `path` with a head sized and named for `labels`."""
+    config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+    return set_labels(config, labels)
+
+
+def saved_labels(model_dir: Path) -> list[str]:
+    """The label set a trained model was saved with, in output order."""
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    return [config.id2label[i] for i in range(len(config.id2label))]
