@@ -7,8 +7,17 @@ import random
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy", "excellent", "nice"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "sad", "boring", "weak"]
@@ -81,3 +90,64 @@ def tiny_config(tmp_path, tiny_bert, sentiment_files) -> Path:
         "  lr: 3.0e-3\n"
         "  tensorboard: false\n", encoding="utf-8")
     return path
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+#: a toy "language pair": every source word has one target word
+TOY_DICTIONARY = {"red": "rouge", "blue": "bleu", "dog": "chien", "cat": "chat", "big": "grand", "small": "petit",
+                  "runs": "court", "sleeps": "dort", "a": "un", "the": "le", "green": "vert", "eats": "mange"}
+
+
+def make_pairs(count: int, seed: int = 0) -> list[dict]:
+    """Rows {source, target}: target is the word-by-word toy translation of the source."""
+    rng = random.Random(seed)
+    words = list(TOY_DICTIONARY)
+    rows = []
+    for _ in range(count):
+        source = rng.choices(words, k=rng.randint(2, 6))
+        rows.append({"source": " ".join(source), "target": " ".join(TOY_DICTIONARY[w] for w in source)})
+    return rows
+
+
+def _byte_level_tokenizer(folder: Path, specials: list[str], **named) -> PreTrainedTokenizerFast:
+    corpus = [" ".join(list(TOY_DICTIONARY) + list(TOY_DICTIONARY.values()))] * 20 + \
+             ["Translate: system user assistant Assistant User"] * 5
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=420, special_tokens=specials, show_progress=False,
+                                                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **named)
+    fast.save_pretrained(folder)
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama with a byte-level BPE tokenizer and a ChatML chat template (EOS = <|im_end|>)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    fast = _byte_level_tokenizer(folder, ["<pad>", "<|im_start|>", "<|im_end|>"], pad_token="<pad>",
+                                 eos_token="<|im_end|>", bos_token="<|im_start|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    """A 1-layer T5 (encoder-decoder) with a byte-level BPE tokenizer that appends </s>."""
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    fast = _byte_level_tokenizer(folder, ["<pad>", "</s>", "<unk>"], pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast.save_pretrained(folder)
+    config = T5Config(vocab_size=len(fast), d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1, num_decoder_layers=1,
+                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder

@@ -15,6 +15,7 @@ LAYERS = [
     ["config"],
     ["data", "metrics"],
     ["models"],
+    ["decode"],
     ["tasks"],
     ["evaluate"],
     ["train"],

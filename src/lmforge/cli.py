@@ -41,9 +41,20 @@ def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from lmforge.recipes.evaluate import evaluate
+    from lmforge.config.loader import load_config
+    from lmforge.config.validate import validate_config
+    from lmforge.errors import ConfigError
+    from lmforge.recipes.evaluate import evaluate, evaluate_pretrained
+    from lmforge.recipes.schema import RunConfig
 
-    evaluate(Path(args.run_dir), args.data)
+    target = Path(args.target)
+    if target.suffix.lower() in (".yaml", ".yml"):
+        overrides = args.overrides + ([f"train.output_dir={args.output}"] if args.output else [])
+        evaluate_pretrained(validate_config(RunConfig, load_config(str(target), overrides)), args.data)
+        return
+    if args.overrides or args.output:
+        raise ConfigError("overrides and --output apply to a config file; a run directory is evaluated as it was trained")
+    evaluate(target, args.data)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -79,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "train": (cmd_train, "fine-tune a model from a YAML config (key=value overrides any field)"),
-    "evaluate": (cmd_evaluate, "score a trained run on its test split or any labelled file"),
+    "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
@@ -97,8 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")
             sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
         elif name == "evaluate":
-            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
-            sub.add_argument("--data", metavar="FILE", help="labelled file (.jsonl/.csv/.tsv); default the run's test split")
+            sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
+                             help="a run directory made by `lmforge train`, or a config whose model is scored untrained "
+                                  "(the 'before' of a before/after comparison)")
+            sub.add_argument("overrides", nargs="*", help="with a config: section.key=value overrides")
+            sub.add_argument("--data", metavar="FILE", help="labelled file (.jsonl/.csv/.tsv); default the test split "
+                                                            "(else validation)")
+            sub.add_argument("--output", metavar="DIR", help="with a config: the new folder for the report "
+                                                             "(default train.output_dir, else runs/<task>-<time>)")
         elif name == "predict":
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
             sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "

@@ -91,9 +91,13 @@ def _parse_scalar(text: str) -> Any:
         except ValueError:
             pass
     try:
-        return yaml.safe_load(text) if text else ""
+        value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         return text
+    # `task.prompt=Translate: {source}` is text, not a YAML mapping; write {a: 1} or [1, 2] for structures
+    if isinstance(value, dict | list) and not text.lstrip().startswith(("{", "[")):
+        return text
+    return value
 
 
 def apply_overrides(raw: RawConfig, overrides: list[str]) -> RawConfig:

@@ -1,15 +1,49 @@
-"""Datasets that install offline as Python packages, turned into labelled rows."""
+"""Datasets that install offline as Python packages, turned into rows.
+
+`dataset:NAME` in a data path names one of DATASETS; its rows are written once to the cache as jsonl.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
 
 from lmforge.errors import DataError
-from lmforge.packages import package_dir
+from lmforge.files import atomic_write_text
+from lmforge.packages import cache_dir, package_dir
+
+DATASET_PREFIX = "dataset:"
+
+
+def _chatterbot_conversations() -> Iterator[tuple[str, list[str]]]:
+    """(topic, turns) of every English chatterbot-corpus conversation, whitespace normalised."""
+    folder = package_dir("chatterbot_corpus")
+    if folder is None:
+        raise DataError("chatterbot-corpus data needs the package: pip install --no-deps chatterbot-corpus "
+                        "(`make demo` installs it)")
+    for path in sorted(Path(folder, "data", "english").glob("*.yml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for conversation in document.get("conversations", []):
+            turns = [" ".join(turn.split()) for turn in conversation if isinstance(turn, str) and turn.strip()]
+            yield path.stem.replace("_", " "), turns
+
+
+def chatterbot_dialogues() -> list[dict]:
+    """Chatterbot-corpus conversations as chat rows {messages: [user, assistant, …], topic}, turns alternating
+    from the user; a trailing user turn is dropped. Fixed shuffled order."""
+    rows = []
+    for topic, turns in _chatterbot_conversations():
+        turns = turns[: len(turns) // 2 * 2]
+        if turns:
+            roles = ["user", "assistant"] * (len(turns) // 2)
+            rows.append({"messages": [{"role": r, "content": t} for r, t in zip(roles, turns, strict=True)], "topic": topic})
+    random.Random(0).shuffle(rows)
+    return rows
 
 
 def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
@@ -19,17 +53,9 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
     topics with fewer than `min_per_topic` distinct texts are left out. Rows come in a fixed shuffled
     order, so the first N rows are a fair sample of all topics.
     """
-    folder = package_dir("chatterbot_corpus")
-    if folder is None:
-        raise DataError("the demo data needs the package chatterbot-corpus: pip install --no-deps chatterbot-corpus "
-                        "(`make demo` installs it)")
     topics: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(Path(folder, "data", "english").glob("*.yml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for conversation in document.get("conversations", []):
-            for turn in conversation:
-                if isinstance(turn, str) and turn.strip():
-                    topics[path.stem.replace("_", " ")].add(" ".join(turn.split()))
+    for topic, turns in _chatterbot_conversations():
+        topics[topic].update(turns)
     owners: dict[str, set[str]] = defaultdict(set)
     for topic, texts in topics.items():
         for text in texts:
@@ -41,3 +67,22 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
             rows.extend({"text": text, "label": topic} for text in texts)
     random.Random(0).shuffle(rows)
     return rows
+
+
+#: `dataset:NAME` -> the function building its rows
+DATASETS: dict[str, Callable[[], list[dict]]] = {
+    "chatterbot-topics": chatterbot_topics,
+    "chatterbot-dialogues": chatterbot_dialogues,
+}
+
+
+def dataset_file(name: str) -> Path:
+    """A packaged dataset as jsonl in the cache, rebuilt from the installed package (cheap) and
+    rewritten only when its rows changed."""
+    if name not in DATASETS:
+        raise DataError(f"{DATASET_PREFIX}{name}: unknown dataset; choose one of: {', '.join(DATASETS)}")
+    path = cache_dir() / "data" / f"{name}.jsonl"
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in DATASETS[name]())
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+    return path

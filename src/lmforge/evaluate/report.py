@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lmforge.data.readers import write_jsonl
 from lmforge.evaluate.plots import plot_confusion_matrix
 from lmforge.files import atomic_write_text
 
@@ -14,11 +15,23 @@ def headline(metrics: dict) -> list[str]:
     return [k for k, v in metrics.items() if isinstance(v, float)]
 
 
+#: metrics key of a task's trivial baseline -> how the report names it
+BASELINES = {"majority_baseline": "majority baseline", "copy_source_baseline": "copy-the-source baseline"}
+
+
+def baseline_of(metrics: dict) -> tuple[str, dict]:
+    """(name, scores) of the baseline the task reported, or ("", {})."""
+    for key, name in BASELINES.items():
+        if key in metrics:
+            return name, metrics[key]
+    return "", {}
+
+
 def render_markdown(metrics: dict, title: str) -> str:
-    """A short human report: headline numbers, the majority baseline, and the per-class table."""
-    lines = [f"# {title}", "", f"{metrics.get('count', '?')} examples.", "", "| metric | model | majority baseline |",
+    """A short human report: headline numbers, the task's baseline, the per-class table, sample outputs."""
+    name, baseline = baseline_of(metrics)
+    lines = [f"# {title}", "", f"{metrics.get('count', '?')} examples.", "", f"| metric | model | {name or 'baseline'} |",
              "|---|---|---|"]
-    baseline = metrics.get("majority_baseline", {})
     for key in headline(metrics):
         base = f"{baseline[key]:.4f}" if key in baseline else ""
         lines.append(f"| {key} | {metrics[key]:.4f} | {base} |")
@@ -31,12 +44,18 @@ def render_markdown(metrics: dict, title: str) -> str:
             lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | {int(row['support'])} |")
     if "confusion_matrix" in metrics:
         lines += ["", "![confusion matrix](confusion_matrix.png)"]
+    for sample in metrics.get("samples", []):
+        lines += [""] + [f"- **{key}**: {value}" for key, value in sample.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_report(metrics: dict, out_dir: Path, title: str, stem: str = "report") -> Path:
-    """Write <stem>.json, <stem>.md and (for single-label tasks) the confusion matrix into `out_dir`."""
+def write_report(metrics: dict, out_dir: Path, title: str, stem: str = "report",
+                 predictions: list[dict] | None = None) -> Path:
+    """Write <stem>.json, <stem>.md, the confusion matrix (single-label tasks) and, when given, the
+    predictions as predictions.jsonl (line N = example N of the scored split) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if predictions is not None:
+        write_jsonl(out_dir / ("predictions.jsonl" if stem == "report" else f"{stem}_predictions.jsonl"), predictions)
     atomic_write_text(out_dir / f"{stem}.json", json.dumps(metrics, indent=2) + "\n")
     markdown = render_markdown(metrics, title)
     if "confusion_matrix" in metrics:
@@ -48,9 +67,9 @@ def write_report(metrics: dict, out_dir: Path, title: str, stem: str = "report")
 
 
 def summary_line(metrics: dict, keys: int = 3) -> str:
-    """One line: the first few headline metrics, with the majority baseline's where it has them."""
-    base = metrics.get("majority_baseline", {})
+    """One line: the first few headline metrics, with the task baseline's where it has them."""
+    name, base = baseline_of(metrics)
     shown = headline(metrics)[:keys]
     line = "  ".join(f"{k} {metrics[k]:.4f}" for k in shown)
     baseline = ", ".join(f"{k} {base[k]:.4f}" for k in shown if isinstance(base.get(k), float))
-    return line + (f"  (majority baseline: {baseline})" if baseline else "")
+    return line + (f"  ({name}: {baseline})" if baseline else "")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 from lmforge.config.loader import apply_overrides, load_yaml
 from lmforge.config.validate import validate_config
 from lmforge.data.packaged import chatterbot_topics
-from lmforge.files import atomic_write_text
-from lmforge.packages import cache_dir
 from lmforge.recipes.finetune import finetune
 from lmforge.recipes.schema import RunConfig
 
@@ -22,9 +19,7 @@ def demo_config_path() -> Path:
 def demo(overrides: list[str] | None = None) -> Path:
     """Extract the demo data, then run the ordinary fine-tuning recipe on it."""
     rows = chatterbot_topics()
-    data_file = cache_dir() / "data" / "chatterbot-topics.jsonl"
-    atomic_write_text(data_file, "".join(json.dumps(row) + "\n" for row in rows))
     topics = sorted({row["label"] for row in rows})
     print(f"lmforge demo: {len(rows)} chatterbot-corpus utterances, {len(topics)} topics ({', '.join(topics)})")
-    raw = apply_overrides(load_yaml(demo_config_path()), [f"data.train={data_file}", *(overrides or [])])
+    raw = apply_overrides(load_yaml(demo_config_path()), overrides or [])
     return finetune(validate_config(RunConfig, raw))

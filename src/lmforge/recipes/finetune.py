@@ -98,7 +98,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         metrics = task.score(predictions, examples, splits.train)
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        epochs_run=len(state.history))
-        write_report(metrics, run_dir, f"{config.task.name} on the {split_name} split ({run_dir.name})")
+        write_report(metrics, run_dir, f"{config.task.name} on the {split_name} split ({run_dir.name})",
+                     predictions=predictions)
         print(f"{split_name}: {summary_line(metrics)}")
     print(f"lmforge: done in {time.perf_counter() - started:.0f} s; model in {run_dir / 'model'}, "
           f"report in {run_dir / 'report.md'}")

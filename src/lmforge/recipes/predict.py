@@ -52,7 +52,8 @@ def predict(run_dir: Path, input_path: str, output: TextIO) -> int:
     config = load_run_config(Path(run_dir))
     task, model, tokenizer = load_trained(Path(run_dir), config)
     if input_path == "-":
-        rows: Iterator[Any] = read_stdin(sys.stdin, config.data.text_column, task)
+        column = getattr(task, "input_column", None) or config.data.text_column  # generation reads its source column
+        rows: Iterator[Any] = read_stdin(sys.stdin, column, task)
     else:
         rows = iter(task.read_file(input_path, config.data, RowErrors(config.data.on_error), labelled=False))
     written = 0

@@ -2,6 +2,7 @@
 
 from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
+from lmforge.tasks.generation import Generation, GenerationParams
 from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
@@ -14,6 +15,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "question-answering": (QuestionAnsweringParams, QuestionAnswering),
     "relation-extraction": (RelationExtractionParams, RelationExtraction),
     "language-modeling": (LanguageModelingParams, LanguageModeling),
+    "generation": (GenerationParams, Generation),
 }
 
 

@@ -60,6 +60,9 @@ class Task(Protocol):
         """(scalar loss, logits) for one padded batch."""
 
     # --- outputs --------------------------------------------------------------------------------
+    # Tasks whose output is text implement `generate(model, features, examples, batch_size, pad_id,
+    # precision, progress) -> list[dict]` instead of `forward` + `decode` (see tasks/generation.py).
+
     def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[Any]) -> list[dict]:
         """One prediction dict per example from per-feature model outputs (unpadded)."""
 

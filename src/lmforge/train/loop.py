@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from lmforge.data.batching import BatchOrder, pad_batch
-from lmforge.evaluate.inference import autocast_for, predict
+from lmforge.evaluate.inference import predict
+from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog

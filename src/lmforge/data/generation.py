@@ -1,0 +1,100 @@
+"""Generation examples: source → target pairs (jsonl/csv/tsv columns, or two aligned text files) and
+chat dialogues (a list of {role, content} turns whose last assistant turn is the target)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+from lmforge.data.errors_policy import RowErrors
+from lmforge.data.readers import read_lines, read_records
+from lmforge.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class GenerationExample:
+    """A prompt (`source`, or `messages` ending before the reply) and the reply to learn (`target`, None when unlabelled)."""
+
+    source: str | None
+    target: str | None
+    where: str  # "file, line N", for error messages
+    messages: list[dict[str, str]] | None = None  # dialogue turns before the target reply
+
+    def to_record(self) -> dict:
+        record: dict = {"messages": self.messages} if self.messages is not None else {"source": self.source}
+        return record | ({"target": self.target} if self.target is not None else {})
+
+
+def _dialogue(turns: object, where: str, labelled: bool) -> tuple[list[dict[str, str]], str | None] | str:
+    """(turns before the reply, reply) of a chat, or the reason it is malformed."""
+    if not isinstance(turns, list) or not turns:
+        return "messages must be a non-empty list of {\"role\": ..., \"content\": ...} turns"
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("role") not in ROLES or not isinstance(turn.get("content"), str):
+            return f"turn {i + 1} must be {{\"role\": one of {'/'.join(ROLES)}, \"content\": text}}"
+    if labelled:
+        if turns[-1]["role"] != "assistant":
+            return "the last turn must be the assistant's reply to learn"
+        if not turns[-1]["content"].strip():
+            return "empty target: the last assistant turn has no text"
+        return [dict(t) for t in turns[:-1]], turns[-1]["content"]
+    history = turns[:-1] if turns[-1]["role"] == "assistant" else turns
+    return [dict(t) for t in history], None
+
+
+def read_generation(path: str, source_column: str, target_column: str, messages_column: str, errors: RowErrors,
+                    labelled: bool, fmt: str = "auto") -> list[GenerationExample]:
+    """Rows with a source and target column, or with a messages column (chat)."""
+    examples = []
+    for number, record in read_records(path, fmt, errors):
+        where = f"{path}, line {number}"
+        if messages_column in record:
+            parsed = _dialogue(record[messages_column], where, labelled)
+            if isinstance(parsed, str):
+                errors.report(where, parsed)
+                continue
+            examples.append(GenerationExample(None, parsed[1], where, parsed[0]))
+            continue
+        source = record.get(source_column)
+        if not isinstance(source, str) or not source.strip():
+            errors.report(where, f"missing or empty source column '{source_column}' (set task.source_column, or give "
+                                 f"'{messages_column}' turns)")
+            continue
+        target = record.get(target_column)
+        if labelled and (not isinstance(target, str) or not target.strip()):
+            errors.report(where, f"empty target: column '{target_column}' is missing or blank (set task.target_column)")
+            continue
+        examples.append(GenerationExample(source, target if labelled else None, where))
+    return examples
+
+
+def read_parallel(source_path: str, target_path: str | None, errors: RowErrors) -> list[GenerationExample]:
+    """Aligned plain-text files (`.gz` allowed), one segment per line: line N of each file is a pair."""
+    if target_path is None:
+        return [GenerationExample(line, None, f"{source_path}, line {n}") for n, line in read_lines(source_path) if line.strip()]
+    examples = []
+    for source_line, target_line in zip_longest(read_lines(source_path), read_lines(target_path)):
+        if source_line is None or target_line is None:
+            longer, shorter = (target_path, source_path) if source_line is None else (source_path, target_path)
+            raise DataError(f"{longer} has more lines than {shorter}; parallel files must be aligned line by line")
+        (number, source), (_, target) = source_line, target_line
+        where = f"{source_path}, line {number}"
+        if not source.strip():
+            errors.report(where, "empty source line")
+        elif not target.strip():
+            errors.report(f"{target_path}, line {number}", "empty target line")
+        else:
+            examples.append(GenerationExample(source, target, where))
+    return examples
+
+
+def load_saved(path: Path) -> list[GenerationExample]:
+    """Examples written with `to_record` (the run directory's data/*.jsonl)."""
+    examples = []
+    for number, record in read_records(path):
+        where = f"{path}, line {number}"
+        examples.append(GenerationExample(record.get("source"), record.get("target"), where, record.get("messages")))
+    return examples
