@@ -15,7 +15,7 @@ LAYERS = [
     ["config"],
     ["data", "metrics"],
     ["models"],
-    ["decode"],
+    ["decode", "tuning"],
     ["tasks"],
     ["evaluate"],
     ["train"],

@@ -49,12 +49,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     target = Path(args.target)
     if target.suffix.lower() in (".yaml", ".yml"):
+        if args.perturbed:
+            raise ConfigError("--perturbed applies to a trained run directory, not a config file")
         overrides = args.overrides + ([f"train.output_dir={args.output}"] if args.output else [])
         evaluate_pretrained(validate_config(RunConfig, load_config(str(target), overrides)), args.data)
         return
     if args.overrides or args.output:
         raise ConfigError("overrides and --output apply to a config file; a run directory is evaluated as it was trained")
-    evaluate(target, args.data)
+    evaluate(target, args.data, perturbed=args.perturbed)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -75,6 +77,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"lmforge: wrote {count} predictions to {target}", file=sys.stderr)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from lmforge.recipes.export import export
+
+    folder = export(Path(args.run_dir), Path(args.output))
+    print(f"lmforge: exported a plain Hugging Face model to {folder}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from lmforge.recipes.models import list_models
 
@@ -92,6 +101,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "train": (cmd_train, "fine-tune a model from a YAML config (key=value overrides any field)"),
     "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
+    "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
 }
@@ -116,11 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(else validation)")
             sub.add_argument("--output", metavar="DIR", help="with a config: the new folder for the report "
                                                              "(default train.output_dir, else runs/<task>-<time>)")
+            sub.add_argument("--perturbed", action="store_true", help="also score a copy with typos and word swaps "
+                                                                      "(robustness; text classification)")
         elif name == "predict":
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
             sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "
                              "(one JSON object or plain text per line)")
             sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")
+        elif name == "export":
+            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
+            sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the model (must not exist "
+                                                                            "or be empty)")
         elif name == "demo":
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser

@@ -107,3 +107,11 @@ def test_task_option_errors_name_the_task_key(tmp_path):
     assert errors_of(path) == f"{path}, line 3: unknown key 'task.strid' (did you mean 'stride'?)"
     path = write(tmp_path, "task:\n  name: token-classification\n  stride: -1\nmodel: m\n")
     assert errors_of(path) == f"task.stride must be greater than or equal to 0, got -1 ({path}, line 3)"
+
+
+def test_override_text_with_a_colon_stays_text():
+    from lmforge.config.loader import parse_overrides
+
+    values = {key[-1]: value for key, value, _ in parse_overrides(
+        ["task.prompt=Translate: {source}", 'task.stop_strings=["\\n"]', "data.labels={a: 1}"])}
+    assert values == {"prompt": "Translate: {source}", "stop_strings": ["\n"], "labels": {"a": 1}}

@@ -70,3 +70,21 @@ def test_pad_batch_pads_to_longest():
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_gzipped_files_and_packaged_datasets(tmp_path, monkeypatch):
+    import gzip
+    import json
+
+    import pytest
+
+    from lmforge.data.readers import locate, read_records
+    from lmforge.errors import DataError
+
+    path = tmp_path / "rows.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(json.dumps({"text": "a fine film", "label": "pos"}) + "\n")
+    assert list(read_records(path)) == [(1, {"text": "a fine film", "label": "pos"})]
+    monkeypatch.setenv("LMFORGE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="dataset:nope: unknown dataset; choose one of: chatterbot-topics"):
+        locate("dataset:nope")

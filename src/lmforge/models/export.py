@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -13,12 +14,19 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 def save_pretrained_atomic(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
     """save_pretrained into a staging folder, then swap it into place (safetensors weights)."""
+    return write_folder_atomic(target, lambda staging: model.save_pretrained(staging, safe_serialization=True),
+                               tokenizer)
+
+
+def write_folder_atomic(target: Path, write: Callable[[Path], None], tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
+    """`write(staging)` (and the tokenizer) into a staging folder, then swap it into place."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        write(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
         if target.exists():
             old = target.with_name(f".old-{target.name}")
             shutil.rmtree(old, ignore_errors=True)

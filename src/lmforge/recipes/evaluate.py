@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.errors import DataError
+from lmforge.data.labelled import TextExample
+from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.inference import predict
+from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.load import load_tokenizer
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
@@ -17,6 +21,7 @@ from lmforge.recipes.run_dir import create_run_dir, load_run_config, model_dir, 
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.tasks.base import Task
+from lmforge.tuning.adapters import base_model_path, is_adapter_dir, load_adapter
 
 
 def task_tokenizer(task: Task, path: str, local_files_only: bool = True,
@@ -33,6 +38,10 @@ def load_trained(run_dir: Path, config: RunConfig) -> tuple[Task, PreTrainedMode
     folder = model_dir(run_dir)
     task = build_task(config.task).from_saved(folder)
     tokenizer = task_tokenizer(task, str(folder))
+    if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
+        base = task.build_model(base_model_path(folder), local_files_only=True,
+                                trust_remote_code=config.model.trust_remote_code)
+        return task, load_adapter(base, folder), tokenizer
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
     return task, model, tokenizer
 
@@ -43,8 +52,9 @@ def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
     return task.load_examples(path) if path.is_file() else []
 
 
-def evaluate(run_dir: Path, data_file: str | None = None) -> dict:
-    """Score the run's model on `data_file` (or on its own test/validation split); write a report."""
+def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False) -> dict:
+    """Score the run's model on `data_file` (or on its own test/validation split); write a report. With
+    `perturbed`, also score a copy with typos and embedding-neighbour word swaps (robustness)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     task, model, tokenizer = load_trained(run_dir, config)
@@ -54,8 +64,28 @@ def evaluate(run_dir: Path, data_file: str | None = None) -> dict:
     else:
         test = saved_split(task, run_dir, "test")
         name, examples = ("test", test) if test else ("validation", saved_split(task, run_dir, "validation"))
-    return _score_and_report(task, model, tokenizer, config, examples, name, data_file, run_dir / "evaluations" / name,
-                             saved_split(task, run_dir, "train"))
+    train = saved_split(task, run_dir, "train")
+    out_dir = run_dir / "evaluations" / name
+    robustness = robustness_check(task, model, tokenizer, config, examples, train, out_dir) if perturbed else None
+    return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, train, robustness)
+
+
+def robustness_check(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RunConfig,
+                     examples: list[Any], train: list[Any], out_dir: Path) -> dict:
+    """Scores on a perturbed copy of text examples (saved as perturbed.jsonl): 10% of words get a typo, 15%
+    are swapped for their nearest training-vocabulary word in the model's embedding space. Seeded."""
+    if not examples or not isinstance(examples[0], TextExample):
+        raise ConfigError(f"--perturbed works on text examples (text-classification), not {config.task.name}")
+    neighbours = embedding_neighbours(vocabulary([e.text for e in train]), tokenizer,
+                                      model.get_input_embeddings().weight.detach())
+    rng = random.Random(0)
+    changed = [dataclasses.replace(e, text=perturb(e.text, rng, neighbours)) for e in examples]
+    task.save_examples(changed, out_dir / "perturbed.jsonl")
+    features = task.encode(changed, tokenizer, config.data.max_length)
+    predictions = predict(task, model, features, changed, config.train.eval_batch_size, tokenizer.pad_token_id,
+                          config.train.precision)
+    scores = task.score(predictions, changed, train)
+    return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
 def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict:
@@ -80,7 +110,8 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
 
 
 def _score_and_report(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RunConfig,
-                      examples: list[Any], name: str, data_file: str | None, out_dir: Path, train: list[Any]) -> dict:
+                      examples: list[Any], name: str, data_file: str | None, out_dir: Path, train: list[Any],
+                      robustness: dict | None = None) -> dict:
     if not examples:
         raise DataError(f"{data_file or name}: no labelled rows to evaluate")
     features = task.encode(examples, tokenizer, config.data.max_length)
@@ -88,8 +119,12 @@ def _score_and_report(task: Task, model: PreTrainedModel, tokenizer: PreTrainedT
                           config.train.precision, progress=True)
     metrics = task.score(predictions, examples, train)
     metrics["data"] = str(data_file or name)
+    if robustness is not None:
+        metrics["perturbed"] = robustness
     report = write_report(metrics, out_dir, f"{config.task.name} on {metrics['data']} ({out_dir.name})",
                           predictions=predictions)
     print(f"{name}: {summary_line(metrics)}")
+    if robustness is not None:
+        print(f"{name} perturbed: {summary_line(robustness)}")
     print(f"lmforge: report in {report}")
     return metrics

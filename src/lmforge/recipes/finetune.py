@@ -15,7 +15,7 @@ from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
-from lmforge.models.export import save_pretrained_atomic, set_dropout
+from lmforge.models.export import set_dropout
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
@@ -23,6 +23,8 @@ from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.train.loop import FitData, fit
+from lmforge.tuning.apply import apply_tuning, save_model
+from lmforge.tuning.freeze import parameter_counts
 
 
 def say(line: str) -> None:
@@ -73,6 +75,10 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    model = apply_tuning(model, config.tuning, task, path)
+    trainable, total = parameter_counts(model)
+    if main:
+        say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
     max_length = config.data.max_length
     data = FitData(
@@ -81,9 +87,12 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         validation_examples=splits.validation, train_examples=splits.train, pad_id=tokenizer.pad_token_id)
 
     def save_best(trained) -> None:
-        save_pretrained_atomic(trained, tokenizer, run_dir / "model")
+        save_model(trained, tokenizer, run_dir / "model")
 
-    state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None)
+    fit_started = time.perf_counter()
+    state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None,
+                adversarial=config.tuning.adversarial)
+    train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir
     if state.history:
@@ -97,7 +106,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
                               params.eval_batch_size, tokenizer.pad_token_id, params.precision)
         metrics = task.score(predictions, examples, splits.train)
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
-                       epochs_run=len(state.history))
+                       epochs_run=len(state.history), trainable_parameters=trainable, total_parameters=total,
+                       train_seconds=round(train_seconds, 1))
         write_report(metrics, run_dir, f"{config.task.name} on the {split_name} split ({run_dir.name})",
                      predictions=predictions)
         print(f"{split_name}: {summary_line(metrics)}")

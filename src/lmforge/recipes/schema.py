@@ -11,6 +11,7 @@ from lmforge.data.params import DataParams
 from lmforge.models.params import ModelParams
 from lmforge.tasks import TASKS
 from lmforge.train.params import TrainParams
+from lmforge.tuning.params import TuningParams
 
 #: one params model per task, told apart by `name`
 TaskParams = Annotated[Union[tuple(params for params, _ in TASKS.values())], Field(discriminator="name")]  # noqa: UP007
@@ -25,6 +26,8 @@ class RunConfig(BaseModel):
     model: ModelParams = Field(..., description="The pretrained model (a reference, or a mapping with `name:`).")
     data: DataParams = Field(default_factory=DataParams, description="Where the data is and how to read it.")
     train: TrainParams = Field(default_factory=TrainParams, description="How to train.")
+    tuning: TuningParams = Field(default_factory=TuningParams, description="What trains: everything (default), "
+                                                                             "a frozen body, or a PEFT adapter.")
 
     @field_validator("task", mode="before")
     @classmethod

@@ -36,7 +36,12 @@ SAMPLES_IN_REPORT = 5
 
 
 def reply_only_logits_supported(model: PreTrainedModel) -> bool:
-    """Whether logits are a plain linear map of the decoder's last hidden state (no soft-capping or scaling)."""
+    """Whether logits are a plain linear map of the decoder's last hidden state (no soft-capping or scaling,
+    no virtual tokens from prompt/prefix tuning)."""
+    if hasattr(model, "peft_config"):
+        if any(c.is_prompt_learning for c in model.peft_config.values()):
+            return False
+        model = model.get_base_model()
     config = model.config
     plain = not any(getattr(config, name, None) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
     return plain and type(model).__name__.endswith("ForCausalLM") and model.get_output_embeddings() is not None
@@ -47,6 +52,7 @@ def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> t
 
     Same value as HF's loss; prompt positions (often half of a translation pair) skip the
     largest matrix product of the step and the full-vocabulary softmax."""
+    model = model.get_base_model() if hasattr(model, "peft_config") else model  # LoRA layers live inside it
     hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     targets = batch["labels"][:, 1:]
     counted = targets != IGNORE

@@ -37,6 +37,8 @@ class RelationExtractionParams(BaseModel):
 class RelationExtraction:
     default_metric = "micro_f1"
     metric_names = ("micro_f1", "micro_precision", "micro_recall", "accuracy")
+    #: PEFT would freeze the new entity-marker embeddings, and the head is saved beside the encoder
+    supports_peft = False
 
     def __init__(self, params: RelationExtractionParams, labels: list[str] | None = None):
         self.params = params

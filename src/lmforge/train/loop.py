@@ -26,6 +26,7 @@ from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.params import TrainParams
+from lmforge.tuning.adversarial import AdversarialParams, adversarial_backward
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
@@ -80,6 +81,7 @@ class _Loop:
     log: MetricsLog | None
     run_dir: Path
     save_model_fn: Callable[[PreTrainedModel], None]
+    adversarial: AdversarialParams | None = None
 
     @property
     def unwrapped(self) -> PreTrainedModel:
@@ -106,8 +108,10 @@ class _Loop:
 
 
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
-        save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False) -> LoopState:
-    """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one."""
+        save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False,
+        adversarial: AdversarialParams | None = None) -> LoopState:
+    """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one.
+    With `adversarial`, every batch also backpropagates the loss under an embedding perturbation."""
     accelerator = make_accelerator()
     order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
                        group_by_length=params.group_by_length, process_index=accelerator.process_index,
@@ -124,7 +128,8 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     log = None
     if accelerator.is_main_process:
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
-    loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn)
+    loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
+                 adversarial)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
@@ -162,6 +167,11 @@ def _train_epoch(loop: _Loop) -> None:
         with context, autocast_for(params.precision, accelerator.device):
             loss, _ = loop.task.loss(model, batch)
             accelerator.backward(loss / window)
+            if loop.adversarial is not None:
+                def perturbed_loss(batch=batch, window=window) -> torch.Tensor:
+                    return loop.task.loss(model, batch)[0] / window
+
+                adversarial_backward(model, perturbed_loss, loop.adversarial)
         state.epoch_loss_sum += loss.item()
         state.epoch_batches += 1
         state.batches_done += 1

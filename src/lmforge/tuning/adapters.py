@@ -1,0 +1,101 @@
+"""PEFT adapters (LoRA, DoRA, IA³, prompt and prefix tuning) through `peft`: attach, save, load, merge.
+
+A PEFT run's `model/` holds the adapter (adapter_config.json + adapter_model.safetensors, task head
+included), the base model's config with the labels, and the tokenizer. `lmforge export` merges
+LoRA/DoRA/IA³ into the base weights so the result loads in plain transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import (
+    IA3Config,
+    LoraConfig,
+    PeftModel,
+    PrefixTuningConfig,
+    PromptTuningConfig,
+    TaskType,
+    get_peft_model,
+)
+
+from lmforge.errors import ConfigError, ModelError
+from lmforge.tuning.params import PeftParams
+
+ADAPTER_CONFIG = "adapter_config.json"
+MERGEABLE = ("lora", "dora", "ia3")
+#: the task-model class suffix -> peft's task type (which also keeps the task head trainable)
+TASK_TYPES = {"ForSequenceClassification": TaskType.SEQ_CLS, "ForTokenClassification": TaskType.TOKEN_CLS,
+              "ForQuestionAnswering": TaskType.QUESTION_ANS, "ForCausalLM": TaskType.CAUSAL_LM,
+              "ForConditionalGeneration": TaskType.SEQ_2_SEQ_LM, "ForSeq2SeqLM": TaskType.SEQ_2_SEQ_LM}
+
+
+def task_type_of(model: torch.nn.Module) -> TaskType | None:
+    name = type(model).__name__
+    return next((kind for suffix, kind in TASK_TYPES.items() if name.endswith(suffix)), None)
+
+
+def peft_config(params: PeftParams, model: torch.nn.Module, modules_to_save: list[str] | None = None):
+    """The peft config object for `params` and this model; `modules_to_save` train fully and are saved too."""
+    task_type = task_type_of(model)
+    if params.method in ("prompt", "prefix") and task_type is None:
+        raise ConfigError(f"tuning.peft.method={params.method} needs a standard HF task model; "
+                          f"{type(model).__name__} is not one (use lora, dora or ia3)")
+    if params.method in ("lora", "dora"):
+        return LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout, use_dora=params.method == "dora",
+                          target_modules=params.target_modules or "all-linear", task_type=task_type,
+                          modules_to_save=modules_to_save)
+    if params.method == "ia3":
+        return IA3Config(target_modules=params.target_modules, task_type=task_type, modules_to_save=modules_to_save,
+                         feedforward_modules=[] if params.target_modules else None)
+    kind = PromptTuningConfig if params.method == "prompt" else PrefixTuningConfig
+    return kind(num_virtual_tokens=params.num_virtual_tokens, task_type=task_type, modules_to_save=modules_to_save)
+
+
+def attach(model: torch.nn.Module, params: PeftParams, modules_to_save: list[str] | None = None) -> PeftModel:
+    """`model` wrapped with a fresh adapter; only the adapter and `modules_to_save` (the task head) train."""
+    try:
+        return get_peft_model(model, peft_config(params, model, modules_to_save or None), adapter_name=params.adapter_name)
+    except ValueError as exc:  # e.g. target modules not found in the model
+        raise ConfigError(f"tuning.peft: {str(exc).splitlines()[0]}") from None
+
+
+def is_adapter_dir(folder: Path) -> bool:
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def base_model_path(folder: Path) -> str:
+    """The base model an adapter folder was trained on."""
+    path = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not path or not Path(path).exists():
+        raise ModelError(f"{folder}: the adapter's base model {path!r} is not on this machine; put it back there "
+                         f"(or export the merged model where it is)")
+    return path
+
+
+def save_adapter(model: PeftModel, folder: Path) -> None:
+    """The adapter (and task head) plus the base config (labels) into `folder`."""
+    model.save_pretrained(folder, safe_serialization=True)
+    adapter_name = next(iter(model.peft_config))
+    if adapter_name != "default":  # peft nests non-default adapters in a subfolder; keep one flat layout
+        nested = Path(folder) / adapter_name
+        for item in nested.iterdir():
+            item.replace(Path(folder) / item.name)
+        nested.rmdir()
+    model.get_base_model().config.save_pretrained(folder)
+
+
+def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
+    """`base` (the task model built on base_model_path) with the saved adapter, for inference."""
+    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+
+
+def merged(model: PeftModel) -> torch.nn.Module:
+    """A plain transformers model with the adapter folded into its weights (LoRA, DoRA, IA³)."""
+    method = next(iter(model.peft_config.values())).peft_type.value.lower()
+    if model.peft_config[next(iter(model.peft_config))].is_prompt_learning:
+        raise ModelError(f"a {method} adapter adds virtual tokens and cannot be merged into the weights; "
+                         f"load the run with lmforge (or peft) instead")
+    return model.merge_and_unload()
