@@ -28,7 +28,7 @@ class GenerationExample:
         return record | ({"target": self.target} if self.target is not None else {})
 
 
-def _dialogue(turns: object, where: str, labelled: bool) -> tuple[list[dict[str, str]], str | None] | str:
+def _dialogue(turns: object, labelled: bool) -> tuple[list[dict[str, str]], str | None] | str:
     """(turns before the reply, reply) of a chat, or the reason it is malformed."""
     if not isinstance(turns, list) or not turns:
         return "messages must be a non-empty list of {\"role\": ..., \"content\": ...} turns"
@@ -52,7 +52,7 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
     for number, record in read_records(path, fmt, errors):
         where = f"{path}, line {number}"
         if messages_column in record:
-            parsed = _dialogue(record[messages_column], where, labelled)
+            parsed = _dialogue(record[messages_column], labelled)
             if isinstance(parsed, str):
                 errors.report(where, parsed)
                 continue
