@@ -7,7 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+import torch
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample
@@ -73,11 +74,11 @@ def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = Fals
 def robustness_check(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RunConfig,
                      examples: list[Any], train: list[Any], out_dir: Path) -> dict:
     """Scores on a perturbed copy of text examples (saved as perturbed.jsonl): 10% of words get a typo, 15%
-    are swapped for their nearest training-vocabulary word in the model's embedding space. Seeded."""
+    are swapped for their nearest training-vocabulary word in the *pretrained* model's embedding space, so
+    runs from the same base and data (plain vs adversarial training) face the same copy. Seeded."""
     if not examples or not isinstance(examples[0], TextExample):
         raise ConfigError(f"--perturbed works on text examples (text-classification), not {config.task.name}")
-    neighbours = embedding_neighbours(vocabulary([e.text for e in train]), tokenizer,
-                                      model.get_input_embeddings().weight.detach())
+    neighbours = embedding_neighbours(vocabulary([e.text for e in train]), tokenizer, pretrained_embeddings(config, model))
     rng = random.Random(0)
     changed = [dataclasses.replace(e, text=perturb(e.text, rng, neighbours)) for e in examples]
     task.save_examples(changed, out_dir / "perturbed.jsonl")
@@ -107,6 +108,16 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
     out_dir = create_run_dir(config)
     save_config(config, out_dir)
     return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, splits.train)
+
+
+def pretrained_embeddings(config: RunConfig, trained: PreTrainedModel) -> torch.Tensor:
+    """The input embeddings of the model the run started from (the trained ones for the from-scratch lstm)."""
+    if config.model.name == SCRATCH_MODEL:
+        return trained.get_input_embeddings().weight.detach()
+    path = resolve_model(config.model.name, config.model.allow_network)
+    base = AutoModel.from_pretrained(path, local_files_only=not config.model.allow_network,
+                                     trust_remote_code=config.model.trust_remote_code)
+    return base.get_input_embeddings().weight.detach()
 
 
 def _score_and_report(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RunConfig,
