@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import defaultdict
@@ -76,13 +77,19 @@ DATASETS: dict[str, Callable[[], list[dict]]] = {
 }
 
 
+@functools.cache
+def _dataset_text(name: str) -> str:
+    """A packaged dataset's jsonl text, built once per process (a data path is located several times per read)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in DATASETS[name]())
+
+
 def dataset_file(name: str) -> Path:
     """A packaged dataset as jsonl in the cache, rebuilt from the installed package (cheap) and
     rewritten only when its rows changed."""
     if name not in DATASETS:
         raise DataError(f"{DATASET_PREFIX}{name}: unknown dataset; choose one of: {', '.join(DATASETS)}")
     path = cache_dir() / "data" / f"{name}.jsonl"
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in DATASETS[name]())
+    text = _dataset_text(name)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,23 @@ def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
     return task.load_examples(path) if path.is_file() else []
 
 
+def examples_to_score(task: Task, config: RunConfig, data_file: str | None,
+                      split: Callable[[str], list[Any]]) -> tuple[str, list[Any]]:
+    """(name, examples): the labelled `data_file` when given, else the test split, else validation
+    (`split(name)` returns a split's examples)."""
+    if data_file is not None:
+        return Path(data_file).stem, task.read_file(data_file, config.data, RowErrors(config.data.on_error), labelled=True)
+    test = split("test")
+    return ("test", test) if test else ("validation", split("validation"))
+
+
 def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False) -> dict:
     """Score the run's model on `data_file` (or on its own test/validation split); write a report. With
     `perturbed`, also score a copy with typos and embedding-neighbour word swaps (robustness)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     task, model, tokenizer = load_trained(run_dir, config)
-    if data_file is not None:
-        examples = task.read_file(data_file, config.data, RowErrors(config.data.on_error), labelled=True)
-        name = Path(data_file).stem
-    else:
-        test = saved_split(task, run_dir, "test")
-        name, examples = ("test", test) if test else ("validation", saved_split(task, run_dir, "validation"))
+    name, examples = examples_to_score(task, config, data_file, lambda split: saved_split(task, run_dir, split))
     train = saved_split(task, run_dir, "train")
     out_dir = run_dir / "evaluations" / name
     robustness = robustness_check(task, model, tokenizer, config, examples, train, out_dir) if perturbed else None
@@ -97,11 +103,7 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
     path = resolve_model(config.model.name, config.model.allow_network)
     task = build_task(config.task)
     splits = task.read_splits(config.data, config.train.seed)
-    if data_file is not None:
-        examples = task.read_file(data_file, config.data, RowErrors(config.data.on_error), labelled=True)
-        name = Path(data_file).stem
-    else:
-        name, examples = ("test", splits.test) if splits.test else ("validation", splits.validation)
+    name, examples = examples_to_score(task, config, data_file, lambda split: getattr(splits, split))
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
     model = task.build_model(path, local_only, config.model.trust_remote_code)

@@ -18,7 +18,7 @@ from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import set_dropout
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
-from lmforge.recipes.evaluate import load_trained, task_tokenizer
+from lmforge.recipes.evaluate import examples_to_score, load_trained, task_tokenizer
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
@@ -100,7 +100,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
 
     # Final report on the best model: the test split when there is one, else validation.
     task, model, tokenizer = load_trained(run_dir, config)
-    split_name, examples = ("test", splits.test) if splits.test else ("validation", splits.validation)
+    split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
     if examples:
         predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples,
                               params.eval_batch_size, tokenizer.pad_token_id, params.precision)

@@ -107,7 +107,11 @@ class Generation:
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.encoder_decoder = False
         self.target_paths: dict[str, str] = {}  # source file -> aligned target file
-        self.input_column = params.source_column  # the JSON field `lmforge predict --input -` reads
+
+    @property
+    def input_column(self) -> str:
+        """The JSON field `lmforge predict --input -` reads."""
+        return self.params.source_column
 
     # --- data -----------------------------------------------------------------------------------
     def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[GenerationExample]:

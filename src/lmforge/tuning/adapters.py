@@ -25,7 +25,6 @@ from lmforge.errors import ConfigError, ModelError
 from lmforge.tuning.params import PeftParams
 
 ADAPTER_CONFIG = "adapter_config.json"
-MERGEABLE = ("lora", "dora", "ia3")
 #: the task-model class suffix -> peft's task type (which also keeps the task head trainable)
 TASK_TYPES = {"ForSequenceClassification": TaskType.SEQ_CLS, "ForTokenClassification": TaskType.TOKEN_CLS,
               "ForQuestionAnswering": TaskType.QUESTION_ANS, "ForCausalLM": TaskType.CAUSAL_LM,
@@ -94,8 +93,8 @@ def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
 
 def merged(model: PeftModel) -> torch.nn.Module:
     """A plain transformers model with the adapter folded into its weights (LoRA, DoRA, IA³)."""
-    method = next(iter(model.peft_config.values())).peft_type.value.lower()
-    if model.peft_config[next(iter(model.peft_config))].is_prompt_learning:
-        raise ModelError(f"a {method} adapter adds virtual tokens and cannot be merged into the weights; "
+    config = next(iter(model.peft_config.values()))
+    if config.is_prompt_learning:
+        raise ModelError(f"a {config.peft_type.value.lower()} adapter adds virtual tokens and cannot be merged into the weights; "
                          f"load the run with lmforge (or peft) instead")
     return model.merge_and_unload()
