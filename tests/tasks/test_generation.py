@@ -87,6 +87,24 @@ def test_reply_only_loss_equals_the_full_hf_loss(tiny_chat_llama):
     assert logits.shape[0] == int((batch["labels"][:, 1:] != -100).sum())
 
 
+@pytest.mark.parametrize("fixture", ["tiny_chat_llama", "tiny_t5"])
+def test_label_smoothing_on_both_loss_paths(request, fixture):
+    folder = request.getfixturevalue(fixture)
+    task, tokenizer = chat_task(folder)
+    examples = [GenerationExample(r["source"], r["target"], "x") for r in make_pairs(4)]
+    from lmforge.data.batching import pad_batch
+
+    batch = pad_batch(task.encode(examples, tokenizer, 64), tokenizer.pad_token_id)
+    model = task.build_model(str(folder), True, False).eval()
+    task.label_smoothing = 0.1
+    smoothed, _ = task.loss(model, batch)
+    logits, labels = model(**batch).logits, batch["labels"]
+    if not task.encoder_decoder:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), label_smoothing=0.1)
+    assert torch.allclose(smoothed, expected, atol=1e-5)
+
+
 def test_batched_greedy_matches_one_prompt_at_a_time(tiny_chat_llama):
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)

@@ -25,6 +25,7 @@ from lmforge.tasks import build_task
 from lmforge.train.loop import FitData, fit
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
+from lmforge.tuning.regularise import configure_regularisation
 
 
 def say(line: str) -> None:
@@ -44,6 +45,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     from_scratch = config.model.name == SCRATCH_MODEL
     path = None if from_scratch else resolve_model(config.model.name, config.model.allow_network)
     task = build_task(config.task)
+    configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
@@ -91,7 +93,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
 
     fit_started = time.perf_counter()
     state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None,
-                adversarial=config.tuning.adversarial)
+                tuning=config.tuning)
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir

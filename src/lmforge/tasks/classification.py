@@ -36,10 +36,12 @@ class TextClassification:
     """Sequence classification head on any HF encoder or decoder."""
 
     default_metric = "accuracy"
+    label_smoothing = 0.0  # set from tuning.label_smoothing (tuning/regularise.py)
     metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
 
     def __init__(self, params: TextClassificationParams, labels: list[str] | None = None):
         self.params = params
+        self.supports_rdrop = not params.multi_label  # R-Drop compares softmax distributions
         self.labels = list(labels or [])
 
     # --- data -----------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ class TextClassification:
         labels = batch["labels"]
         if self.params.multi_label:
             return F.binary_cross_entropy_with_logits(logits, labels.float()), logits
-        return F.cross_entropy(logits, labels), logits
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing), logits
 
     # --- outputs --------------------------------------------------------------------------------
     def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[TextExample]) -> list[dict]:

@@ -47,7 +47,8 @@ def reply_only_logits_supported(model: PreTrainedModel) -> bool:
     return plain and type(model).__name__.endswith("ForCausalLM") and model.get_output_embeddings() is not None
 
 
-def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor],
+                    label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal-LM loss with the vocabulary projection computed only where a label counts.
 
     Same value as HF's loss; prompt positions (often half of a translation pair) skip the
@@ -57,7 +58,7 @@ def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> t
     targets = batch["labels"][:, 1:]
     counted = targets != IGNORE
     logits = model.get_output_embeddings()(hidden[:, :-1][counted]).float()  # (counted tokens, vocab)
-    return torch.nn.functional.cross_entropy(logits, targets[counted]), logits
+    return torch.nn.functional.cross_entropy(logits, targets[counted], label_smoothing=label_smoothing), logits
 
 
 def cut_at_stop_strings(text: str, stops: list[str]) -> str:
@@ -100,6 +101,7 @@ class Generation:
 
     default_metric = "bleu"
     metric_names = ("bleu", "chrf", *ROUGE_TYPES)
+    label_smoothing = 0.0
 
     def __init__(self, params: GenerationParams, labels: list[str] | None = None):
         self.params = params
@@ -209,9 +211,18 @@ class Generation:
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over reply tokens; (loss, logits of the counted positions)."""
         if not self.encoder_decoder and reply_only_logits_supported(model):
-            return reply_only_loss(model, batch)
+            return reply_only_loss(model, batch, self.label_smoothing)
         outputs = model(**batch)  # HF shifts the labels for causal LMs and builds decoder inputs for seq2seq
-        return outputs.loss, outputs.logits
+        if not self.label_smoothing:
+            return outputs.loss, outputs.logits
+        logits, labels = outputs.logits.float(), batch["labels"]
+        if not self.encoder_decoder:  # position t predicts token t + 1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        labels = labels[:, -logits.shape[1]:]  # prompt/prefix tuning prepends virtual positions to the logits
+        logits = logits[:, -labels.shape[1]:]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                                 label_smoothing=self.label_smoothing)
+        return loss, outputs.logits
 
     # --- outputs --------------------------------------------------------------------------------
     def stop_ids(self, model: PreTrainedModel) -> list[int]:

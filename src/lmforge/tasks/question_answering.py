@@ -45,6 +45,7 @@ class QuestionAnswering:
 
     default_metric = "f1"
     metric_names = ("f1", "exact_match", "has_answer_f1", "has_answer_exact_match", "no_answer_exact_match")
+    label_smoothing = 0.0  # over token positions
 
     def __init__(self, params: QuestionAnsweringParams, labels: list[str] | None = None):
         self.params = params
@@ -104,8 +105,9 @@ class QuestionAnswering:
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.forward(model, batch).float()
-        loss = (F.cross_entropy(logits[..., 0], batch["start_positions"]) +
-                F.cross_entropy(logits[..., 1], batch["end_positions"])) / 2
+        smoothing = self.label_smoothing
+        loss = (F.cross_entropy(logits[..., 0], batch["start_positions"], label_smoothing=smoothing) +
+                F.cross_entropy(logits[..., 1], batch["end_positions"], label_smoothing=smoothing)) / 2
         return loss, logits
 
     # --- outputs --------------------------------------------------------------------------------

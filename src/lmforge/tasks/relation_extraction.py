@@ -39,6 +39,8 @@ class RelationExtraction:
     metric_names = ("micro_f1", "micro_precision", "micro_recall", "accuracy")
     #: PEFT would freeze the new entity-marker embeddings, and the head is saved beside the encoder
     supports_peft = False
+    supports_rdrop = True
+    label_smoothing = 0.0
 
     def __init__(self, params: RelationExtractionParams, labels: list[str] | None = None):
         self.params = params
@@ -109,7 +111,7 @@ class RelationExtraction:
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.forward(model, batch).float()
-        return F.cross_entropy(logits, batch["labels"]), logits
+        return F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing), logits
 
     # --- outputs --------------------------------------------------------------------------------
     def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[RelationExample]) -> list[dict]:

@@ -45,6 +45,8 @@ class TokenClassification:
 
     default_metric = "f1"
     metric_names = ("f1", "precision", "recall", "token_accuracy")
+    supports_rdrop = True
+    label_smoothing = 0.0
 
     def __init__(self, params: TokenClassificationParams, labels: list[str] | None = None):
         self.params = params
@@ -126,7 +128,8 @@ class TokenClassification:
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.forward(model, batch).float()  # (batch, tokens, labels)
-        return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE), logits
+        return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE,
+                               label_smoothing=self.label_smoothing), logits
 
     # --- outputs --------------------------------------------------------------------------------
     def decode(self, outputs: list[torch.Tensor], features: list[dict], examples: list[TaggedSentence]) -> list[dict]:

@@ -26,7 +26,9 @@ from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.params import TrainParams
-from lmforge.tuning.adversarial import AdversarialParams, adversarial_backward
+from lmforge.tuning.adversarial import adversarial_backward
+from lmforge.tuning.params import TuningParams
+from lmforge.tuning.regularise import rdrop_loss
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
@@ -81,7 +83,8 @@ class _Loop:
     log: MetricsLog | None
     run_dir: Path
     save_model_fn: Callable[[PreTrainedModel], None]
-    adversarial: AdversarialParams | None = None
+    tuning: TuningParams
+    on_validation: Callable[[int, float], None] | None = None
 
     @property
     def unwrapped(self) -> PreTrainedModel:
@@ -109,9 +112,10 @@ class _Loop:
 
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
         save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False,
-        adversarial: AdversarialParams | None = None) -> LoopState:
+        tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None) -> LoopState:
     """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one.
-    With `adversarial`, every batch also backpropagates the loss under an embedding perturbation."""
+    `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
+    each epoch's validation metric (hyper-parameter search prunes there by raising)."""
     accelerator = make_accelerator()
     order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
                        group_by_length=params.group_by_length, process_index=accelerator.process_index,
@@ -129,7 +133,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     if accelerator.is_main_process:
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
-                 adversarial)
+                 tuning or TuningParams(), on_validation)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
@@ -165,13 +169,16 @@ def _train_epoch(loop: _Loop) -> None:
         batch = {k: v.to(accelerator.device) for k, v in pad_batch(features, loop.data.pad_id).items()}
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
-            loss, _ = loop.task.loss(model, batch)
+            if loop.tuning.rdrop:
+                loss = rdrop_loss(loop.task, model, batch, loop.tuning.rdrop)
+            else:
+                loss, _ = loop.task.loss(model, batch)
             accelerator.backward(loss / window)
-            if loop.adversarial is not None:
+            if loop.tuning.adversarial is not None:
                 def perturbed_loss(batch=batch, window=window) -> torch.Tensor:
                     return loop.task.loss(model, batch)[0] / window
 
-                adversarial_backward(model, perturbed_loss, loop.adversarial)
+                adversarial_backward(model, perturbed_loss, loop.tuning.adversarial)
         state.epoch_loss_sum += loss.item()
         state.epoch_batches += 1
         state.batches_done += 1
@@ -219,3 +226,5 @@ def _end_epoch(loop: _Loop) -> None:
     state.history.append(record)
     loop.write_log({"validation": record})
     loop.say(line)
+    if data.validation_features and loop.on_validation is not None:
+        loop.on_validation(state.epoch + 1, value)

@@ -37,6 +37,10 @@ class TuningParams(BaseModel):
     peft: PeftParams | None = Field(None, description="A PEFT method, e.g. {method: lora, r: 8}; null = no adapters.")
     adversarial: AdversarialParams | None = Field(None, description="Adversarial training on the embeddings, e.g. "
                                                                     "{method: fgm, epsilon: 1.0}; null = off.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Spread this share of each target's probability "
+                                                                "evenly over all classes (cross-entropy tasks).")
+    rdrop: float = Field(0.0, ge=0, description="R-Drop weight: run each batch twice (two dropout masks) and add "
+                                                "rdrop × the symmetric KL of the two predictions; 0 = off. Typical 0.5–5.")
 
     @model_validator(mode="after")
     def _one_strategy_for_the_body(self) -> TuningParams:
