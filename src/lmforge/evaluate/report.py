@@ -27,6 +27,22 @@ def baseline_of(metrics: dict) -> tuple[str, dict]:
     return "", {}
 
 
+def continual_lines(continual: dict | None) -> list[str]:
+    """The old-task forgetting beside the new-task gain of a `tuning.continual` run."""
+    if not continual:
+        return []
+    lines = ["", f"## Continual learning from `{continual['previous_run']}`", "",
+             f"Replayed {continual['replayed_rows']} old rows; EWC λ = {continual['ewc']}. "
+             f"Old task scored on its {continual['old_task_split']} split.", "",
+             "| | metric | before | after | change |", "|---|---|---|---|---|"]
+    for part in ("old_task", "new_task"):
+        row = continual[part]
+        for metric, before in row["before"].items():
+            after = row["after"][metric]
+            lines.append(f"| {part.replace('_', ' ')} | {metric} | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
+    return lines
+
+
 def render_markdown(metrics: dict, title: str) -> str:
     """A short human report: headline numbers, the task's baseline, the per-class table, sample outputs."""
     name, baseline = baseline_of(metrics)
@@ -44,6 +60,7 @@ def render_markdown(metrics: dict, title: str) -> str:
             lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | {int(row['support'])} |")
     if "confusion_matrix" in metrics:
         lines += ["", "![confusion matrix](confusion_matrix.png)"]
+    lines += continual_lines(metrics.get("continual"))
     for sample in metrics.get("samples", []):
         lines += [""] + [f"- **{key}**: {value}" for key, value in sample.items()]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from accelerate import PartialState
@@ -18,6 +19,15 @@ from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import set_dropout
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
+from lmforge.recipes.continual import (
+    REPORTED,
+    ewc_penalty,
+    extend_splits,
+    forgetting_report,
+    grow_to,
+    open_previous_run,
+    reported_scores,
+)
 from lmforge.recipes.evaluate import examples_to_score, load_trained, task_tokenizer
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
@@ -32,8 +42,10 @@ def say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
-    """Train per `config` (or continue `resume_dir`); return the run directory."""
+def finetune(config: RunConfig, resume_dir: Path | None = None,
+             on_validation: Callable[[int, float], None] | None = None) -> Path:
+    """Train per `config` (or continue `resume_dir`); return the run directory. `on_validation(epoch, value)`
+    sees each epoch's validation metric (hyper-parameter search prunes by raising there)."""
     started = time.perf_counter()
     if resume_dir is not None:
         config = load_run_config(Path(resume_dir))
@@ -44,12 +56,16 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     # Everything that can fail on user input happens before the run directory is created.
     from_scratch = config.model.name == SCRATCH_MODEL
     path = None if from_scratch else resolve_model(config.model.name, config.model.allow_network)
+    previous = open_previous_run(config.tuning.continual, config) if config.tuning.continual else None
+    if previous is not None:
+        path = previous.model_path
     task = build_task(config.task)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
     splits = task.read_splits(config.data, params.seed)
+    replayed = extend_splits(previous, task, splits, params.seed) if previous is not None else []
     processes = PartialState()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
     main = processes.is_main_process
     if main:
@@ -72,7 +88,16 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
         path = str(run_dir / "init")
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    model = task.build_model(path, local_only, config.model.trust_remote_code)
+    max_length = config.data.max_length
+    penalty = None
+    if previous is not None:  # the old model, measured on the old task before its head grows to the new labels
+        model = previous.task.build_model(path, local_only, config.model.trust_remote_code)
+        old_before = reported_scores(previous.task, model, tokenizer, previous.evaluation, previous.train, max_length,
+                                     params.eval_batch_size, params.precision)
+        penalty = ewc_penalty(previous, model, tokenizer, max_length)
+        grow_to(model, previous, task)
+    else:
+        model = task.build_model(path, local_only, config.model.trust_remote_code)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:
@@ -82,7 +107,6 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     if main:
         say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
-    max_length = config.data.max_length
     data = FitData(
         train_features=task.encode(splits.train, tokenizer, max_length),
         validation_features=task.encode(splits.validation, tokenizer, max_length),
@@ -91,9 +115,13 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
     def save_best(trained) -> None:
         save_model(trained, tokenizer, run_dir / "model")
 
+    split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
+    if previous is not None and examples:
+        new_before = reported_scores(task, model, tokenizer, examples, splits.train, max_length, params.eval_batch_size,
+                                     params.precision)
     fit_started = time.perf_counter()
     state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None,
-                tuning=config.tuning)
+                tuning=config.tuning, on_validation=on_validation, penalty=penalty)
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir
@@ -102,11 +130,16 @@ def finetune(config: RunConfig, resume_dir: Path | None = None) -> Path:
 
     # Final report on the best model: the test split when there is one, else validation.
     task, model, tokenizer = load_trained(run_dir, config)
-    split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
     if examples:
         predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples,
                               params.eval_batch_size, tokenizer.pad_token_id, params.precision)
         metrics = task.score(predictions, examples, splits.train)
+        if previous is not None:
+            old_after = reported_scores(task, model, tokenizer, previous.evaluation, previous.train, max_length,
+                                        params.eval_batch_size, params.precision)
+            new_after = {name: metrics[name] for name in REPORTED}
+            metrics["continual"] = forgetting_report(previous, old_before, old_after, new_before, new_after,
+                                                     len(replayed))
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        epochs_run=len(state.history), trainable_parameters=trainable, total_parameters=total,
                        train_seconds=round(train_seconds, 1))

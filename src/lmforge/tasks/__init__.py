@@ -4,6 +4,7 @@ from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 from lmforge.tasks.generation import Generation, GenerationParams
 from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
+from lmforge.tasks.prompt_classification import PromptClassification, PromptClassificationParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
@@ -16,6 +17,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "relation-extraction": (RelationExtractionParams, RelationExtraction),
     "language-modeling": (LanguageModelingParams, LanguageModeling),
     "generation": (GenerationParams, Generation),
+    "prompt-classification": (PromptClassificationParams, PromptClassification),
 }
 
 

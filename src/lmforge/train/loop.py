@@ -85,6 +85,7 @@ class _Loop:
     save_model_fn: Callable[[PreTrainedModel], None]
     tuning: TuningParams
     on_validation: Callable[[int, float], None] | None = None
+    penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
 
     @property
     def unwrapped(self) -> PreTrainedModel:
@@ -112,10 +113,12 @@ class _Loop:
 
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
         save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False,
-        tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None) -> LoopState:
+        tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None,
+        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None) -> LoopState:
     """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one.
     `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
-    each epoch's validation metric (hyper-parameter search prunes there by raising)."""
+    each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
+    to every batch's loss (EWC)."""
     accelerator = make_accelerator()
     order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
                        group_by_length=params.group_by_length, process_index=accelerator.process_index,
@@ -133,7 +136,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     if accelerator.is_main_process:
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
-                 tuning or TuningParams(), on_validation)
+                 tuning or TuningParams(), on_validation, penalty)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
@@ -173,6 +176,8 @@ def _train_epoch(loop: _Loop) -> None:
                 loss = rdrop_loss(loop.task, model, batch, loop.tuning.rdrop)
             else:
                 loss, _ = loop.task.loss(model, batch)
+            if loop.penalty is not None:
+                loss = loss + loop.penalty(loop.unwrapped)
             accelerator.backward(loss / window)
             if loop.tuning.adversarial is not None:
                 def perturbed_loss(batch=batch, window=window) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmforge.tuning.adversarial import AdversarialParams
+from lmforge.tuning.continual import ContinualParams
 
 PeftMethod = Literal["lora", "dora", "ia3", "prompt", "prefix"]
 
@@ -39,6 +40,8 @@ class TuningParams(BaseModel):
                                                                     "{method: fgm, epsilon: 1.0}; null = off.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Spread this share of each target's probability "
                                                                 "evenly over all classes (cross-entropy tasks).")
+    continual: ContinualParams | None = Field(None, description="Go on from a trained run: {previous_run: RUN_DIR, "
+                                                                "replay: N, ewc: λ}; the report adds old-task forgetting.")
     rdrop: float = Field(0.0, ge=0, description="R-Drop weight: run each batch twice (two dropout masks) and add "
                                                 "rdrop × the symmetric KL of the two predictions; 0 = off. Typical 0.5–5.")
 

@@ -1,0 +1,115 @@
+"""`tuning.continual`: start from a trained run, keep its labels, replay or anchor its task, report forgetting."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmforge.data.batching import pad_batch
+from lmforge.errors import ConfigError
+from lmforge.evaluate.inference import predict
+from lmforge.models.labels import saved_labels, set_labels
+from lmforge.recipes.evaluate import saved_split
+from lmforge.recipes.run_dir import load_run_config, model_dir
+from lmforge.recipes.schema import RunConfig
+from lmforge.tasks import Task, build_task
+from lmforge.tuning.adapters import is_adapter_dir
+from lmforge.tuning.continual import ContinualParams, EwcPenalty, fisher_diagonal, grow_head, replay_sample
+
+SUPPORTED_TASKS = ("text-classification",)
+REPORTED = ("accuracy", "macro_f1")
+
+
+@dataclass
+class PreviousRun:
+    """The run a continual run goes on from: its model, labels, task and data."""
+
+    params: ContinualParams
+    directory: Path
+    model_path: str
+    labels: list[str]
+    task: Task
+    train: list[Any]
+    evaluation_split: str
+    evaluation: list[Any]
+
+
+def open_previous_run(params: ContinualParams, config: RunConfig) -> PreviousRun:
+    """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors)."""
+    directory = Path(params.previous_run)
+    previous_config = load_run_config(directory)
+    folder = model_dir(directory)
+    if config.task.name not in SUPPORTED_TASKS:
+        raise ConfigError(f"tuning.continual supports {', '.join(SUPPORTED_TASKS)} for now, not {config.task.name}")
+    if previous_config.task.name != config.task.name:
+        raise ConfigError(f"tuning.continual.previous_run {directory} trained {previous_config.task.name}, "
+                          f"but this config's task is {config.task.name}")
+    if is_adapter_dir(folder):
+        raise ConfigError(f"tuning.continual.previous_run {directory} saved a PEFT adapter; "
+                          f"`lmforge export {directory} --output DIR` and train a new run from that folder instead")
+    task = build_task(previous_config.task).from_saved(folder)
+    evaluation_split = "test" if saved_split(task, directory, "test") else "validation"
+    evaluation = saved_split(task, directory, evaluation_split)
+    if not evaluation:
+        raise ConfigError(f"tuning.continual.previous_run {directory} saved no test or validation split to measure "
+                          "forgetting on")
+    return PreviousRun(params, directory, str(folder), saved_labels(folder), task,
+                       saved_split(task, directory, "train"), evaluation_split, evaluation)
+
+
+def extend_splits(previous: PreviousRun, task: Task, splits: Any, seed: int) -> list[Any]:
+    """Union of old and new labels (old ones first, in their output order) on `task`; replayed old rows
+    appended to the new training split. Returns the replayed rows."""
+    task.labels = previous.labels + [label for label in task.labels if label not in previous.labels]
+    splits.labels = task.labels
+    replayed = replay_sample(previous.train, previous.params.replay, seed)
+    splits.train.extend(replayed)
+    return replayed
+
+
+def ewc_penalty(previous: PreviousRun, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                max_length: int) -> EwcPenalty | None:
+    """The EWC anchor at the previous model's weights (None when tuning.continual.ewc is 0)."""
+    if not previous.params.ewc:
+        return None
+    rows = replay_sample(previous.train, previous.params.ewc_samples, seed=0)
+    features = previous.task.encode(rows, tokenizer, max_length)
+    batches = (pad_batch([feature], tokenizer.pad_token_id) for feature in features)
+    fisher = fisher_diagonal(model, batches, lambda m, batch: previous.task.loss(m, batch)[0])
+    return EwcPenalty(model, fisher, previous.params.ewc)
+
+
+def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
+    """Give the previous model's head the outputs of `task.labels` (old ones keep their weights)."""
+    grow_head(model, len(previous.labels), len(task.labels))
+    set_labels(model.config, task.labels)
+
+
+def reported_scores(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
+                    train: list[Any], max_length: int, batch_size: int, precision: str) -> dict:
+    """The REPORTED metrics of `model` (predicting `task.labels`) on `examples`."""
+    predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
+                          tokenizer.pad_token_id, precision)
+    scores = task.score(predictions, examples, train)
+    return {name: scores[name] for name in REPORTED}
+
+
+def forgetting_report(previous: PreviousRun, old_before: dict, old_after: dict, new_before: dict,
+                      new_after: dict, replayed: int) -> dict:
+    """What the run kept of the old task beside what it gained on the new one (positive forgetting = lost)."""
+    metric = REPORTED[0]
+    report = {"previous_run": str(previous.directory), "old_task_split": previous.evaluation_split,
+              "replayed_rows": replayed, "ewc": previous.params.ewc,
+              "old_task": {"before": old_before, "after": old_after,
+                           "forgetting": round(old_before[metric] - old_after[metric], 4)},
+              "new_task": {"before": new_before, "after": new_after,
+                           "gain": round(new_after[metric] - new_before[metric], 4)}}
+    print(f"continual: old task ({previous.evaluation_split} of {previous.directory.name}) {metric} "
+          f"{old_before[metric]:.4f} -> {old_after[metric]:.4f} (forgetting {report['old_task']['forgetting']:+.4f}); "
+          f"new task {new_before[metric]:.4f} -> {new_after[metric]:.4f} (gain {report['new_task']['gain']:+.4f})",
+          file=sys.stdout)
+    return report
