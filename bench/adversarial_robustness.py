@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "examples" / "sst2.yaml"
+from common import SST2_CONFIG, lmforge, mean_std, require_sst2
+
 METHODS = {
     "plain": [],
     "fgm": ["tuning.adversarial.method=fgm", "tuning.adversarial.epsilon=1.0"],
     "pgd": ["tuning.adversarial.method=pgd", "tuning.adversarial.epsilon=1.0", "tuning.adversarial.alpha=0.3",
             "tuning.adversarial.steps=3"],
 }
-
-
-def lmforge(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "lmforge.cli", *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -37,24 +31,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--methods", default="plain,fgm")
     args = parser.parse_args()
-    if not (ROOT / ".." / "shared" / "data" / "sst2" / "train.tsv").is_file():
-        sys.exit("SST-2 not found at ../shared/data/sst2 (this benchmark needs it)")
+    require_sst2()
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in args.methods.split(",")}
     with tempfile.TemporaryDirectory(prefix="lmforge-adv-") as tmp:
         for seed in args.seeds.split(","):
             for method in results:
                 run = Path(tmp) / f"{method}-{seed}"
-                lmforge("train", str(CONFIG), f"data.max_train_samples={args.samples}", f"train.epochs={args.epochs}",
+                lmforge("train", str(SST2_CONFIG), f"data.max_train_samples={args.samples}", f"train.epochs={args.epochs}",
                         f"train.seed={seed}", f"train.output_dir={run}", "train.tensorboard=false", *METHODS[method])
                 lmforge("evaluate", str(run), "--perturbed")
                 report = json.loads((run / "evaluations" / "validation" / "report.json").read_text())
                 results[method].append((report["accuracy"], report["perturbed"]["accuracy"]))
                 print(json.dumps({"method": method, "seed": seed, "clean": results[method][-1][0],
                                   "perturbed": results[method][-1][1]}), file=sys.stderr)
-
-    def mean_std(values: list[float]) -> str:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
 
     print(f"SST-2, first {args.samples} training sentences, {args.epochs} epochs, MiniLM-L6, bf16, seeds {args.seeds}\n")
     print("| training | clean dev accuracy (%) | perturbed dev accuracy (%) | drop (pt) |")

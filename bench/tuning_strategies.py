@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "examples" / "sst2.yaml"
+from common import ROOT, SST2_CONFIG, require_sst2
 
 #: name -> (overrides, learning rate)
 STRATEGIES = {
@@ -40,7 +39,7 @@ LAUNCHER = ("import resource, sys; from lmforge.cli import main; rc = main(sys.a
 def run(name: str, samples: int, epochs: int, seed: int, out: Path) -> dict:
     overrides, lr = STRATEGIES[name]
     run_dir, rss_file = out / name, out / f"{name}.rss"
-    command = [sys.executable, "-c", LAUNCHER, str(rss_file), "train", str(CONFIG), f"data.max_train_samples={samples}",
+    command = [sys.executable, "-c", LAUNCHER, str(rss_file), "train", str(SST2_CONFIG), f"data.max_train_samples={samples}",
                f"train.epochs={epochs}", f"train.lr={lr}", f"train.seed={seed}", f"train.output_dir={run_dir}",
                "train.tensorboard=false", *overrides]
     started = time.perf_counter()
@@ -59,8 +58,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     args = parser.parse_args()
-    if not (ROOT / ".." / "shared" / "data" / "sst2" / "train.tsv").is_file():
-        sys.exit("SST-2 not found at ../shared/data/sst2 (this benchmark needs it)")
+    require_sst2()
     rows = []
     with tempfile.TemporaryDirectory(prefix="lmforge-tuning-") as tmp:
         for name in args.strategies.split(","):

@@ -40,6 +40,14 @@ def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None
     return first, rest
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    from lmforge.config.loader import load_config
+    from lmforge.recipes.search import search
+
+    out = search(load_config(args.config, args.overrides))
+    print(f"lmforge: search done; results in {out / 'results.md'}, best trial in {out / 'best.json'}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from lmforge.config.loader import load_config
     from lmforge.config.validate import validate_config
@@ -99,6 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "train": (cmd_train, "fine-tune a model from a YAML config (key=value overrides any field)"),
+    "search": (cmd_search, "hyper-parameter search with Optuna (grid, random, TPE; pruning); each trial is a run"),
     "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
@@ -117,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("config", nargs="?", help="YAML config file (see examples/)")
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")
             sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+        elif name == "search":
+            sub.add_argument("config", help="a run config with a `search:` section (space of dotted keys, sampler, "
+                                            "trials); see examples/search_sst2.yaml")
+            sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. search.trials=20 search.sampler=random")
         elif name == "evaluate":
             sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
                              help="a run directory made by `lmforge train`, or a config whose model is scored untrained "

@@ -56,3 +56,22 @@ def plot_history(history: list[dict], metric: str, path: Path) -> Path:
     left.set_title("Training history")
     _save(fig, path)
     return path
+
+
+def plot_search_progress(values: list[float | None], metric: str, minimise: bool, path: Path) -> Path:
+    """Each trial's score (pruned trials: their best epoch) and the best so far, by trial number."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    shown = [(n, v) for n, v in enumerate(values) if v is not None]
+    ax.scatter([n for n, _ in shown], [v for _, v in shown], s=18, color="tab:gray", label="trial")
+    best, best_line = None, []
+    for value in values:
+        if value is not None and (best is None or (value < best if minimise else value > best)):
+            best = value
+        best_line.append(best)
+    ax.step(range(len(values)), best_line, where="post", color="tab:blue", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title("Hyper-parameter search")
+    ax.legend()
+    _save(fig, path)
+    return path

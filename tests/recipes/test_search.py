@@ -1,0 +1,63 @@
+"""Hyper-parameter search: samplers, trial run directories, pruning, results and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmforge.cli import main
+from lmforge.recipes.search import Dimension
+
+
+def search_config(tiny_config, tmp_path, search: str):
+    path = tmp_path / "search.yaml"
+    path.write_text(tiny_config.read_text() + search, encoding="utf-8")
+    return path
+
+
+def test_grid_values_from_choices_and_steps():
+    assert Dimension(choices=[16, 32]).grid() == [16, 32]
+    assert Dimension(low=4, high=16, step=4).grid() == [4, 8, 12, 16]
+    assert Dimension(low=0.1, high=0.3, step=0.1).grid() == pytest.approx([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError):
+        Dimension(low=1e-5, high=1e-3, log=True).grid()
+
+
+def test_random_search_runs_trials_as_run_directories(tiny_config, tmp_path, capsys):
+    config = search_config(tiny_config, tmp_path, "search:\n  sampler: random\n  trials: 3\n  pruner: none\n"
+                                                  "  space:\n    train.lr: {low: 1.0e-3, high: 5.0e-3, log: true}\n"
+                                                  "    train.batch_size: {choices: [8, 16]}\n")
+    out = tmp_path / "search"
+    assert main(["search", str(config), f"train.output_dir={out}", "train.epochs=1"]) == 0
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in results] == [0, 1, 2] and all(r["state"] == "complete" for r in results)
+    assert all(1e-3 <= r["train.lr"] <= 5e-3 and r["train.batch_size"] in (8, 16) for r in results)
+    for r in results:  # each trial is an ordinary run with its values in its saved config
+        saved = (out / f"trial-{r['trial']:03d}" / "config.yaml").read_text()
+        assert f"batch_size: {r['train.batch_size']}" in saved and (out / f"trial-{r['trial']:03d}" / "report.json").is_file()
+    best = json.loads((out / "best.json").read_text())
+    assert best["accuracy"] == max(r["accuracy"] for r in results)
+    assert (out / "search.png").stat().st_size > 0 and "| trial | state | accuracy |" in (out / "results.md").read_text()
+
+
+def test_grid_search_tries_every_combination_and_prunes_a_hopeless_trial(tiny_config, tmp_path, capsys):
+    config = search_config(tiny_config, tmp_path, "search:\n  sampler: grid\n  seed: 4\n"
+                                                  "  space:\n    train.lr: {choices: [3.0e-3, 4.0e-3, 1.0e-9, 2.0e-9]}\n")
+    out = tmp_path / "grid"
+    assert main(["search", str(config), f"train.output_dir={out}", "train.epochs=3"]) == 0
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["train.lr"] for r in results) == [1e-9, 2e-9, 3e-3, 4e-3]
+    # seed 4 orders the grid good, good, hopeless, hopeless; the median pruner judges once two trials finished
+    assert [r["train.lr"] > 1e-6 for r in results] == [True, True, False, False]
+    assert [r["state"] for r in results] == ["complete", "complete", "pruned", "pruned"]
+
+
+def test_search_errors_are_one_line(tiny_config, tmp_path, capsys):
+    bad_key = search_config(tiny_config, tmp_path, "search:\n  space:\n    train.lrate: {low: 1.0e-4, high: 1.0e-3}\n")
+    assert main(["search", str(bad_key), f"train.output_dir={tmp_path / 'a'}"]) == 2
+    assert "lrate" in capsys.readouterr().err
+    no_range = search_config(tiny_config, tmp_path, "search:\n  sampler: grid\n  space:\n    train.lr: {low: 1.0e-4, high: 1.0e-3}\n")
+    assert main(["search", str(no_range), f"train.output_dir={tmp_path / 'b'}"]) == 2
+    assert "needs `step`" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
