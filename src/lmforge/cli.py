@@ -48,6 +48,16 @@ def cmd_search(args: argparse.Namespace) -> None:
     print(f"lmforge: search done; results in {out / 'results.md'}, best trial in {out / 'best.json'}")
 
 
+def cmd_augment(args: argparse.Namespace) -> None:
+    from lmforge.config.loader import load_config
+    from lmforge.config.validate import validate_config
+    from lmforge.recipes.augment import augment
+    from lmforge.recipes.schema import RunConfig
+
+    config = validate_config(RunConfig, load_config(args.config, args.overrides))
+    augment(config, args.method, args.via or [], Path(args.output), args.copies, args.rate, args.batch_size)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from lmforge.config.loader import load_config
     from lmforge.config.validate import validate_config
@@ -108,6 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "train": (cmd_train, "fine-tune a model from a YAML config (key=value overrides any field)"),
     "search": (cmd_search, "hyper-parameter search with Optuna (grid, random, TPE; pruning); each trial is a run"),
+    "augment": (cmd_augment, "write augmented training rows (EDA, paraphrase, back-translation) to their own file"),
     "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
@@ -130,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("config", help="a run config with a `search:` section (space of dotted keys, sampler, "
                                             "trials); see examples/search_sst2.yaml")
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. search.trials=20 search.sampler=random")
+        elif name == "augment":
+            sub.add_argument("config", help="the run config whose training split is augmented")
+            sub.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.max_train_samples=500")
+            sub.add_argument("--method", required=True, choices=["eda", "paraphrase", "back-translation"])
+            sub.add_argument("--via", action="append", metavar="RUN_DIR|CONFIG.yaml",
+                             help="a generation model: a trained run or a generation config (paraphrase: one; "
+                                  "back-translation: two, in order, e.g. en→fr then fr→en)")
+            sub.add_argument("--output", required=True, metavar="FILE", help="new .jsonl file for the augmented rows")
+            sub.add_argument("--copies", type=int, default=1, help="augmented rows per training row (default 1)")
+            sub.add_argument("--rate", type=float, default=0.1, help="eda: share of words each edit touches")
+            sub.add_argument("--batch-size", type=int, default=32, help="generation batch size")
         elif name == "evaluate":
             sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
                              help="a run directory made by `lmforge train`, or a config whose model is scored untrained "

@@ -29,6 +29,8 @@ class DataParams(BaseModel):
     train: str | DataFile | None = Field(None, description="Training file (.jsonl, .csv or .tsv), or {path, text_column, …}.")
     validation: str | DataFile | None = Field(None, description="Validation file; split off `train` when absent.")
     test: str | DataFile | None = Field(None, description="Test file; split off `train` when `test_fraction` > 0.")
+    train_extra: list[str | DataFile] = Field(default_factory=list, description="More training files added after the "
+                                              "splits are made (e.g. rows from `lmforge augment`); never validation/test.")
     format: Literal["auto", "jsonl", "csv", "tsv", "conll"] = Field(
         "auto", description="File format; auto uses the extension (.jsonl, .csv, .tsv; .conll/.txt for CoNLL columns).")
     text_column: str = Field("text", description="Column holding the input text.")
@@ -53,13 +55,16 @@ def file_params(spec: str | DataFile, params: DataParams) -> tuple[str, DataPara
 
 def with_absolute_paths(params: DataParams) -> DataParams:
     """The same params with every split path made absolute, so a saved config works from any folder."""
-    updates: dict = {}
-    for key in ("train", "validation", "test"):
-        spec = getattr(params, key)
-        if isinstance(spec, str) and not spec.startswith(VIRTUAL_PREFIXES):
-            updates[key] = str(Path(spec).resolve())
-        elif isinstance(spec, DataFile):
-            paths = {name: str(Path(value).resolve()) for name, value in (("path", spec.path), ("target_path", spec.target_path))
-                     if value is not None and not value.startswith(VIRTUAL_PREFIXES)}
-            updates[key] = spec.model_copy(update=paths)
+    updates: dict = {key: _absolute(getattr(params, key)) for key in ("train", "validation", "test")}
+    updates["train_extra"] = [_absolute(spec) for spec in params.train_extra]
     return params.model_copy(update=updates)
+
+
+def _absolute(spec: str | DataFile | None) -> str | DataFile | None:
+    if isinstance(spec, str) and not spec.startswith(VIRTUAL_PREFIXES):
+        return str(Path(spec).resolve())
+    if isinstance(spec, DataFile):
+        paths = {name: str(Path(value).resolve()) for name, value in (("path", spec.path), ("target_path", spec.target_path))
+                 if value is not None and not value.startswith(VIRTUAL_PREFIXES)}
+        return spec.model_copy(update=paths)
+    return spec

@@ -72,6 +72,8 @@ def assemble_splits(read: Callable[[str, DataParams, RowErrors], list[T]], data:
         train, test = split_off(train, data.test_fraction, seed, key)
     if validation is None:
         train, validation = split_off(train, data.validation_fraction, seed, key)
+    for spec in data.train_extra:
+        train = train + load(spec)
     return Splits(train=train, validation=validation, test=test, labels=labels, skipped=errors.skipped)
 
 

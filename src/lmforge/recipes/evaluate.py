@@ -112,7 +112,7 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
     return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, splits.train)
 
 
-def pretrained_embeddings(config: RunConfig, trained: PreTrainedModel) -> torch.Tensor:
+def pretrained_embeddings(config: RunConfig, trained: PreTrainedModel | None) -> torch.Tensor:
     """The input embeddings of the model the run started from (the trained ones for the from-scratch lstm)."""
     if config.model.name == SCRATCH_MODEL:
         return trained.get_input_embeddings().weight.detach()
