@@ -74,25 +74,40 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         return
     if args.overrides or args.output:
         raise ConfigError("overrides and --output apply to a config file; a run directory is evaluated as it was trained")
-    evaluate(target, args.data, perturbed=args.perturbed)
+    evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from lmforge.recipes.predict import predict
 
     if args.output in (None, "-"):
-        count = predict(Path(args.run_dir), args.input, sys.stdout)
+        count = predict(Path(args.run_dir), args.input, sys.stdout, args.adapter)
     else:
         target = Path(args.output)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                count = predict(Path(args.run_dir), args.input, handle)
+                count = predict(Path(args.run_dir), args.input, handle, args.adapter)
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
         print(f"lmforge: wrote {count} predictions to {target}", file=sys.stderr)
+
+
+def cmd_adapters(args: argparse.Namespace) -> None:
+    from lmforge.recipes.adapters import adapter_names, add_adapter
+
+    if args.action == "add":
+        if not args.other_run:
+            from lmforge.errors import ConfigError
+
+            raise ConfigError("lmforge adapters add RUN_DIR OTHER_RUN_DIR [--name NAME]: give the run to take the adapter from")
+        name = add_adapter(Path(args.run_dir), Path(args.other_run), args.name)
+        print(f"lmforge: added adapter {name} to {args.run_dir}; use it with --adapter {name}")
+    else:
+        names = adapter_names(Path(args.run_dir))
+        print("\n".join(f"{n}{'  (own)' if i == 0 else ''}" for i, n in enumerate(names)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -121,6 +136,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "augment": (cmd_augment, "write augmented training rows (EDA, paraphrase, back-translation) to their own file"),
     "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
+    "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
@@ -163,11 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(default train.output_dir, else runs/<task>-<time>)")
             sub.add_argument("--perturbed", action="store_true", help="also score a copy with typos and word swaps "
                                                                       "(robustness; text classification)")
+            sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
         elif name == "predict":
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
             sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "
                              "(one JSON object or plain text per line)")
             sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")
+            sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
+        elif name == "adapters":
+            sub.add_argument("action", choices=["add", "list"], help="add: copy OTHER_RUN's adapter beside RUN_DIR's; "
+                                                                     "list: the run's adapters")
+            sub.add_argument("run_dir", help="a PEFT run directory")
+            sub.add_argument("other_run", nargs="?", help="add: the PEFT run (same base, task and labels) to take from")
+            sub.add_argument("--name", help="add: the name to use (default the other run's folder name)")
         elif name == "export":
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
             sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the model (must not exist "

@@ -70,6 +70,7 @@ def test_continual_run_reports_forgetting_and_gain(tmp_path, tiny_config, strate
     old = continual["old_task"]
     assert old["before"]["accuracy"] > 0.8  # the old run learnt the sentiment task
     assert old["forgetting"] == pytest.approx(old["before"]["accuracy"] - old["after"]["accuracy"], abs=1e-4)
+    assert old["after"]["within_old_labels"]["accuracy"] >= old["after"]["accuracy"]
     assert continual["new_task"]["after"]["accuracy"] > continual["new_task"]["before"]["accuracy"]
     assert continual["replayed_rows"] == (150 if "replay" in strategy[0] else 0)
     assert "## Continual learning" in (run / "report.md").read_text()

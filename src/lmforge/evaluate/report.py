@@ -40,6 +40,10 @@ def continual_lines(continual: dict | None) -> list[str]:
         for metric, before in row["before"].items():
             after = row["after"][metric]
             lines.append(f"| {part.replace('_', ' ')} | {metric} | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
+        for metric, after in row["after"].get("within_old_labels", {}).items():
+            before = row["before"][metric]
+            lines.append(f"| {part.replace('_', ' ')}, choosing among old labels only | {metric} | {before:.4f} | "
+                         f"{after:.4f} | {after - before:+.4f} |")
     return lines
 
 

@@ -90,12 +90,20 @@ def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
 
 
 def reported_scores(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
-                    train: list[Any], max_length: int, batch_size: int, precision: str) -> dict:
-    """The REPORTED metrics of `model` (predicting `task.labels`) on `examples`."""
+                    train: list[Any], max_length: int, batch_size: int, precision: str,
+                    old_labels: list[str] | None = None) -> dict:
+    """The REPORTED metrics of `model` (predicting `task.labels`) on `examples`. With `old_labels`, also
+    `within_old_labels`: the same metrics when the choice is restricted to those labels (what the model
+    still knows of the old task, apart from new labels taking over)."""
     predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
                           tokenizer.pad_token_id, precision)
     scores = task.score(predictions, examples, train)
-    return {name: scores[name] for name in REPORTED}
+    reported = {name: scores[name] for name in REPORTED}
+    if old_labels is not None:
+        restricted = [p | {"label": max(old_labels, key=p["probabilities"].get)} for p in predictions]
+        within = task.score(restricted, examples, train)
+        reported["within_old_labels"] = {name: within[name] for name in REPORTED}
+    return reported
 
 
 def forgetting_report(previous: PreviousRun, old_before: dict, old_after: dict, new_before: dict,
@@ -108,8 +116,10 @@ def forgetting_report(previous: PreviousRun, old_before: dict, old_after: dict, 
                            "forgetting": round(old_before[metric] - old_after[metric], 4)},
               "new_task": {"before": new_before, "after": new_after,
                            "gain": round(new_after[metric] - new_before[metric], 4)}}
+    within = old_after.get("within_old_labels", {}).get(metric)
+    within = f", {within:.4f} choosing among old labels only" if within is not None else ""
     print(f"continual: old task ({previous.evaluation_split} of {previous.directory.name}) {metric} "
-          f"{old_before[metric]:.4f} -> {old_after[metric]:.4f} (forgetting {report['old_task']['forgetting']:+.4f}); "
+          f"{old_before[metric]:.4f} -> {old_after[metric]:.4f}{within} (forgetting {report['old_task']['forgetting']:+.4f}); "
           f"new task {new_before[metric]:.4f} -> {new_after[metric]:.4f} (gain {report['new_task']['gain']:+.4f})",
           file=sys.stdout)
     return report

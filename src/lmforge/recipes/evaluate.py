@@ -19,6 +19,7 @@ from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.load import load_tokenizer
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
+from lmforge.recipes.adapters import check_adapter, side_adapters
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, model_dir, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
@@ -35,15 +36,19 @@ def task_tokenizer(task: Task, path: str, local_files_only: bool = True,
     return tokenizer
 
 
-def load_trained(run_dir: Path, config: RunConfig) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
-    """(task, model, tokenizer) of a run's saved model."""
+def load_trained(run_dir: Path, config: RunConfig,
+                 adapter: str | None = None) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
+    """(task, model, tokenizer) of a run's saved model; a PEFT run with `adapter` (a name from `lmforge
+    adapters list`) loads its adapters side by side and switches that one on."""
     folder = model_dir(run_dir)
+    check_adapter(run_dir, adapter)
     task = build_task(config.task).from_saved(folder)
     tokenizer = task_tokenizer(task, str(folder))
     if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
         base = task.build_model(base_model_path(folder), local_files_only=True,
                                 trust_remote_code=config.model.trust_remote_code)
-        return task, load_adapter(base, folder), tokenizer
+        side = side_adapters(run_dir) if adapter is not None else {}
+        return task, load_adapter(base, folder, side, adapter), tokenizer
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
     return task, model, tokenizer
 
@@ -64,15 +69,15 @@ def examples_to_score(task: Task, config: RunConfig, data_file: str | None,
     return ("test", test) if test else ("validation", split("validation"))
 
 
-def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False) -> dict:
-    """Score the run's model on `data_file` (or on its own test/validation split); write a report. With
-    `perturbed`, also score a copy with typos and embedding-neighbour word swaps (robustness)."""
+def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False, adapter: str | None = None) -> dict:
+    """Score the run's model (with `adapter` switched on) on `data_file` (or on its own test/validation split);
+    write a report. With `perturbed`, also score a copy with typos and embedding-neighbour word swaps."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    task, model, tokenizer = load_trained(run_dir, config)
+    task, model, tokenizer = load_trained(run_dir, config, adapter)
     name, examples = examples_to_score(task, config, data_file, lambda split: saved_split(task, run_dir, split))
     train = saved_split(task, run_dir, "train")
-    out_dir = run_dir / "evaluations" / name
+    out_dir = run_dir / "evaluations" / (name if adapter is None else f"{name}-{adapter}")
     robustness = robustness_check(task, model, tokenizer, config, examples, train, out_dir) if perturbed else None
     return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, train, robustness)
 

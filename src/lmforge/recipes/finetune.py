@@ -136,7 +136,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         metrics = task.score(predictions, examples, splits.train)
         if previous is not None:
             old_after = reported_scores(task, model, tokenizer, previous.evaluation, previous.train, max_length,
-                                        params.eval_batch_size, params.precision)
+                                        params.eval_batch_size, params.precision, old_labels=previous.labels)
             new_after = {name: metrics[name] for name in REPORTED}
             metrics["continual"] = forgetting_report(previous, old_before, old_after, new_before, new_after,
                                                      len(replayed))

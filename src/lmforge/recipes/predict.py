@@ -47,10 +47,10 @@ def _chunks(rows: Iterator[Any]) -> Iterator[list[Any]]:
         yield chunk
 
 
-def predict(run_dir: Path, input_path: str, output: TextIO) -> int:
-    """Write one prediction per input row to `output`; return the number written."""
+def predict(run_dir: Path, input_path: str, output: TextIO, adapter: str | None = None) -> int:
+    """Write one prediction per input row to `output` (with `adapter` switched on); return the number written."""
     config = load_run_config(Path(run_dir))
-    task, model, tokenizer = load_trained(Path(run_dir), config)
+    task, model, tokenizer = load_trained(Path(run_dir), config, adapter)
     if input_path == "-":
         column = getattr(task, "input_column", None) or config.data.text_column  # generation reads its source column
         rows: Iterator[Any] = read_stdin(sys.stdin, column, task)

@@ -1,8 +1,9 @@
 """PEFT adapters (LoRA, DoRA, IA³, prompt and prefix tuning) through `peft`: attach, save, load, merge.
 
 A PEFT run's `model/` holds the adapter (adapter_config.json + adapter_model.safetensors, task head
-included), the base model's config with the labels, and the tokenizer. `lmforge export` merges
-LoRA/DoRA/IA³ into the base weights so the result loads in plain transformers.
+included), the base model's config with the labels, and the tokenizer; `adapters/<name>/` holds more
+adapters on the same base, added with `lmforge adapters add` and chosen at load time (`--adapter`).
+`lmforge export` merges LoRA/DoRA/IA³ into the base weights so the result loads in plain transformers.
 """
 
 from __future__ import annotations
@@ -86,9 +87,16 @@ def save_adapter(model: PeftModel, folder: Path) -> None:
     model.get_base_model().config.save_pretrained(folder)
 
 
-def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
-    """`base` (the task model built on base_model_path) with the saved adapter, for inference."""
-    return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+def load_adapter(base: torch.nn.Module, folder: Path, side_by_side: dict[str, Path] | None = None,
+                 active: str | None = None) -> PeftModel:
+    """`base` (the task model built on base_model_path) with the saved adapter, for inference; adapters in
+    `side_by_side` (name -> folder) are loaded beside it and `active` (a name from there) is switched on."""
+    model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+    for name, other in (side_by_side or {}).items():
+        model.load_adapter(str(other), adapter_name=name, is_trainable=False)
+    if active is not None:
+        model.set_adapter(active)
+    return model
 
 
 def merged(model: PeftModel) -> torch.nn.Module:
