@@ -30,7 +30,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.config:
         raise ConfigError("give a config file (lmforge train CONFIG.yaml [key=value …]) or --resume RUN_DIR")
     config_path, overrides = _split_config_and_overrides(args.config, args.overrides)
-    finetune(validate_config(RunConfig, load_config(config_path, overrides)))
+    raw = load_config(config_path, overrides)
+    if "search" in raw.data:
+        raise ConfigError(f"{config_path} has a search: section; run it with `lmforge search {config_path}`, "
+                          "or remove the section to train once")
+    finetune(validate_config(RunConfig, raw))
 
 
 def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None, list[str]]:
