@@ -58,3 +58,11 @@ def test_zero_shot_evaluation_then_prompt_tuning_through_the_cli(tmp_path, tiny_
     capsys.readouterr()
     assert main(["train", str(config), f"train.output_dir={tmp_path / 'bad'}", "task.verbalizer={pos: ' red'}"]) == 2
     assert "task.verbalizer has no word for label(s) 'neg'" in capsys.readouterr().err
+
+
+def test_chat_template_wraps_the_filled_template_as_the_users_message(tiny_chat_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    params = PromptClassificationParams(template="Is this positive? {text}", verbalizer=VERBALIZER, chat_template=True)
+    task = PromptClassification(params, ["neg", "pos"])
+    task.adapt_tokenizer(tokenizer)
+    assert task.prompt_text("a cat") == "<|im_start|>user\nIs this positive? a cat<|im_end|>\n<|im_start|>assistant\n"

@@ -38,10 +38,12 @@ def continual_lines(continual: dict | None) -> list[str]:
     for part in ("old_task", "new_task"):
         row = continual[part]
         for metric, before in row["before"].items():
+            if metric == "within_old_labels":
+                continue
             after = row["after"][metric]
             lines.append(f"| {part.replace('_', ' ')} | {metric} | {before:.4f} | {after:.4f} | {after - before:+.4f} |")
         for metric, after in row["after"].get("within_old_labels", {}).items():
-            before = row["before"][metric]
+            before = row["before"]["within_old_labels"][metric]
             lines.append(f"| {part.replace('_', ' ')}, choosing among old labels only | {metric} | {before:.4f} | "
                          f"{after:.4f} | {after - before:+.4f} |")
     return lines

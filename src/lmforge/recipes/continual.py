@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.batching import pad_batch
@@ -90,20 +91,30 @@ def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
 
 
 def reported_scores(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
-                    train: list[Any], max_length: int, batch_size: int, precision: str,
-                    old_labels: list[str] | None = None) -> dict:
-    """The REPORTED metrics of `model` (predicting `task.labels`) on `examples`. With `old_labels`, also
-    `within_old_labels`: the same metrics when the choice is restricted to those labels (what the model
-    still knows of the old task, apart from new labels taking over)."""
+                    train: list[Any], max_length: int, batch_size: int, precision: str) -> dict:
+    """The REPORTED metrics of `model` (predicting `task.labels`) on `examples` (the new task's)."""
     predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
                           tokenizer.pad_token_id, precision)
     scores = task.score(predictions, examples, train)
-    reported = {name: scores[name] for name in REPORTED}
-    if old_labels is not None:
-        restricted = [p | {"label": max(old_labels, key=p["probabilities"].get)} for p in predictions]
-        within = task.score(restricted, examples, train)
-        reported["within_old_labels"] = {name: within[name] for name in REPORTED}
-    return reported
+    return {name: scores[name] for name in REPORTED}
+
+
+def old_task_scores(previous: PreviousRun, task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                    max_length: int, batch_size: int, precision: str) -> dict:
+    """Accuracy and macro-F1 over the old labels of `model` (predicting `task.labels`) on the old task's split;
+    `within_old_labels`: the same when the choice is restricted to the old labels (what the model still
+    knows of the old task, apart from new labels taking over)."""
+    examples = previous.evaluation
+    predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
+                          tokenizer.pad_token_id, precision)
+    gold = [example.labels[0] for example in examples]
+
+    def scores(predicted: list[str]) -> dict:
+        return {"accuracy": float(accuracy_score(gold, predicted)),
+                "macro_f1": float(f1_score(gold, predicted, labels=previous.labels, average="macro", zero_division=0))}
+
+    restricted = [max(previous.labels, key=p["probabilities"].get) for p in predictions]
+    return scores([p["label"] for p in predictions]) | {"within_old_labels": scores(restricted)}
 
 
 def forgetting_report(previous: PreviousRun, old_before: dict, old_after: dict, new_before: dict,

@@ -25,6 +25,7 @@ from lmforge.recipes.continual import (
     extend_splits,
     forgetting_report,
     grow_to,
+    old_task_scores,
     open_previous_run,
     reported_scores,
 )
@@ -92,8 +93,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     penalty = None
     if previous is not None:  # the old model, measured on the old task before its head grows to the new labels
         model = previous.task.build_model(path, local_only, config.model.trust_remote_code)
-        old_before = reported_scores(previous.task, model, tokenizer, previous.evaluation, previous.train, max_length,
-                                     params.eval_batch_size, params.precision)
+        old_before = old_task_scores(previous, previous.task, model, tokenizer, max_length, params.eval_batch_size,
+                                     params.precision)
         penalty = ewc_penalty(previous, model, tokenizer, max_length)
         grow_to(model, previous, task)
     else:
@@ -135,8 +136,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
                               params.eval_batch_size, tokenizer.pad_token_id, params.precision)
         metrics = task.score(predictions, examples, splits.train)
         if previous is not None:
-            old_after = reported_scores(task, model, tokenizer, previous.evaluation, previous.train, max_length,
-                                        params.eval_batch_size, params.precision, old_labels=previous.labels)
+            old_after = old_task_scores(previous, task, model, tokenizer, max_length, params.eval_batch_size,
+                                        params.precision)
             new_after = {name: metrics[name] for name in REPORTED}
             metrics["continual"] = forgetting_report(previous, old_before, old_after, new_before, new_after,
                                                      len(replayed))
