@@ -28,6 +28,8 @@ STRATEGIES = {
                              "tuning.peft.target_modules=[query,value]"], 1e-3),
     "ia3": (["tuning.peft.method=ia3"], 5e-3),
     "prompt-tuning": (["tuning.peft.method=prompt", "tuning.peft.num_virtual_tokens=20"], 3e-2),
+    "label-smoothing-0.1": (["tuning.label_smoothing=0.1"], 1e-4),
+    "rdrop-1.0": (["tuning.rdrop=1.0"], 1e-4),
 }
 
 

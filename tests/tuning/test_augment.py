@@ -57,3 +57,22 @@ def test_paraphrase_and_back_translation_through_generation_models(tiny_config, 
     assert main(["augment", *base, "--method", "paraphrase", "--via", str(tiny_config),
                  "--output", str(tmp_path / "p.jsonl")]) == 2
     assert "needs a generation model" in capsys.readouterr().err
+
+
+def test_paraphrase_through_a_trained_generation_run_and_missing_models_fail_first(tiny_config, tmp_path,
+                                                                                   tiny_chat_llama, capsys):
+    from tests.conftest import make_pairs, write_jsonl
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(40))
+    run = tmp_path / "gen-run"
+    assert main(["train", "task=generation", f"model={tiny_chat_llama}", f"data.train={pairs}", "data.validation_fraction=0",
+                 f"train.output_dir={run}", "train.epochs=1", "train.tensorboard=false", "task.max_new_tokens=6"]) == 0
+    out = tmp_path / "para.jsonl"
+    base = [str(tiny_config), "data.max_train_samples=8"]
+    assert main(["augment", *base, "--method", "paraphrase", "--via", str(run), "--output", str(out)]) == 0
+    assert all(json.loads(line)["method"] == "paraphrase" for line in out.read_text().splitlines())
+    capsys.readouterr()
+    assert main(["augment", *base, "--method", "back-translation", "--via", str(run), "--via", str(tmp_path / "no.yaml"),
+                 "--output", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "no.yaml: not found" in err and "step 1/2" not in err

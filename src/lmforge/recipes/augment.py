@@ -31,24 +31,30 @@ from lmforge.tuning.augment import eda
 METHODS = {"eda": 0, "paraphrase": 1, "back-translation": 2}  # method -> generation models it chains
 
 
-def text_generator(reference: str, batch_size: int) -> Callable[[list[str]], list[str]]:
-    """texts -> generated texts, with a trained generation run or a generation config's (untrained) model."""
+def generation_config(reference: str) -> RunConfig:
+    """The config of a generation run directory or generation config file (one-line errors otherwise)."""
     path = Path(reference)
     if path.is_dir():
         config = load_run_config(path)
-        task, model, tokenizer = load_trained(path, config) if config.task.name == "generation" else (None, None, None)
     elif path.suffix in (".yaml", ".yml") and path.is_file():
         config = validate_config(RunConfig, load_config(str(path)))
-        task = model = tokenizer = None
-        if config.task.name == "generation":
-            model_path = resolve_model(config.model.name, config.model.allow_network)
-            task = build_task(config.task)
-            tokenizer = task_tokenizer(task, model_path, not config.model.allow_network, config.model.trust_remote_code)
-            model = task.build_model(model_path, not config.model.allow_network, config.model.trust_remote_code)
     else:
-        raise ConfigError(f"--via {reference}: give a generation run directory or a generation config (.yaml)")
-    if task is None:
+        raise ConfigError(f"--via {reference}: not found; give a generation run directory or a generation config (.yaml)")
+    if config.task.name != "generation":
         raise ConfigError(f"--via {reference}: its task is {config.task.name}; augmentation needs a generation model")
+    return config
+
+
+def text_generator(reference: str, batch_size: int) -> Callable[[list[str]], list[str]]:
+    """texts -> generated texts, with a trained generation run or a generation config's (untrained) model."""
+    config = generation_config(reference)
+    if Path(reference).is_dir():
+        task, model, tokenizer = load_trained(Path(reference), config)
+    else:
+        model_path = resolve_model(config.model.name, config.model.allow_network)
+        task = build_task(config.task)
+        tokenizer = task_tokenizer(task, model_path, not config.model.allow_network, config.model.trust_remote_code)
+        model = task.build_model(model_path, not config.model.allow_network, config.model.trust_remote_code)
     model.eval()
 
     def generate(texts: list[str]) -> list[str]:
@@ -72,6 +78,8 @@ def augment(config: RunConfig, method: str, via: list[str], output: Path, copies
         raise DataError(f"{output} already exists; give a new --output file (augmented rows are never overwritten)")
     if config.task.name not in ("text-classification", "prompt-classification"):
         raise ConfigError(f"augment works on text classification data, not {config.task.name}")
+    for reference in via:  # every model reference is checked before the first (slow) generation step
+        generation_config(reference)
     task = build_task(config.task)
     train = task.read_splits(config.data, config.train.seed).train
     if any(example.text_pair is not None for example in train):
