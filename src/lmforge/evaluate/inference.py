@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from lmforge.data.batching import BatchOrder, pad_batch
 from lmforge.models.precision import autocast_for
@@ -41,3 +42,10 @@ def predict(task: Task, model: torch.nn.Module, features: list[dict], examples: 
     if hasattr(task, "generate"):
         return task.generate(model, features, examples, batch_size, pad_id, precision, progress)
     return task.decode(compute_outputs(task, model, features, batch_size, pad_id, precision, progress), features, examples)
+
+
+def predict_examples(task: Task, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
+                     max_length: int, batch_size: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
+    """`predict` on raw examples: encoded with `tokenizer` first."""
+    return predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
+                   tokenizer.pad_token_id, precision, progress)

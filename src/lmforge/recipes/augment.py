@@ -22,7 +22,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.perturb import embedding_neighbours, vocabulary
 from lmforge.files import atomic_write_text
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
-from lmforge.recipes.evaluate import load_trained, pretrained_embeddings, task_tokenizer
+from lmforge.recipes.evaluate import load_pretrained, load_trained, pretrained_embeddings, task_tokenizer
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
@@ -51,10 +51,8 @@ def text_generator(reference: str, batch_size: int) -> Callable[[list[str]], lis
     if Path(reference).is_dir():
         task, model, tokenizer = load_trained(Path(reference), config)
     else:
-        model_path = resolve_model(config.model.name, config.model.allow_network)
         task = build_task(config.task)
-        tokenizer = task_tokenizer(task, model_path, not config.model.allow_network, config.model.trust_remote_code)
-        model = task.build_model(model_path, not config.model.allow_network, config.model.trust_remote_code)
+        model, tokenizer = load_pretrained(task, config)
     model.eval()
 
     def generate(texts: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.batching import pad_batch
 from lmforge.errors import ConfigError
-from lmforge.evaluate.inference import predict
+from lmforge.evaluate.inference import predict_examples
 from lmforge.models.labels import saved_labels, set_labels
 from lmforge.recipes.evaluate import saved_split
 from lmforge.recipes.run_dir import load_run_config, model_dir
@@ -93,8 +93,7 @@ def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
 def reported_scores(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
                     train: list[Any], max_length: int, batch_size: int, precision: str) -> dict:
     """The REPORTED metrics of `model` (predicting `task.labels`) on `examples` (the new task's)."""
-    predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
-                          tokenizer.pad_token_id, precision)
+    predictions = predict_examples(task, model, tokenizer, examples, max_length, batch_size, precision)
     scores = task.score(predictions, examples, train)
     return {name: scores[name] for name in REPORTED}
 
@@ -105,8 +104,7 @@ def old_task_scores(previous: PreviousRun, task: Task, model: PreTrainedModel, t
     `within_old_labels`: the same when the choice is restricted to the old labels (what the model still
     knows of the old task, apart from new labels taking over)."""
     examples = previous.evaluation
-    predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples, batch_size,
-                          tokenizer.pad_token_id, precision)
+    predictions = predict_examples(task, model, tokenizer, examples, max_length, batch_size, precision)
     gold = [example.labels[0] for example in examples]
 
     def scores(predicted: list[str]) -> dict:

@@ -100,18 +100,23 @@ def robustness_check(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTo
     return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
+def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The config's model as it comes (untrained, with `task`'s head) and its tokenizer."""
+    path = resolve_model(config.model.name, config.model.allow_network)
+    local_only = not config.model.allow_network
+    tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
+    return task.build_model(path, local_only, config.model.trust_remote_code), tokenizer
+
+
 def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict:
     """Score the config's model *before* training (e.g. an instruct model zero-shot) on the config's
     test split, else its validation split, or on `data_file`; the report goes to a new train.output_dir."""
     if config.model.name == SCRATCH_MODEL:
         raise DataError("model=lstm is built from training data; there is nothing to evaluate before training")
-    path = resolve_model(config.model.name, config.model.allow_network)
     task = build_task(config.task)
     splits = task.read_splits(config.data, config.train.seed)
     name, examples = examples_to_score(task, config, data_file, lambda split: getattr(splits, split))
-    local_only = not config.model.allow_network
-    tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    model = task.build_model(path, local_only, config.model.trust_remote_code)
+    model, tokenizer = load_pretrained(task, config)
     out_dir = create_run_dir(config)
     save_config(config, out_dir)
     return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, splits.train)

@@ -13,7 +13,7 @@ from accelerate.utils import broadcast_object_list, set_seed
 from lmforge.config.validate import suggest
 from lmforge.data.params import with_absolute_paths
 from lmforge.errors import ConfigError
-from lmforge.evaluate.inference import predict
+from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import set_dropout
@@ -132,8 +132,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     # Final report on the best model: the test split when there is one, else validation.
     task, model, tokenizer = load_trained(run_dir, config)
     if examples:
-        predictions = predict(task, model, task.encode(examples, tokenizer, max_length), examples,
-                              params.eval_batch_size, tokenizer.pad_token_id, params.precision)
+        predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
+                                       params.precision)
         metrics = task.score(predictions, examples, splits.train)
         if previous is not None:
             old_after = old_task_scores(previous, task, model, tokenizer, max_length, params.eval_batch_size,

@@ -32,7 +32,7 @@ from lmforge.files import atomic_write_text
 from lmforge.recipes.finetune import finetune
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
-from lmforge.train.loop import LOWER_IS_BETTER
+from lmforge.train.loop import lower_is_better
 
 
 class Dimension(BaseModel):
@@ -135,7 +135,7 @@ def search(raw: RawConfig) -> Path:
     sampler, grid_size = sampler_for(params)
     trials = params.trials or grid_size or 10
     metric = config.train.metric or build_task(config.task).default_metric
-    direction = "minimize" if any(word in metric for word in LOWER_IS_BETTER) else "maximize"
+    direction = "minimize" if lower_is_better(metric) else "maximize"
     out = Path(config.train.output_dir or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"search directory {out} already exists and is not empty; set train.output_dir to a new folder")
@@ -173,10 +173,10 @@ def search(raw: RawConfig) -> Path:
             _write_results(out, results, metric, direction, list(params.space))
             print(f"search: trial {trial.number} {state}, best {metric} {best if best is None else round(best, 4)} "
                   f"with {values}", file=sys.stderr)
-        if not history:
+        if best is None:
             raise ConfigError(f"search needs a validation split to score trials on ({metric}); set data.validation "
                               "or data.validation_fraction")
-        return (min if direction == "minimize" else max)(history)
+        return best
 
     study.optimize(objective, n_trials=trials, catch=())
     return out

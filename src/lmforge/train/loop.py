@@ -62,9 +62,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 LOWER_IS_BETTER = ("loss", "perplexity")
 
 
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in LOWER_IS_BETTER)
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
-    minimise = any(word in metric for word in LOWER_IS_BETTER)
-    return best is None or (value < best if minimise else value > best)
+    return best is None or (value < best if lower_is_better(metric) else value > best)
 
 
 @dataclass
