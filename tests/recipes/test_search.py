@@ -63,3 +63,5 @@ def test_search_errors_are_one_line(tiny_config, tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert main(["train", str(no_range), f"train.output_dir={tmp_path / 'c'}"]) == 2
     assert "has a search: section; run it with `lmforge search" in capsys.readouterr().err
+    assert main(["search", str(tiny_config)]) == 2
+    assert "no search: section" in capsys.readouterr().err

@@ -80,4 +80,4 @@ def test_continual_run_reports_forgetting_and_gain(tmp_path, tiny_config, strate
 def test_continual_errors_are_one_line(tmp_path, tiny_config, capsys):
     assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'x'}",
                  f"tuning.continual.previous_run={tmp_path / 'missing'}"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "tuning.continual.previous_run: run directory" in capsys.readouterr().err

@@ -42,6 +42,8 @@ class PreviousRun:
 def open_previous_run(params: ContinualParams, config: RunConfig) -> PreviousRun:
     """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors)."""
     directory = Path(params.previous_run)
+    if not directory.is_dir():
+        raise ConfigError(f"tuning.continual.previous_run: run directory {directory} does not exist")
     previous_config = load_run_config(directory)
     folder = model_dir(directory)
     if config.task.name not in SUPPORTED_TASKS:

@@ -130,6 +130,9 @@ def search(raw: RawConfig) -> Path:
     """Run the search; return its directory (trials, results.md, results.jsonl, best.json, search.png)."""
     import optuna
 
+    if "search" not in raw.data:
+        raise ConfigError("the config has no search: section; add one with the keys to search over (see "
+                          "examples/search_sst2.yaml), or use `lmforge train` to train once")
     config = validate_config(SearchConfig, raw)
     params = config.search
     sampler, grid_size = sampler_for(params)
