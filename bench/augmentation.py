@@ -5,7 +5,7 @@ data.max_train_samples), e.g.
 
     lmforge augment examples/sst2.yaml data.max_train_samples=500 --method eda --output runs/sst2-500-eda.jsonl
     lmforge augment examples/sst2.yaml data.max_train_samples=500 --method back-translation \\
-        --via runs/multi30k-smollm2 --via examples/fr_en_smollm2.yaml --output runs/sst2-500-bt.jsonl
+        --via runs/en-fr --via runs/fr-en --output runs/sst2-500-bt.jsonl   # runs: examples/multi30k_fr_en_smollm2.yaml
     python bench/augmentation.py --samples 500 --epochs 5 --seeds 1,2,3 \\
         --extra eda=runs/sst2-500-eda.jsonl --extra back-translation=runs/sst2-500-bt.jsonl
 """

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lmforge import __version__
 from lmforge.errors import LmforgeError
@@ -85,18 +86,107 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from lmforge.recipes.predict import predict
 
     if args.output in (None, "-"):
-        count = predict(Path(args.run_dir), args.input, sys.stdout, args.adapter)
+        predict(Path(args.run_dir), args.input, sys.stdout, args.adapter)
     else:
-        target = Path(args.output)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        count = _write_atomically(Path(args.output), lambda handle: predict(Path(args.run_dir), args.input, handle, args.adapter))
+        print(f"lmforge: wrote {count} predictions to {args.output}", file=sys.stderr)
+
+
+def _write_atomically(target: Path, write: Callable[[Any], int]) -> int:
+    """Run `write(handle)` into a temporary file beside `target`, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            count = write(handle)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return count
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import json
+
+    from lmforge.decode.params import DecodeParams
+    from lmforge.decode.stream import stream_text
+    from lmforge.errors import ConfigError
+    from lmforge.recipes import generate as recipe
+
+    texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
+    generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
+                                      args.precision)
+    flags = {name: getattr(args, name) for name in DecodeParams.model_fields}
+    flags["logit_bias"] = _logit_bias(args.logit_bias)
+    if args.compare:
+        rows = recipe.compare(generator, texts, args.compare.split(","), args.seed or 0, args.batch_size)
+        print(recipe.compare_table(texts, rows))
+        if args.output:
+            _write_atomically(Path(args.output), lambda h: sum(h.write(json.dumps(r, ensure_ascii=False) + "\n") > 0 for r in rows))
+        return
+    params = recipe.decode_params(generator.decode, flags)
+    if args.stream:
+        if len(texts) != 1:
+            raise ConfigError("--stream follows one prompt; give exactly one --prompt")
+        for piece in stream_text(generator.model, generator.tokenizer, generator.prompt_ids(texts)[0], params,
+                                 generator.max_new_tokens, generator.stop_strings, generator.precision):
+            print(piece, end="", flush=True)
+        print()
+        return
+    outputs = generator.run(texts, params, args.batch_size)
+    if args.input or args.output:
+        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score}
+                   | ({"candidates": [generator.task.text(x.tokens) for x in c]} if len(c) > 1 else {})
+                   for t, c in zip(texts, outputs, strict=True)]
+        lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+        if args.output:
+            count = _write_atomically(Path(args.output), lambda h: sum(h.write(line) > 0 for line in lines))
+            print(f"lmforge: wrote {count} outputs to {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.writelines(lines)
+        return
+    for n, (text, candidates) in enumerate(zip(texts, outputs, strict=True)):
+        if len(texts) > 1:
+            print(f"### {n + 1}: {text}")
+        for rank, candidate in enumerate(candidates, start=1):
+            prefix = f"[{rank}] " if len(candidates) > 1 else ""
+            print(prefix + generator.task.text(candidate.tokens))
+            if candidate.steps:
+                print(recipe.explain_table(generator.tokenizer, candidate))
+
+
+def _logit_bias(pairs: list[str] | None) -> dict[int, float]:
+    from lmforge.errors import ConfigError
+
+    bias = {}
+    for pair in pairs or []:
+        token, _, value = pair.partition("=")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                count = predict(Path(args.run_dir), args.input, handle, args.adapter)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        print(f"lmforge: wrote {count} predictions to {target}", file=sys.stderr)
+            bias[int(token)] = float(value)
+        except ValueError:
+            raise ConfigError(f"--logit-bias {pair}: write TOKEN_ID=BIAS, e.g. --logit-bias 42=-100") from None
+    return bias
+
+
+def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
+    """One flag per `decode:` field (decode.num_beams is --num-beams), described by the field itself."""
+    from typing import get_args
+
+    from lmforge.decode.params import DecodeParams
+
+    group = sub.add_argument_group("decoding (the task.decode fields; a run's own settings are the defaults)")
+    for name, field in DecodeParams.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if name in ("bad_words", "logit_bias"):
+            metavar = "TOKEN_ID=BIAS" if name == "logit_bias" else "WORD"
+            group.add_argument(flag, action="append", metavar=metavar, help=field.description + " Repeatable.")
+        elif name == "strategy":
+            group.add_argument(flag, choices=list(get_args(field.annotation)), help=field.description)
+        elif name == "early_stopping":
+            group.add_argument(flag, choices=["true", "false", "never"], help=field.description)
+        else:
+            kind = int if field.annotation in (int, int | None) else float
+            group.add_argument(flag, type=kind, help=field.description)
 
 
 def cmd_adapters(args: argparse.Namespace) -> None:
@@ -140,6 +230,8 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "augment": (cmd_augment, "write augmented training rows (EDA, paraphrase, back-translation) to their own file"),
     "evaluate": (cmd_evaluate, "score a trained run (or a config's model before training) on a labelled split or file"),
     "predict": (cmd_predict, "label texts with a trained run (jsonl out)"),
+    "generate": (cmd_generate, "decode prompts with a model or generation run: greedy, beam, sampling; --stream, "
+                               "--explain, --compare strategies side by side"),
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "models": (cmd_models, "list the packaged models that work offline"),
@@ -190,6 +282,26 @@ def build_parser() -> argparse.ArgumentParser:
                              "(one JSON object or plain text per line)")
             sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")
             sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
+        elif name == "generate":
+            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias (see `lmforge models`), a model "
+                                                                     "folder, or a generation run directory")
+            sub.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable)")
+            sub.add_argument("--input", metavar="FILE", help="prompts from .jsonl/.csv/.tsv (the --source-column field) "
+                                                             "or .txt (one per line); writes jsonl")
+            sub.add_argument("--source-column", default="source", help="--input: the field holding each prompt")
+            sub.add_argument("--output", metavar="FILE", help="write jsonl here instead of stdout")
+            sub.add_argument("--max-new-tokens", type=int, help="longest output (default: the run's, else 128)")
+            sub.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable), e.g. --stop '\\n'")
+            sub.add_argument("--system", help="a model: system message before each prompt")
+            sub.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                             help="a model: wrap prompts in its chat template (default: when it has one)")
+            sub.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default 8)")
+            sub.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast (default: the run's, else fp32)")
+            sub.add_argument("--stream", action="store_true", help="print the output as it is generated (one prompt)")
+            sub.add_argument("--compare", metavar="LIST", help="strategies side by side, e.g. greedy,beam4,topp0.9,topk50,"
+                                                              "minp0.1,typical0.9,sample: output, tokens, tok/s, mean "
+                                                              "log-prob, distinct-2")
+            _add_decode_flags(sub)
         elif name == "adapters":
             sub.add_argument("action", choices=["add", "list"], help="add: copy OTHER_RUN's adapter beside RUN_DIR's; "
                                                                      "list: the run's adapters")

@@ -28,6 +28,14 @@ def test_max_train_samples_takes_the_first_rows(tmp_path):
     assert len(splits.train) == 10
 
 
+def test_max_eval_samples_shortens_validation_only(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(20)])
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"text": f"d{i}", "label": "ab"[i % 2]} for i in range(20)])
+    splits = read_splits(DataParams(train=str(train), validation=str(dev), test=str(dev), max_eval_samples=5), seed=0)
+    assert [ex.text for ex in splits.validation] == ["d0", "d1", "d2", "d3", "d4"]
+    assert (len(splits.train), len(splits.test)) == (20, 20)
+
+
 def test_batch_order_covers_everything_once_and_depends_on_epoch():
     lengths = [(i * 7) % 23 + 1 for i in range(101)]
     order = BatchOrder(lengths, batch_size=8, seed=3)

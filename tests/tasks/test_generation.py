@@ -1,5 +1,5 @@
 """Generation: loss masking (prompt vs reply tokens), chat templates and dialogues, parallel files,
-greedy batching that matches one-at-a-time decoding, metrics, and train/evaluate/predict runs."""
+metrics, and train/evaluate/predict runs."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmforge.cli import main
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.generation import GenerationExample, read_generation, read_parallel
-from lmforge.decode.greedy import greedy
+from lmforge.decode.generate import cut_at_stop_strings
 from lmforge.errors import DataError
 from lmforge.metrics.generation import generation_scores
-from lmforge.tasks.generation import Generation, GenerationParams, cut_at_stop_strings, reply_only_loss
+from lmforge.tasks.generation import Generation, GenerationParams, reply_only_loss
 from tests.conftest import make_pairs, write_jsonl
 
 
@@ -105,16 +105,6 @@ def test_label_smoothing_on_both_loss_paths(request, fixture):
     assert torch.allclose(smoothed, expected, atol=1e-5)
 
 
-def test_batched_greedy_matches_one_prompt_at_a_time(tiny_chat_llama):
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
-    prompts = [tokenizer(text)["input_ids"] for text in ("a", "a red dog runs", "the big green cat eats a")]
-    batched = greedy(model, prompts, tokenizer.pad_token_id, [tokenizer.eos_token_id], max_new_tokens=8, batch_size=3)
-    alone = [greedy(model, [p], tokenizer.pad_token_id, [tokenizer.eos_token_id], max_new_tokens=8)[0] for p in prompts]
-    assert batched == alone
-    assert all(len(tokens) == 8 for tokens in batched)  # a random model rarely says EOS; none cut short by padding
-
-
 def test_parallel_files_are_read_as_pairs_and_misalignment_is_an_error(tmp_path):
     source, target = tmp_path / "train.en.gz", tmp_path / "train.fr.gz"
     with gzip.open(source, "wt", encoding="utf-8") as handle:
@@ -165,7 +155,8 @@ def test_decoder_only_run_learns_the_toy_translation_and_predicts(tmp_path, tiny
     config.write_text(f"task: generation\nmodel: {tiny_chat_llama}\n", encoding="utf-8")
     args = ["task.prompt=Translate: {source}", "task.max_new_tokens=12", f"data.train={train}", f"data.validation={dev}",
             "data.max_length=48"]
-    assert main(["evaluate", str(config), *args, "--output", str(before)]) == 0
+    beam = ["task.decode.strategy=beam", "task.decode.num_beams=2"]  # the config's decode section reaches evaluation
+    assert main(["evaluate", str(config), *args, *beam, "--output", str(before)]) == 0
     untrained = json.loads((before / "report.json").read_text())
     assert len((before / "predictions.jsonl").read_text().splitlines()) == 30  # one per validation pair, in order
     run = tmp_path / "run"
@@ -186,6 +177,10 @@ def test_decoder_only_run_learns_the_toy_translation_and_predicts(tmp_path, tiny
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [set(line) for line in lines] == [{"generated"}, {"generated"}]
     assert all(isinstance(line["generated"], str) for line in lines)
+    assert main(["generate", str(run), "--prompt", "a red dog", "--strategy", "beam", "--num-beams", "3"]) == 0
+    beamed = capsys.readouterr().out.strip()
+    assert main(["generate", str(run), "--prompt", "a red dog"]) == 0  # the run's prompt format and its greedy default
+    assert capsys.readouterr().out.strip() == lines[0]["generated"] and beamed
 
 
 def test_encoder_decoder_run_trains_on_target_labels(tmp_path, tiny_t5):

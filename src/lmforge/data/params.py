@@ -41,6 +41,8 @@ class DataParams(BaseModel):
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train split off as validation when no file is given.")
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train split off as test when no file is given.")
     max_train_samples: int | None = Field(None, gt=0, description="Use only the first N training rows.")
+    max_eval_samples: int | None = Field(None, gt=0, description="Validate on only the first N validation rows "
+                                         "(quicker epochs); the test split is untouched.")
     max_length: int = Field(128, gt=0, description="Truncate inputs to this many tokens.")
     on_error: Literal["raise", "skip"] = Field("raise", description="On a malformed row: stop with an error, or skip it and report the count.")
 

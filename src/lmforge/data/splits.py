@@ -74,7 +74,7 @@ def assemble_splits(read: Callable[[str, DataParams, RowErrors], list[T]], data:
         train, validation = split_off(train, data.validation_fraction, seed, key)
     for spec in data.train_extra:
         train = train + load(spec)
-    return Splits(train=train, validation=validation, test=test, labels=labels, skipped=errors.skipped)
+    return Splits(train=train, validation=validation[: data.max_eval_samples], test=test, labels=labels, skipped=errors.skipped)
 
 
 def _label_key(example: TextExample) -> str:

@@ -1,1 +1,2 @@
-"""Decoding: turning a model and prompts into token sequences (greedy for now; the engine grows here)."""
+"""Decoding: our own engine (engine.py steps the model), rules (logits processors), strategies by name,
+and `generate`, the front door that evaluation, prediction and the CLI share."""

@@ -26,7 +26,8 @@ from lmforge.data.generation import GenerationExample, load_saved, read_generati
 from lmforge.data.params import DataFile, DataParams
 from lmforge.data.readers import detect_format, locate, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
-from lmforge.decode.greedy import greedy
+from lmforge.decode.generate import cut_at_stop_strings, generate
+from lmforge.decode.params import DecodeParams
 from lmforge.errors import DataError
 from lmforge.metrics.generation import ROUGE_TYPES, generation_scores
 from lmforge.tasks.chat_format import Segment, has_chat_template, plain_segments, template_segments
@@ -61,16 +62,6 @@ def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor],
     return torch.nn.functional.cross_entropy(logits, targets[counted], label_smoothing=label_smoothing), logits
 
 
-def cut_at_stop_strings(text: str, stops: list[str]) -> str:
-    """`text` up to the earliest stop string.
-
-    >>> cut_at_stop_strings("Un chien.\\nExplanation: ...", ["\\n"])
-    'Un chien.'
-    """
-    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
-    return text[: min(ends)] if ends else text
-
-
 class GenerationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +78,8 @@ class GenerationParams(BaseModel):
     max_new_tokens: int = Field(128, gt=0, description="Longest generated output when evaluating and predicting.")
     stop_strings: list[str] = Field(default_factory=list, description="Cut each output before the first of these, "
                                                                         "e.g. ['\\n'] for one-line answers.")
+    decode: DecodeParams = Field(default_factory=DecodeParams, description="How outputs are decoded when evaluating and "
+                                                                            "predicting (strategy, beams, sampling, rules).")
 
     @field_validator("prompt")
     @classmethod
@@ -97,7 +90,7 @@ class GenerationParams(BaseModel):
 
 
 class Generation:
-    """Source → target and dialogue generation; evaluated by greedy decoding."""
+    """Source → target and dialogue generation; evaluated by decoding with `params.decode` (greedy by default)."""
 
     default_metric = "bleu"
     metric_names = ("bleu", "chrf", *ROUGE_TYPES)
@@ -225,20 +218,19 @@ class Generation:
         return loss, outputs.logits
 
     # --- outputs --------------------------------------------------------------------------------
-    def stop_ids(self, model: PreTrainedModel) -> list[int]:
-        """EOS of the tokenizer and of the model's generation config (chat models end turns with one of these)."""
-        configured = model.generation_config.eos_token_id
-        configured = configured if isinstance(configured, list) else [configured]
-        return sorted({i for i in [*configured, self.tokenizer.eos_token_id] if i is not None})
-
     def generate(self, model: PreTrainedModel, features: list[dict], examples: list[GenerationExample], batch_size: int,
                  pad_id: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
-        """Greedy outputs, one {"generated": text} per example."""
+        """Decoded outputs, one {"generated": text} per example, plus every "candidates" text, best first, when
+        decode.num_return_sequences > 1."""
         prompts = [f["input_ids"][: f["_prompt_length"]] for f in features]
-        outputs = greedy(model, prompts, pad_id, self.stop_ids(model), self.params.max_new_tokens, batch_size,
-                         precision, progress)
-        texts = [self.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in outputs]
-        return [{"generated": cut_at_stop_strings(text, self.params.stop_strings).strip()} for text in texts]
+        outputs = generate(model, self.tokenizer, prompts, self.params.decode, self.params.max_new_tokens,
+                           self.params.stop_strings, batch_size, precision, progress)
+        texts = [[self.text(candidate.tokens) for candidate in candidates] for candidates in outputs]
+        return [{"generated": row[0]} | ({"candidates": row} if len(row) > 1 else {}) for row in texts]
+
+    def text(self, tokens: list[int]) -> str:
+        """The text of generated tokens, cut before the first stop string."""
+        return cut_at_stop_strings(self.tokenizer.decode(tokens, skip_special_tokens=True), self.params.stop_strings).strip()
 
     def score(self, predictions: list[dict], examples: list[GenerationExample],
               train_examples: list[GenerationExample]) -> dict:

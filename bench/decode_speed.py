@@ -1,0 +1,172 @@
+"""Decoding speed: HF `generate`, lmforge's engine and (when installed) CTranslate2, side by side.
+
+SmolLM2-135M-Instruct (the packaged weights), chat prompts, exactly --new-tokens new tokens
+(min = max, so every peer does the same work) — except the `lookup` mode: prompts that ask the
+model to copy a text with its typos fixed, decoded until EOS by greedy and by prompt-lookup
+speculative decoding (HF's and ours). Each mode runs the peers in turn, --runs times;
+the table gives tokens/s as min / median / max, the ratio of medians to HF, the share of the
+memory-bandwidth roofline (bytes of weights read per decoding step ÷ measured read bandwidth) and
+whether the tokens are identical to HF's.
+
+    python bench/decode_speed.py --runs 5
+    python bench/decode_speed.py --runs 5 --modes greedy,beam4,batch16,lookup --ctranslate2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmforge.decode.engine import pad_prompts
+from lmforge.decode.generate import generate
+from lmforge.decode.params import DecodeParams
+from lmforge.models.packaged import locate_packaged
+
+PROMPTS = ["Write a short story about a lighthouse keeper who finds a message in a bottle.",
+           "Explain how a bicycle works to a ten-year-old.", "List some ideas for a rainy weekend.",
+           "Describe the water cycle.", "What makes a good cup of tea?", "Tell me about the moon landing.",
+           "Give me tips for learning to cook.", "Why is the sky blue?"]
+
+
+COPY_TEXTS = [
+    "The comittee met on Tuesday to discus the new budjet, and after a long debate they agreed to fund the libary "
+    "repairs, the new playground and a small grant for the local theatre group.",
+    "Our train was delayed by fourty minutes becuase of a signal failure near the station, so we missed the begining "
+    "of the concert but still enjoyed the second half very much.",
+]
+
+
+def until_eos(rows: list[list[int]], eos: int) -> list[list[int]]:
+    return [next((row[:i] for i, t in enumerate(row) if t == eos), row) for row in rows]
+
+
+def read_bandwidth_gbs(size_mb: int = 1024) -> float:
+    """Best-of-5 read bandwidth of a large fp32 sum (GB/s)."""
+    data = torch.ones(size_mb * 2**20 // 4)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best / 1e9
+
+
+def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
+              lookup: bool = False) -> Callable[[], list[list[int]]]:
+    ids, mask = pad_prompts(prompts, tokenizer.pad_token_id, left=True)
+    options = {"min_new_tokens": new_tokens} if exact else {}
+    if lookup:
+        options["prompt_lookup_num_tokens"] = 10
+
+    def run() -> list[list[int]]:
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                             num_beams=beams, pad_token_id=tokenizer.pad_token_id, **options)
+        return until_eos(out[:, ids.shape[1]:].tolist(), tokenizer.eos_token_id)
+    return run
+
+
+def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
+                   lookup: bool = False) -> Callable[[], list[list[int]]]:
+    knobs: dict = {"min_new_tokens": new_tokens} if exact else {}
+    if beams > 1:
+        knobs |= {"strategy": "beam", "num_beams": beams}
+    if lookup:
+        knobs["strategy"] = "prompt_lookup"
+    params = DecodeParams(**knobs)
+
+    def run() -> list[list[int]]:
+        return [c[0].tokens for c in generate(model, tokenizer, prompts, params, new_tokens, batch_size=len(prompts))]
+    return run
+
+
+def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tokens: int, beams: int,
+                       quantization: str) -> Callable[[], list[list[int]]] | None:
+    try:
+        import ctranslate2
+    except ImportError:
+        return None
+    target = tempfile.mkdtemp(prefix=f"ct2-{quantization}-")
+    ctranslate2.converters.TransformersConverter(folder).convert(target, quantization=quantization, force=True)
+    generator = ctranslate2.Generator(target, device="cpu", compute_type=quantization, intra_threads=torch.get_num_threads())
+    tokens = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
+
+    def run() -> list[list[int]]:
+        results = generator.generate_batch(tokens, max_length=new_tokens, min_length=new_tokens, beam_size=beams,
+                                           include_prompt_in_result=False)
+        return until_eos([r.sequences_ids[0] for r in results], tokenizer.eos_token_id)
+    return run
+
+
+def measure(run: Callable[[], list[list[int]]]) -> tuple[float, list[list[int]]]:
+    start = time.perf_counter()
+    tokens = run()
+    return time.perf_counter() - start, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--modes", default="greedy,beam4,batch16,lookup",
+                        help="greedy, beamN, batchN (greedy over N prompts), lookup (copying prompts, until EOS)")
+    parser.add_argument("--ctranslate2", action="store_true", help="add CTranslate2 fp32 and int8 as peers (if installed)")
+    args = parser.parse_args()
+    folder = str(locate_packaged("smollm2-135m-instruct"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bandwidth = read_bandwidth_gbs()
+    roofline = bandwidth * 1e9 / weight_bytes  # decoding steps per second if only weight reads counted
+    print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read bandwidth {bandwidth:.1f} GB/s, "
+          f"roofline {roofline:.1f} steps/s")
+    def chat(texts: list[str]) -> list[list[int]]:
+        rendered = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                                  tokenize=False) for t in texts]
+        return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
+    encoded = chat(PROMPTS)
+    copying = chat([f"Rewrite this text with the spelling mistakes corrected:\n\n{t}" for t in COPY_TEXTS])
+    print("| mode | peer | tok/s min | median | max | × HF | roofline share | tokens = HF |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in args.modes.split(","):
+        beams = int(mode[4:]) if mode.startswith("beam") else 1
+        rows = int(mode[5:]) if mode.startswith("batch") else 1
+        if mode == "lookup":
+            peers = {"HF generate": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, exact=False),
+                     "HF prompt lookup": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False, True),
+                     "lmforge greedy": lmforge_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False),
+                     "lmforge prompt_lookup": lmforge_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False, True)}
+        else:
+            prompts = (encoded * rows)[:rows]
+            peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True),
+                     "lmforge": lmforge_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True)}
+        if args.ctranslate2 and mode != "lookup":
+            for quantization in ("float32", "int8"):
+                runner = ctranslate2_runner(folder, prompts, tokenizer, args.new_tokens, beams, quantization)
+                if runner is not None:
+                    peers[f"CTranslate2 {quantization}"] = runner
+        times: dict[str, list[float]] = {name: [] for name in peers}
+        outputs: dict[str, list[list[int]]] = {}
+        for name, run in peers.items():  # warm-up, and the tokens to compare
+            outputs[name] = measure(run)[1]
+        for _ in range(args.runs):
+            for name, run in peers.items():
+                times[name].append(measure(run)[0])
+        base = statistics.median(times["HF generate"])
+        for name in peers:
+            produced = sum(len(row) for row in outputs[name])
+            speeds = sorted(produced / t for t in times[name])
+            median = produced / statistics.median(times[name])
+            share = median / rows / roofline  # decoding steps/s against the roofline
+            same = outputs[name] == outputs["HF generate"]
+            print(f"| {mode} | {name} | {speeds[0]:.1f} | {median:.1f} | {speeds[-1]:.1f} | "
+                  f"{base / statistics.median(times[name]):.2f} | {share:.0%} | {'yes' if same else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()

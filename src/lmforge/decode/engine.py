@@ -1,0 +1,157 @@
+"""The one place that steps a model while decoding: prefill, step, select rows, roll back.
+
+`Engine` owns the KV cache, the attention mask and the positions of a batch of rows, for HF causal
+LMs (prompts left-padded, so every row's next token sits in the last column) and encoder-decoder
+models (the encoder runs once; rows then step the decoder). Strategies call `prefill`, `step`,
+`select` and `crop` and never touch the cache. The model inputs mirror HF `generate` (same
+positions, same mask, no mask when nothing is padded, logits only for the positions asked for), so
+the same weights give the same logits.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
+
+
+def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), each (rows, longest prompt): prompts padded on the left (decoder-only) or right."""
+    longest = max(len(p) for p in prompts)
+    ids, mask = [], []
+    for prompt in prompts:
+        fill = [pad_id] * (longest - len(prompt))
+        ids.append(fill + prompt if left else prompt + fill)
+        mask.append([0] * len(fill) + [1] * len(prompt) if left else [1] * len(prompt) + [0] * len(fill))
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+
+def decoder_start_id(model: PreTrainedModel) -> int:
+    """The token an encoder-decoder model's decoder starts from."""
+    for config in (model.generation_config, model.config):
+        for name in ("decoder_start_token_id", "bos_token_id"):
+            if getattr(config, name, None) is not None:
+                return int(getattr(config, name))
+    raise ValueError(f"{type(model).__name__} names no decoder_start_token_id in its config")
+
+
+class Engine:
+    """A batch of rows being decoded by `model`.
+
+    >>> engine = Engine(model, [[5, 6, 7], [8]], pad_id=0)
+    >>> logits = engine.prefill()                 # (rows, vocab), float32
+    >>> logits = engine.step(logits.argmax(-1)[:, None])[:, -1]
+    """
+
+    def __init__(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int):
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        self.model, self.pad_id = model, pad_id
+        self.device = next(model.parameters()).device
+        self.encoder_decoder = bool(model.config.is_encoder_decoder)
+        ids, mask = pad_prompts(prompts, pad_id, left=not self.encoder_decoder)
+        self.prompt_ids, self.prompt_mask = ids.to(self.device), mask.to(self.device)
+        text_config = model.config.get_text_config(decoder=True)
+        self.cache = DynamicCache(config=text_config)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        if self.encoder_decoder:
+            self.cache = EncoderDecoderCache(self.cache, DynamicCache(config=text_config))
+            self.encoder_mask = self.prompt_mask
+            self.encoder_outputs = None
+            self.mask = None
+            self.next_position = None
+        else:
+            self.mask = None if bool(mask.all()) else self.prompt_mask  # HF drops an all-ones mask: same kernels
+            positions = self.prompt_mask.cumsum(-1) - 1
+            self.positions = positions.masked_fill(self.prompt_mask == 0, 0)
+            self.next_position = self.positions[:, -1] + 1  # (rows,)
+        self.rows = len(prompts)
+        self.length = 0  # tokens in the cache (decoder side)
+        self.keep_hidden = False  # set before prefill to get `last_hidden` after each forward
+        self.last_hidden: torch.Tensor | None = None  # (rows, tokens run, hidden): the top layer's states
+
+    @property
+    def prompt_length(self) -> int:
+        """Tokens before the first generated one in the decoder's sequence (padded prompt, or the start token)."""
+        return 1 if self.encoder_decoder else self.prompt_ids.shape[1]
+
+    def prompts(self) -> list[list[int]]:
+        """Each row's prompt without padding."""
+        return [ids[mask.bool()].tolist() for ids, mask in zip(self.prompt_ids, self.prompt_mask, strict=True)]
+
+    def first_tokens(self) -> torch.Tensor:
+        """(rows, prompt_length): what the decoder has seen before generating: the padded prompt or the start token."""
+        if self.encoder_decoder:
+            return torch.full((self.rows, 1), decoder_start_id(self.model), dtype=torch.long, device=self.device)
+        return self.prompt_ids
+
+    def _forward(self, tokens: torch.Tensor, keep: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs: dict = {"past_key_values": self.cache, "use_cache": True}
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = keep
+        if self.encoder_decoder:
+            if self.encoder_outputs is None:
+                self.encoder_outputs = self.model.get_encoder()(input_ids=self.prompt_ids, attention_mask=self.encoder_mask,
+                                                                return_dict=True)
+            kwargs |= {"encoder_outputs": self.encoder_outputs, "attention_mask": self.encoder_mask,
+                       "decoder_input_ids": tokens}
+        else:
+            kwargs |= {"input_ids": tokens, "position_ids": positions}
+            if self.mask is not None:
+                kwargs["attention_mask"] = self.mask
+        if self.keep_hidden:
+            kwargs["output_hidden_states"] = True
+        out = self.model(**kwargs, return_dict=True)
+        if self.keep_hidden:
+            self.last_hidden = (out.decoder_hidden_states if self.encoder_decoder else out.hidden_states)[-1].float()
+        self.length += tokens.shape[1]
+        return out.logits[:, -keep:].float()
+
+    @torch.no_grad()
+    def prefill(self) -> torch.Tensor:
+        """Run the prompts; the next-token logits of each row, (rows, vocab) in float32."""
+        if self.length:
+            raise RuntimeError("prefill runs once per engine")
+        return self._forward(self.first_tokens(), keep=1, positions=None if self.encoder_decoder else self.positions)[:, -1]
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, keep: int = 1) -> torch.Tensor:
+        """Append `tokens` (rows, k) to every row; the logits of the last `keep` positions, (rows, keep, vocab)."""
+        if self.encoder_decoder:
+            return self._forward(tokens, keep)
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(tokens.shape)], dim=1)
+        positions = self.next_position[:, None] + torch.arange(tokens.shape[1], device=self.device)  # (rows, k)
+        self.next_position = positions[:, -1] + 1
+        return self._forward(tokens, keep, positions)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep, reorder or repeat rows: row i becomes old row `rows[i]` (beams, dropping finished rows)."""
+        rows = rows.to(self.device)
+        if rows.numel() == self.rows and bool((rows == torch.arange(self.rows, device=self.device)).all()):
+            return
+        if self.length:
+            self.cache.reorder_cache(rows)
+        self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
+        if self.encoder_decoder:
+            self.encoder_mask = self.prompt_mask
+            if self.encoder_outputs is not None:
+                self.encoder_outputs["last_hidden_state"] = self.encoder_outputs.last_hidden_state[rows]
+        else:
+            self.positions, self.next_position = self.positions[rows], self.next_position[rows]
+            if self.mask is not None:
+                self.mask = self.mask[rows]
+        self.rows = rows.numel()
+
+    def crop(self, length: int) -> None:
+        """Forget every cached position from `length` on (rejected speculative tokens)."""
+        removed = self.length - length
+        if removed <= 0:
+            return
+        self.cache.crop(-removed)
+        self.length = length
+        if not self.encoder_decoder:
+            self.next_position = self.next_position - removed
+            if self.mask is not None:
+                self.mask = self.mask[:, :length]

@@ -1,0 +1,117 @@
+"""The front door of the decoding engine: prompts (token ids) in, candidates out, in batches.
+
+Prompts are batched longest-first (less padding); each batch gets its own `Engine`, the rules of
+`DecodeParams` and the chosen strategy. Stop tokens are the tokenizer's and the model's EOS; stop
+strings end a row as soon as its text contains one (the caller cuts the text there).
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmforge.decode import rules as R
+from lmforge.decode.candidate import Candidate
+from lmforge.decode.engine import Engine
+from lmforge.decode.params import DecodeParams
+from lmforge.decode.strategies import STRATEGIES, Limits
+from lmforge.decode.strategies.sampling import OnTokens, StopCheck
+from lmforge.models.precision import autocast_for
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS of the tokenizer and of the model's generation config (chat models end turns with one of these)."""
+    configured = model.generation_config.eos_token_id
+    configured = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [*configured, tokenizer.eos_token_id] if i is not None})
+
+
+def stop_string_check(tokenizer: PreTrainedTokenizerBase, stop_strings: list[str]) -> StopCheck | None:
+    """Whether a row's newest tokens complete one of `stop_strings` (checked after every token)."""
+    stops = [s for s in stop_strings if s]
+    if not stops:
+        return None
+    tail = max(len(s) for s in stops) + 2  # every token decodes to at least one character
+
+    def check(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
+        return any(s in text for s in stops)
+    return check
+
+
+def cut_at_stop_strings(text: str, stops: list[str]) -> str:
+    """`text` up to the earliest stop string.
+
+    >>> cut_at_stop_strings("Un chien.\\nExplanation: ...", ["\\n"])
+    'Un chien.'
+    """
+    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt_length: int,
+                stop_ids: list[int]) -> list[R.Rule]:
+    """The rules `params` asks for, in HF's order: constraints first, then the sampling filters."""
+    rules: list[R.Rule] = []
+    if params.repetition_penalty is not None:
+        rules.append(R.repetition_penalty(params.repetition_penalty))
+    if params.no_repeat_ngram_size is not None:
+        rules.append(R.no_repeat_ngram(params.no_repeat_ngram_size))
+    if params.bad_words:
+        rules.append(R.bad_words(word_token_sequences(tokenizer, params.bad_words)))
+    if params.logit_bias:
+        rules.append(R.logit_bias(params.logit_bias))
+    if params.min_new_tokens:
+        rules.append(R.min_new_tokens(params.min_new_tokens, prompt_length, stop_ids))
+    if params.strategy == "sample":
+        if params.temperature != 1.0:
+            rules.append(R.temperature(params.temperature))
+        for value, rule in ((params.top_k, R.top_k), (params.top_p, R.top_p), (params.min_p, R.min_p),
+                            (params.typical_p, R.typical_p)):
+            if value is not None:
+                rules.append(rule(value))
+    return rules
+
+
+def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[list[int]]:
+    """Each word's tokens as it would appear mid-sentence and at the start (tokenizers differ on the space)."""
+    sequences = []
+    for word in words:
+        for form in (word, " " + word):
+            ids = tokenizer(form, add_special_tokens=False)["input_ids"]
+            if ids and ids not in sequences:
+                sequences.append(ids)
+    return sequences
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
+             max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
+             progress: bool = False, on_tokens: OnTokens | None = None) -> list[list[Candidate]]:
+    """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
+
+    `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`)."""
+    strategy = STRATEGIES[params.strategy]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop_ids = stop_token_ids(model, tokenizer)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
+    limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    outputs: dict[int, list[Candidate]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
+            indices = order[start:start + batch_size]
+            engine = Engine(model, [prompts[i] for i in indices], pad_id)
+            rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids)
+            if on_tokens is not None:
+                limits.on_tokens = lambda rows, tokens, indices=indices: on_tokens([indices[r] for r in rows], tokens)
+            with autocast_for(precision, device):
+                batch = strategy(engine, params, rules, limits)
+            outputs.update(zip(indices, batch, strict=True))
+    finally:
+        model.train(was_training)
+    return [outputs[i] for i in range(len(prompts))]

@@ -1,0 +1,71 @@
+"""The `decode:` config section: which strategy, its knobs, and the rules applied to every step.
+
+One flat model, so `decode.num_beams` is the YAML key, the override and the CLI flag alike; a knob
+that belongs to another strategy than the chosen one is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SAMPLING_FIELDS = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p"})
+BEAM_FIELDS = frozenset({"num_beams", "length_penalty", "early_stopping"})
+LOOKUP_FIELDS = frozenset({"prompt_lookup_num_tokens", "max_matching_ngram_size"})
+STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads, beyond the shared rules
+    "greedy": frozenset(),
+    "sample": SAMPLING_FIELDS | {"num_return_sequences"},
+    "beam": BEAM_FIELDS | {"num_return_sequences"},
+    "prompt_lookup": LOOKUP_FIELDS,
+    "contrastive": frozenset({"penalty_alpha", "top_k"}),
+}
+
+
+class DecodeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["greedy", "sample", "beam", "contrastive", "prompt_lookup"] = Field(
+        "greedy", description="greedy | sample | beam | contrastive | prompt_lookup (greedy's output, several tokens "
+                              "a step when the output copies the prompt).")
+    # sampling
+    temperature: float = Field(1.0, gt=0, description="sample: divide scores by this (< 1 sharper, > 1 flatter).")
+    top_k: int | None = Field(None, gt=0, description="sample: draw only from the k most likely tokens; contrastive: "
+                                                       "candidates per step (default 4).")
+    top_p: float | None = Field(None, gt=0, le=1, description="sample: nucleus, the fewest tokens whose probability reaches p.")
+    min_p: float | None = Field(None, ge=0, le=1, description="sample: drop tokens below p × the best token's probability.")
+    typical_p: float | None = Field(None, gt=0, le=1, description="sample: locally typical sampling mass.")
+    # beam search
+    num_beams: int = Field(4, ge=1, description="beam: hypotheses kept per prompt.")
+    length_penalty: float = Field(1.0, description="beam: finished score = sum log p / length**length_penalty.")
+    early_stopping: bool | Literal["never"] = Field(
+        False, description="beam: true = stop once num_beams hypotheses finished; false = HF's heuristic; never = exact.")
+    num_return_sequences: int = Field(1, ge=1, description="beam/sample: outputs per prompt.")
+    # contrastive search
+    penalty_alpha: float = Field(0.6, ge=0, le=1, description="contrastive: weight of the degeneration penalty "
+                                                               "(0 = greedy).")
+    # prompt-lookup speculative decoding
+    prompt_lookup_num_tokens: int = Field(10, ge=1, description="prompt_lookup: draft tokens checked per step.")
+    max_matching_ngram_size: int = Field(2, ge=1, description="prompt_lookup: longest n-gram matched to find a draft.")
+    # rules for every strategy
+    repetition_penalty: float | None = Field(None, gt=0, description="Penalise tokens already in the sequence (1.2 is typical).")
+    no_repeat_ngram_size: int | None = Field(None, gt=0, description="Never repeat an n-gram of this size.")
+    bad_words: list[str] = Field(default_factory=list, description="Words or phrases never to generate.")
+    logit_bias: dict[int, float] = Field(default_factory=dict, description="Token id → bias added to its score.")
+    min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
+    seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
+    explain: int = Field(0, ge=0, description="Record each token's log-probability and this many alternatives.")
+
+    @model_validator(mode="after")
+    def _knobs_match_strategy(self) -> DecodeParams:
+        own = STRATEGY_FIELDS[self.strategy]
+        others = set().union(*STRATEGY_FIELDS.values()) - own
+        fields = type(self).model_fields
+        foreign = sorted(name for name in others if getattr(self, name) != fields[name].default)  # saved configs list all
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to strategy "
+                             f"{self.strategy!r}; remove {'it' if len(foreign) == 1 else 'them'} or choose a strategy that uses "
+                             f"{'it' if len(foreign) == 1 else 'them'}")
+        if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
+            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
+        return self

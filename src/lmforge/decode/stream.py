@@ -1,0 +1,55 @@
+"""Streaming: the text of one prompt's output as an iterator of deltas, while decoding runs.
+
+Decoding runs in a worker thread and hands tokens over a queue; each delta is the newly complete
+text (a token that ends inside a multi-byte character waits for the next one), and text after a
+stop string is never yielded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmforge.decode.generate import cut_at_stop_strings, generate
+from lmforge.decode.params import DecodeParams
+from lmforge.errors import ConfigError
+
+_DONE = object()
+
+
+def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: list[int], params: DecodeParams,
+                max_new_tokens: int, stop_strings: list[str] | None = None, precision: str = "fp32") -> Iterator[str]:
+    """Yield the output text of `prompt` piece by piece (greedy or sampling, one sequence)."""
+    if params.strategy == "beam" or params.num_return_sequences != 1:
+        raise ConfigError("streaming follows one sequence: use greedy, sample or prompt_lookup, "
+                          "with num_return_sequences 1")
+    handoff: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            generate(model, tokenizer, [prompt], params, max_new_tokens, stop_strings, batch_size=1, precision=precision,
+                     on_tokens=lambda rows, tokens: [handoff.put(t) for t in tokens])
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            handoff.put(_DONE)
+
+    threading.Thread(target=work, daemon=True).start()
+    tokens: list[int] = []
+    sent = ""
+    while (token := handoff.get()) is not _DONE:
+        tokens.append(token)
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+            continue
+        text = cut_at_stop_strings(text, stop_strings or [])
+        if len(text) > len(sent):
+            yield text[len(sent):]
+            sent = text
+    if failure:
+        raise failure[0]
+

@@ -1,0 +1,191 @@
+"""`lmforge generate MODEL|RUN_DIR`: decode prompts with any strategy, stream, explain, or compare
+strategies side by side.
+
+A run directory brings its prompt format (system message, template, chat template) and its
+`task.decode` settings; a model (packaged alias or folder) is prompted through its chat template
+when it has one. Flags override the decode settings field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmforge.data.errors_policy import RowErrors
+from lmforge.data.params import DataParams
+from lmforge.decode.candidate import Candidate
+from lmforge.decode.generate import generate
+from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
+from lmforge.errors import ConfigError
+from lmforge.models.resolve import resolve_model
+from lmforge.recipes.evaluate import load_trained, task_tokenizer
+from lmforge.recipes.run_dir import load_run_config
+from lmforge.tasks.generation import Generation, GenerationParams
+
+MAX_LENGTH = 2048  # prompt tokens kept (the end of longer prompts)
+
+
+@dataclass
+class Generator:
+    """A model ready to decode prompts the way its run (or its chat template) formats them."""
+
+    task: Generation
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    decode: DecodeParams
+    max_new_tokens: int
+    stop_strings: list[str]
+    precision: str = "fp32"
+
+    def prompt_ids(self, texts: list[str]) -> list[list[int]]:
+        examples = [self.task.example_from_text(t, f"prompt {i + 1}") for i, t in enumerate(texts)]
+        return [f["input_ids"][: f["_prompt_length"]] for f in self.task.encode(examples, self.tokenizer, MAX_LENGTH)]
+
+    def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8, on_tokens=None) -> list[list[Candidate]]:
+        return generate(self.model, self.tokenizer, self.prompt_ids(texts), params, self.max_new_tokens, self.stop_strings,
+                        batch_size, self.precision, on_tokens=on_tokens)
+
+
+def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,
+                   max_new_tokens: int | None = None, stop_strings: list[str] | None = None,
+                   precision: str | None = None) -> Generator:
+    """A trained generation run, or a model reference (packaged alias or folder) with a plain prompt."""
+    if (Path(target) / "config.yaml").is_file():
+        config = load_run_config(Path(target))
+        if not isinstance(config.task, GenerationParams):
+            raise ConfigError(f"{target} was trained for {config.task.name}, not generation; "
+                              f"use `lmforge predict {target}` for its predictions")
+        if system is not None or chat_template is not None:
+            raise ConfigError("--system and --chat-template/--no-chat-template apply to a model; a run keeps its prompt format")
+        task, model, tokenizer = load_trained(Path(target), config)
+        params, run_precision = config.task, config.train.precision
+    else:
+        params = GenerationParams(system=system, chat_template=chat_template)
+        task = Generation(params)
+        path = resolve_model(target)
+        tokenizer = task_tokenizer(task, path)
+        model, run_precision = task.build_model(path, local_files_only=True, trust_remote_code=False), "fp32"
+    return Generator(task, model.eval(), tokenizer, params.decode, max_new_tokens or params.max_new_tokens,
+                     params.stop_strings if stop_strings is None else stop_strings, precision or run_precision)
+
+
+def decode_params(base: DecodeParams, flags: dict[str, Any]) -> DecodeParams:
+    """`base` with the flags the user gave; a new strategy starts from the base's shared rules only."""
+    given = {k: v for k, v in flags.items() if v is not None and v != [] and v != {}}
+    kept = base.model_dump(exclude_unset=True)
+    if "strategy" in given and given["strategy"] != base.strategy:
+        kept = {k: v for k, v in kept.items() if k not in set().union(*STRATEGY_FIELDS.values()) and k != "strategy"}
+    try:
+        return DecodeParams.model_validate(kept | given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = "--" + ".".join(str(p) for p in error["loc"]).replace("_", "-") if error["loc"] else "decoding options"
+        raise ConfigError(f"{where}: {error['msg']}".replace("Value error, ", "")) from None
+
+
+COMPARE_SPEC = re.compile(r"^(greedy|sample|lookup|contrastive|beam(\d+)|topk(\d+)|topp([\d.]+)|minp([\d.]+)|"
+                          r"typical([\d.]+))$")
+SIMPLE_SPECS = {"greedy": {}, "lookup": {"strategy": "prompt_lookup"}, "contrastive": {"strategy": "contrastive"}}
+
+
+def compare_params(spec: str, seed: int) -> DecodeParams:
+    """A `--compare` entry: greedy, sample, lookup, contrastive, beamN, topkN, toppP, minpP or typicalP."""
+    match = COMPARE_SPEC.match(spec.strip())
+    if match is None:
+        raise ConfigError(f"--compare: unknown entry {spec!r}; use greedy, sample, lookup, contrastive, beamN, topkN, "
+                          "toppP, minpP or typicalP (e.g. --compare greedy,beam4,topp0.9,contrastive)")
+    _, beams, k, p, minp, typical = match.groups()
+    if beams:
+        return DecodeParams(strategy="beam", num_beams=int(beams))
+    if spec.strip() in SIMPLE_SPECS:
+        return DecodeParams(**SIMPLE_SPECS[spec.strip()])
+    knobs = {"top_k": int(k) if k else None, "top_p": float(p) if p else None, "min_p": float(minp) if minp else None,
+             "typical_p": float(typical) if typical else None}
+    return DecodeParams(strategy="sample", seed=seed, **{name: v for name, v in knobs.items() if v is not None})
+
+
+def mean_logprob(model: PreTrainedModel, prompt: list[int], tokens: list[int]) -> float:
+    """The model's mean log-probability per generated token (one scale for every strategy)."""
+    if not tokens:
+        return 0.0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        if model.config.is_encoder_decoder:
+            logits = model(input_ids=torch.tensor([prompt], device=device),
+                           labels=torch.tensor([tokens], device=device)).logits[0]
+            targets = torch.tensor(tokens, device=device)
+        else:
+            sequence = torch.tensor([prompt + tokens], device=device)
+            logits = model(input_ids=sequence).logits[0, len(prompt) - 1:-1]
+            targets = sequence[0, len(prompt):]
+        return float(logits.float().log_softmax(-1).gather(1, targets[:, None]).mean())
+
+
+def distinct_2(tokens: list[int]) -> float:
+    """Share of distinct bigrams (1.0 = no repeated bigram)."""
+    pairs = list(zip(tokens, tokens[1:], strict=False))
+    return len(set(pairs)) / len(pairs) if pairs else 1.0
+
+
+def compare(generator: Generator, texts: list[str], specs: list[str], seed: int, batch_size: int) -> list[dict]:
+    """Every strategy on every prompt: output, tokens, tokens/s, mean log-prob and distinct-2."""
+    prompts = generator.prompt_ids(texts)
+    rows = []
+    for spec in specs:
+        params = compare_params(spec, seed)
+        started = time.perf_counter()
+        outputs = generator.run(texts, params, batch_size)
+        seconds = time.perf_counter() - started
+        produced = sum(len(c[0].tokens) for c in outputs)
+        for index, (prompt, candidates) in enumerate(zip(prompts, outputs, strict=True)):
+            best = candidates[0]
+            rows.append({"prompt": index, "strategy": spec, "tokens": len(best.tokens),
+                         "tokens_per_s": produced / seconds if seconds else 0.0,
+                         "mean_logprob": mean_logprob(generator.model, prompt, best.tokens),
+                         "distinct_2": distinct_2(best.tokens), "text": generator.task.text(best.tokens)})
+    return rows
+
+
+def read_prompts(prompts: list[str], input_path: str | None, source_column: str) -> list[str]:
+    """--prompt texts, else the sources of --input (.jsonl/.csv/.tsv/.txt)."""
+    if prompts and input_path:
+        raise ConfigError("give --prompt or --input, not both")
+    if prompts:
+        return prompts
+    if not input_path:
+        raise ConfigError("give at least one --prompt TEXT or --input FILE")
+    task = Generation(GenerationParams(source_column=source_column))
+    examples = task.read_file(input_path, DataParams(), RowErrors("raise"), labelled=False)
+    return [e.source if e.source is not None else json.dumps(e.messages) for e in examples]
+
+
+def explain_table(tokenizer: PreTrainedTokenizerBase, candidate: Candidate) -> str:
+    """One line per generated token: its log-probability and the most likely alternatives."""
+    lines = [f"{'#':>3}  {'token':<14} {'logprob':>8}  alternatives (logprob)"]
+    for n, step in enumerate(candidate.steps, start=1):
+        token = repr(tokenizer.decode([step["token"]]))
+        others = "  ".join(f"{tokenizer.decode([t])!r} {v:.2f}" for t, v in step["top"])
+        lines.append(f"{n:>3}  {token:<14} {step['logprob']:>8.3f}  {others}")
+    return "\n".join(lines)
+
+
+def compare_table(texts: list[str], rows: list[dict], width: int = 70) -> str:
+    """Per prompt, one line per strategy: tokens, tokens/s, mean log-prob, distinct-2 and the output."""
+    out = []
+    for index, text in enumerate(texts):
+        out.append(f"prompt {index + 1}: {text[:width]!r}")
+        out.append(f"  {'strategy':<12} {'tokens':>6} {'tok/s':>7} {'logprob':>8} {'dist-2':>6}  output")
+        for row in (r for r in rows if r["prompt"] == index):
+            shown = "".join(c if c.isprintable() else " " for c in row["text"].replace("\n", " ⏎ "))
+            shown = shown if len(shown) <= width else shown[: width - 1] + "…"
+            out.append(f"  {row['strategy']:<12} {row['tokens']:>6} {row['tokens_per_s']:>7.1f} {row['mean_logprob']:>8.3f} "
+                       f"{row['distinct_2']:>6.2f}  {shown}")
+    return "\n".join(out)
