@@ -177,15 +177,16 @@ def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
     group = sub.add_argument_group("decoding (the task.decode fields; a run's own settings are the defaults)")
     for name, field in DecodeParams.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        if name in ("bad_words", "logit_bias"):
-            metavar = "TOKEN_ID=BIAS" if name == "logit_bias" else "WORD"
-            group.add_argument(flag, action="append", metavar=metavar, help=field.description + " Repeatable.")
+        if name == "logit_bias":
+            group.add_argument(flag, action="append", metavar="TOKEN_ID=BIAS", help=field.description + " Repeatable.")
+        elif field.annotation == list[str]:
+            group.add_argument(flag, action="append", metavar="TEXT", help=field.description + " Repeatable.")
         elif name == "strategy":
             group.add_argument(flag, choices=list(get_args(field.annotation)), help=field.description)
         elif name == "early_stopping":
             group.add_argument(flag, choices=["true", "false", "never"], help=field.description)
         else:
-            kind = int if field.annotation in (int, int | None) else float
+            kind = {int: int, int | None: int, str: str, str | None: str}.get(field.annotation, float)
             group.add_argument(flag, type=kind, help=field.description)
 
 

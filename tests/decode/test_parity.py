@@ -21,8 +21,9 @@ from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies.beam import beam_search
 from lmforge.decode.strategies.contrastive import contrastive_search
-from lmforge.decode.strategies.prompt_lookup import find_draft, prompt_lookup
+from lmforge.decode.strategies.prompt_lookup import find_draft, lookup_proposer
 from lmforge.decode.strategies.sampling import argmax_choice, token_by_token
+from lmforge.decode.strategies.speculative import DraftModel, speculative_decode
 
 PAD, VOCAB = 0, 300
 
@@ -39,6 +40,10 @@ def hf_outputs(model, prompts: list[list[int]], stops: list[int], max_new_tokens
                          eos_token_id=stops, pad_token_id=pad, **options)
     new = out[:, 1:] if encoder_decoder else out[:, ids.shape[1]:]
     return [until_stop(row, stops) for row in new.tolist()]
+
+
+def prompt_lookup(engine: Engine, max_new_tokens: int, stops: list[int]):
+    return speculative_decode(engine, lambda prompt: lookup_proposer(2), [], max_new_tokens, stops, draft_tokens=10)
 
 
 def random_prompts(count: int = 32, seed: int = 0) -> list[list[int]]:
@@ -127,7 +132,30 @@ def test_prompt_lookup_gives_greedy_output(llama):
         piece = [rng.randrange(3, VOCAB) for _ in range(rng.randint(2, 6))]
         prompts.append((piece * 4)[: rng.randint(6, 24)])
     greedy = [c.tokens for c in token_by_token(Engine(model, prompts, PAD), argmax_choice, [], 16, stops)]
-    assert [c.tokens for c in prompt_lookup(Engine(model, prompts, PAD), [], 16, stops)] == greedy
+    assert [c.tokens for c in prompt_lookup(Engine(model, prompts, PAD), 16, stops)] == greedy
+
+
+def counting_steps(engine: Engine) -> list[int]:
+    calls: list[int] = []
+    original = engine.step
+    engine.step = lambda tokens, keep=1: calls.append(tokens.shape[1]) or original(tokens, keep)
+    return calls
+
+
+def test_speculative_with_a_draft_model_gives_greedy_output(llama):
+    model, stops = llama
+    prompts = random_prompts(6)
+    greedy = [c.tokens for c in token_by_token(Engine(model, prompts, PAD), argmax_choice, [], 12, stops)]
+    torch.manual_seed(5)
+    other = LlamaForCausalLM(model.config).eval()  # a draft that often disagrees
+    for draft in (other, model):
+        engine = Engine(model, prompts, PAD)
+        out = speculative_decode(engine, lambda prompt, d=draft: DraftModel(d, prompt, PAD), [], 12, stops, draft_tokens=4)
+        assert [c.tokens for c in out] == greedy
+    engine = Engine(model, prompts[:1], PAD)
+    calls = counting_steps(engine)
+    [same] = speculative_decode(engine, lambda prompt: DraftModel(model, prompt, PAD), [], 12, stops, draft_tokens=4)
+    assert same.tokens == greedy[0] and len(calls) <= -(-len(same.tokens) // 5) + 1  # a perfect draft: 5 tokens a pass
 
 
 def test_find_draft_prefers_the_longest_latest_match():
@@ -155,10 +183,8 @@ def test_smollm2_greedy_and_beam_match_hf_generate():
     copy = [tokenizer(f"Repeat this sentence exactly: {text}\nSentence: {text[:30]}")["input_ids"]]
     expected = token_by_token(Engine(model, copy, pad), argmax_choice, [], 24, stops)[0].tokens
     engine = Engine(model, copy, pad)
-    calls = []
-    original = engine.step
-    engine.step = lambda tokens, keep=1: calls.append(tokens.shape[1]) or original(tokens, keep)
-    assert prompt_lookup(engine, [], 24, stops)[0].tokens == expected
+    calls = counting_steps(engine)
+    assert prompt_lookup(engine, 24, stops)[0].tokens == expected
     assert len(calls) < len(expected) / 2  # most forward passes accepted several drafted tokens
 
 

@@ -117,3 +117,25 @@ def test_params_reject_knobs_of_another_strategy():
     with pytest.raises(ValueError, match="cannot exceed"):
         DecodeParams(strategy="beam", num_beams=2, num_return_sequences=3)
     assert DecodeParams(strategy="sample", top_p=0.9, num_return_sequences=2).top_p == 0.9
+
+
+def test_closed_choices_allow_only_whole_choices():
+    rule = rules.closed_choices([[5, 6], [5, 7, 8], [9]], prompt_length=2, stop_ids=[0])
+    scores = torch.zeros(3, 12)
+    tokens = torch.tensor([[1, 1, 5, 5], [1, 1, 5, 6], [1, 1, 3, 3]])[:, :3]  # generated: [5], [5], [3]
+    allowed = ~torch.isinf(rule(tokens, scores))
+    assert allowed[0].nonzero().flatten().tolist() == [6, 7]
+    start = ~torch.isinf(rule(torch.tensor([[1, 1]]), torch.zeros(1, 12)))
+    assert start[0].nonzero().flatten().tolist() == [5, 9]
+    done = ~torch.isinf(rule(torch.tensor([[1, 1, 5, 6]]), torch.zeros(1, 12)))
+    assert done[0].nonzero().flatten().tolist() == [0]  # a complete choice may only stop
+
+
+def test_every_output_is_one_of_the_choices(chat_model):
+    model, tokenizer = chat_model
+    prompts = [tokenizer(t)["input_ids"] for t in ("a red dog", "the cat", "green", "a big story about a dog")]
+    labels = ["positive", "negative", "neutral mood"]
+    for params in (DecodeParams(choices=labels), DecodeParams(strategy="sample", choices=labels, seed=0),
+                   DecodeParams(strategy="beam", num_beams=3, choices=labels)):
+        outputs = generate(model, tokenizer, prompts, params, max_new_tokens=12)
+        assert all(tokenizer.decode(c[0].tokens) in labels for c in outputs)

@@ -25,6 +25,14 @@ def test_prompt_stream_and_explain_agree(tiny_chat_llama, capsys):
     assert code == 0 and "logprob" in lines[1] and len(lines) == 2 + 6
 
 
+def test_speculative_strategies_print_greedy_output(tiny_chat_llama, capsys):
+    args = [str(tiny_chat_llama), "--prompt", "a red dog a red dog", "--max-new-tokens", "8"]
+    _, greedy, _ = run(capsys, *args)
+    for extra in (["--strategy", "prompt_lookup"], ["--strategy", "speculative", "--draft-model", str(tiny_chat_llama)]):
+        code, out, _ = run(capsys, *args, *extra)
+        assert code == 0 and out == greedy
+
+
 def test_input_file_to_jsonl_with_several_beams(tiny_chat_llama, tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"source": "a dog"}, {"source": "the big cat"}])
     out = tmp_path / "out" / "generated.jsonl"

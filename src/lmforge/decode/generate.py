@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode import rules as R
 from lmforge.decode.candidate import Candidate
@@ -18,6 +18,7 @@ from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.models.precision import autocast_for
+from lmforge.models.resolve import resolve_model
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -62,6 +63,9 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
         rules.append(R.bad_words(word_token_sequences(tokenizer, params.bad_words)))
     if params.logit_bias:
         rules.append(R.logit_bias(params.logit_bias))
+    if params.choices:
+        choices = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in params.choices]
+        rules.append(R.closed_choices(choices, prompt_length, stop_ids))
     if params.min_new_tokens:
         rules.append(R.min_new_tokens(params.min_new_tokens, prompt_length, stop_ids))
     if params.strategy == "sample":
@@ -85,6 +89,12 @@ def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -
     return sequences
 
 
+def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
+    """The draft model for speculative decoding, from a packaged alias or a local folder."""
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(reference), local_files_only=True)
+    return model.to(device).eval()
+
+
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
@@ -97,7 +107,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
-    limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator)
+    limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
+                    draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: dict[int, list[Candidate]] = {}
     was_training = model.training

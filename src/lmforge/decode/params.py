@@ -19,15 +19,16 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "beam": BEAM_FIELDS | {"num_return_sequences"},
     "prompt_lookup": LOOKUP_FIELDS,
     "contrastive": frozenset({"penalty_alpha", "top_k"}),
+    "speculative": frozenset({"draft_model", "num_draft_tokens"}),
 }
 
 
 class DecodeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Literal["greedy", "sample", "beam", "contrastive", "prompt_lookup"] = Field(
-        "greedy", description="greedy | sample | beam | contrastive | prompt_lookup (greedy's output, several tokens "
-                              "a step when the output copies the prompt).")
+    strategy: Literal["greedy", "sample", "beam", "contrastive", "prompt_lookup", "speculative"] = Field(
+        "greedy", description="greedy | sample | beam | contrastive | prompt_lookup | speculative (the last two give "
+                              "greedy's output, several tokens a step: drafted from the prompt or by a draft model).")
     # sampling
     temperature: float = Field(1.0, gt=0, description="sample: divide scores by this (< 1 sharper, > 1 flatter).")
     top_k: int | None = Field(None, gt=0, description="sample: draw only from the k most likely tokens; contrastive: "
@@ -47,10 +48,15 @@ class DecodeParams(BaseModel):
     # prompt-lookup speculative decoding
     prompt_lookup_num_tokens: int = Field(10, ge=1, description="prompt_lookup: draft tokens checked per step.")
     max_matching_ngram_size: int = Field(2, ge=1, description="prompt_lookup: longest n-gram matched to find a draft.")
+    draft_model: str | None = Field(None, description="speculative: the small model that drafts (a packaged alias or "
+                                                        "folder; same tokenizer as the model).")
+    num_draft_tokens: int = Field(5, ge=1, description="speculative: tokens the draft model proposes per step.")
     # rules for every strategy
     repetition_penalty: float | None = Field(None, gt=0, description="Penalise tokens already in the sequence (1.2 is typical).")
     no_repeat_ngram_size: int | None = Field(None, gt=0, description="Never repeat an n-gram of this size.")
     bad_words: list[str] = Field(default_factory=list, description="Words or phrases never to generate.")
+    choices: list[str] = Field(default_factory=list, description="A closed set of outputs: every output is exactly one "
+                                                                  "of these (e.g. label names).")
     logit_bias: dict[int, float] = Field(default_factory=dict, description="Token id → bias added to its score.")
     min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
     seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
@@ -66,6 +72,8 @@ class DecodeParams(BaseModel):
             raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to strategy "
                              f"{self.strategy!r}; remove {'it' if len(foreign) == 1 else 'them'} or choose a strategy that uses "
                              f"{'it' if len(foreign) == 1 else 'them'}")
+        if self.strategy == "speculative" and not self.draft_model:
+            raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
         return self

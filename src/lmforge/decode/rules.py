@@ -153,3 +153,30 @@ def min_new_tokens(count: int, prompt_length: int, stop_ids: list[int]) -> Rule:
         scores[:, stop_ids] = NEG_INF
         return scores
     return rule
+
+
+def closed_choices(choices: list[list[int]], prompt_length: int, stop_ids: list[int]) -> Rule:
+    """Only tokens that continue one of `choices` (token sequences); a stop token once a choice is complete.
+
+    Every output is then exactly one of the choices (a closed label set)."""
+    if not choices or any(not c for c in choices):
+        raise ValueError("choices needs at least one non-empty token sequence")
+    trie: dict = {}
+    for choice in choices:
+        node = trie
+        for token in choice:
+            node = node.setdefault(token, {})
+        node[None] = {}  # a choice ends here
+
+    def rule(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        for row, sequence in enumerate(tokens[:, prompt_length:].tolist()):
+            node = trie
+            for token in sequence:
+                node = node.get(token, {})
+            nexts = [t for t in node if t is not None]
+            allowed[row, nexts] = True
+            if None in node or not node:  # complete (or off the trie, which cannot happen): may only stop
+                allowed[row, stop_ids] = True
+        return scores.masked_fill(~allowed, NEG_INF)
+    return rule

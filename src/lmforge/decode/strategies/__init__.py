@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import PreTrainedModel
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
@@ -14,7 +15,7 @@ from lmforge.decode.params import DecodeParams
 from lmforge.decode.rules import Rule
 from lmforge.decode.strategies.beam import beam_search
 from lmforge.decode.strategies.contrastive import contrastive_search
-from lmforge.decode.strategies.prompt_lookup import prompt_lookup
+from lmforge.decode.strategies.prompt_lookup import lookup_proposer
 from lmforge.decode.strategies.sampling import (
     OnTokens,
     StopCheck,
@@ -22,6 +23,7 @@ from lmforge.decode.strategies.sampling import (
     sampled_choice,
     token_by_token,
 )
+from lmforge.decode.strategies.speculative import DraftModel, speculative_decode
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Limits:
     stop_check: StopCheck | None = None
     generator: torch.Generator | None = None
     on_tokens: OnTokens | None = None
+    draft_model: PreTrainedModel | None = None  # strategy speculative: the small model that drafts
 
 
 Strategy = Callable[[Engine, DecodeParams, Sequence[Rule], Limits], list[list[Candidate]]]
@@ -58,8 +61,18 @@ def _beam(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: L
 
 
 def _prompt_lookup(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
-    return [[c] for c in prompt_lookup(engine, rules, limits.max_new_tokens, limits.stop_ids, params.prompt_lookup_num_tokens,
-                                       params.max_matching_ngram_size, limits.stop_check, limits.on_tokens)]
+    proposer = lookup_proposer(params.max_matching_ngram_size)
+    return [[c] for c in speculative_decode(engine, lambda prompt: proposer, rules, limits.max_new_tokens, limits.stop_ids,
+                                     params.prompt_lookup_num_tokens, limits.stop_check, limits.on_tokens)]
+
+
+def _speculative(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
+    if limits.draft_model is None:
+        raise ValueError("strategy speculative needs the draft model loaded (decode.draft_model)")
+    draft = limits.draft_model
+    return [[c] for c in speculative_decode(engine, lambda prompt: DraftModel(draft, prompt, engine.pad_id), rules,
+                                     limits.max_new_tokens, limits.stop_ids, params.num_draft_tokens, limits.stop_check,
+                                     limits.on_tokens)]
 
 
 def _contrastive(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
@@ -68,4 +81,4 @@ def _contrastive(engine: Engine, params: DecodeParams, rules: Sequence[Rule], li
 
 
 STRATEGIES: dict[str, Strategy] = {"greedy": _greedy, "sample": _sample, "beam": _beam, "contrastive": _contrastive,
-                                   "prompt_lookup": _prompt_lookup}
+                                   "prompt_lookup": _prompt_lookup, "speculative": _speculative}
