@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from lmforge.decode import rules as R
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
+from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
@@ -51,9 +52,10 @@ def cut_at_stop_strings(text: str, stops: list[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
-def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt_length: int,
-                stop_ids: list[int]) -> list[R.Rule]:
-    """The rules `params` asks for, in HF's order: constraints first, then the sampling filters."""
+def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt_length: int, stop_ids: list[int],
+                automaton: RegexIndex | None = None) -> list[R.Rule]:
+    """The rules `params` asks for, in HF's order: constraints first, then the sampling filters.
+    `automaton` is the compiled regex / JSON schema of `params` (built once per call: it is the costly part)."""
     rules: list[R.Rule] = []
     if params.repetition_penalty is not None:
         rules.append(R.repetition_penalty(params.repetition_penalty))
@@ -66,6 +68,8 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
     if params.choices:
         choices = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in params.choices]
         rules.append(R.closed_choices(choices, prompt_length, stop_ids))
+    if automaton is not None:
+        rules.append(R.matches_automaton(automaton.allowed, prompt_length, stop_ids))
     if params.min_new_tokens:
         rules.append(R.min_new_tokens(params.min_new_tokens, prompt_length, stop_ids))
     if params.strategy == "sample":
@@ -109,6 +113,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
     limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
                     draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
+    automaton = RegexIndex(tokenizer, params.regex or schema_regex(params.json_schema), stop_ids[0]) \
+        if params.regex or params.json_schema else None
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: dict[int, list[Candidate]] = {}
     was_training = model.training
@@ -117,7 +123,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
             indices = order[start:start + batch_size]
             engine = Engine(model, [prompts[i] for i in indices], pad_id)
-            rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids)
+            rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if on_tokens is not None:
                 limits.on_tokens = lambda rows, tokens, indices=indices: on_tokens([indices[r] for r in rows], tokens)
             with autocast_for(precision, device):

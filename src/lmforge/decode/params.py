@@ -58,6 +58,9 @@ class DecodeParams(BaseModel):
     choices: list[str] = Field(default_factory=list, description="A closed set of outputs: every output is exactly one "
                                                                   "of these (e.g. label names).")
     logit_bias: dict[int, float] = Field(default_factory=dict, description="Token id → bias added to its score.")
+    regex: str | None = Field(None, description="Every output matches this regular expression (outlines-core).")
+    json_schema: str | None = Field(None, description="Every output is JSON valid under this schema: inline JSON or "
+                                                       "the path of a .json file (outlines-core).")
     min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
     seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
     explain: int = Field(0, ge=0, description="Record each token's log-probability and this many alternatives.")
@@ -72,6 +75,8 @@ class DecodeParams(BaseModel):
             raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to strategy "
                              f"{self.strategy!r}; remove {'it' if len(foreign) == 1 else 'them'} or choose a strategy that uses "
                              f"{'it' if len(foreign) == 1 else 'them'}")
+        if sum(bool(x) for x in (self.choices, self.regex, self.json_schema)) > 1:
+            raise ValueError("choose one of choices, regex and json_schema")
         if self.strategy == "speculative" and not self.draft_model:
             raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:

@@ -180,3 +180,17 @@ def closed_choices(choices: list[list[int]], prompt_length: int, stop_ids: list[
                 allowed[row, stop_ids] = True
         return scores.masked_fill(~allowed, NEG_INF)
     return rule
+
+
+def matches_automaton(allowed: Callable[[tuple[int, ...]], tuple[list[int], bool]], prompt_length: int,
+                      stop_ids: list[int]) -> Rule:
+    """Only tokens the automaton allows after the row's generated tokens; stop tokens where it may end."""
+    def rule(tokens: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        for row, sequence in enumerate(tokens[:, prompt_length:].tolist()):
+            nexts, may_end = allowed(tuple(sequence))
+            mask[row, nexts] = True
+            if may_end:
+                mask[row, stop_ids] = True
+        return scores.masked_fill(~mask, NEG_INF)
+    return rule
