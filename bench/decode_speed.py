@@ -3,18 +3,21 @@
 SmolLM2-135M-Instruct (the packaged weights), chat prompts, exactly --new-tokens new tokens
 (min = max, so every peer does the same work) — except the `lookup` mode: prompts that ask the
 model to copy a text with its typos fixed, decoded until EOS by greedy and by prompt-lookup
-speculative decoding (HF's and ours). Each mode runs the peers in turn, --runs times;
+speculative decoding (HF's and ours) — and the `weights` mode: lmforge decoding with fp32 and bf16
+weights (plus bf16's perplexity on 300 chatterbot-corpus utterances, against fp32's). Each mode
+runs the peers in turn, --runs times;
 the table gives tokens/s as min / median / max, the ratio of medians to HF, the share of the
 memory-bandwidth roofline (bytes of weights read per decoding step ÷ measured read bandwidth) and
 whether the tokens are identical to HF's.
 
     python bench/decode_speed.py --runs 5
-    python bench/decode_speed.py --runs 5 --modes greedy,beam4,batch16,lookup --ctranslate2
+    python bench/decode_speed.py --runs 5 --modes greedy,beam4,batch16,lookup,weights --ctranslate2
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -23,10 +26,12 @@ from collections.abc import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lmforge.data.packaged import chatterbot_topics
 from lmforge.decode.engine import pad_prompts
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.models.packaged import locate_packaged
+from lmforge.models.precision import decoding_weights
 
 PROMPTS = ["Write a short story about a lighthouse keeper who finds a message in a bottle.",
            "Explain how a bicycle works to a ten-year-old.", "List some ideas for a rainy weekend.",
@@ -72,8 +77,10 @@ def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams
 
 
 def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
-                   lookup: bool = False) -> Callable[[], list[list[int]]]:
+                   lookup: bool = False, weights: str = "fp32") -> Callable[[], list[list[int]]]:
     knobs: dict = {"min_new_tokens": new_tokens} if exact else {}
+    if weights != "fp32":  # convert once, outside the timed runs
+        model = decoding_weights(model, weights)
     if beams > 1:
         knobs |= {"strategy": "beam", "num_beams": beams}
     if lookup:
@@ -101,6 +108,20 @@ def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tok
                                            include_prompt_in_result=False)
         return until_eos([r.sequences_ids[0] for r in results], tokenizer.eos_token_id)
     return run
+
+
+def perplexity(model, tokenizer, texts: list[str]) -> float:
+    """exp(mean negative log-likelihood per token) of `texts`, one at a time."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tokenizer(text)["input_ids"]])
+            if ids.shape[1] < 2:
+                continue
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            count += ids.shape[1] - 1
+    return math.exp(total / count)
 
 
 def measure(run: Callable[[], list[list[int]]]) -> tuple[float, list[list[int]]]:
@@ -136,7 +157,12 @@ def main() -> None:
     for mode in args.modes.split(","):
         beams = int(mode[4:]) if mode.startswith("beam") else 1
         rows = int(mode[5:]) if mode.startswith("batch") else 1
-        if mode == "lookup":
+        if mode == "weights":
+            prompts = encoded[:1]
+            peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, 1, exact=True)}
+            for kind in ("fp32", "bf16"):
+                peers[f"lmforge {kind}"] = lmforge_runner(model, tokenizer, prompts, args.new_tokens, 1, True, weights=kind)
+        elif mode == "lookup":
             peers = {"HF generate": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, exact=False),
                      "HF prompt lookup": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False, True),
                      "lmforge greedy": lmforge_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False),
@@ -146,7 +172,7 @@ def main() -> None:
             peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True),
                      "lmforge": lmforge_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True)}
         if args.ctranslate2 and mode != "lookup":
-            for quantization in ("float32", "int8"):
+            for quantization in ("int8",) if mode == "weights" else ("float32", "int8"):
                 runner = ctranslate2_runner(folder, prompts, tokenizer, args.new_tokens, beams, quantization)
                 if runner is not None:
                     peers[f"CTranslate2 {quantization}"] = runner
@@ -165,7 +191,14 @@ def main() -> None:
             share = median / rows / roofline  # decoding steps/s against the roofline
             same = outputs[name] == outputs["HF generate"]
             print(f"| {mode} | {name} | {speeds[0]:.1f} | {median:.1f} | {speeds[-1]:.1f} | "
-                  f"{base / statistics.median(times[name]):.2f} | {share:.0%} | {'yes' if same else 'NO'} |")
+                  f"{base / statistics.median(times[name]):.2f} | {share:.0%} | {'yes' if same else 'NO'} |", flush=True)
+        if mode == "weights":
+            texts = [row["text"] for row in chatterbot_topics()][:300]
+            reference = perplexity(model, tokenizer, texts)
+            for kind in ("bf16",):
+                value = perplexity(decoding_weights(model, kind), tokenizer, texts)
+                print(f"perplexity on {len(texts)} chatterbot utterances: fp32 {reference:.3f}, {kind} {value:.3f} "
+                      f"({100 * (value / reference - 1):+.2f}%)", flush=True)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def _logit_bias(pairs: list[str] | None) -> dict[int, float]:
 
 def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
     """One flag per `decode:` field (decode.num_beams is --num-beams), described by the field itself."""
-    from typing import get_args
+    from typing import Literal, get_args, get_origin
 
     from lmforge.decode.params import DecodeParams
 
@@ -181,7 +181,7 @@ def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action="append", metavar="TOKEN_ID=BIAS", help=field.description + " Repeatable.")
         elif field.annotation == list[str]:
             group.add_argument(flag, action="append", metavar="TEXT", help=field.description + " Repeatable.")
-        elif name == "strategy":
+        elif get_origin(field.annotation) is Literal:
             group.add_argument(flag, choices=list(get_args(field.annotation)), help=field.description)
         elif name == "early_stopping":
             group.add_argument(flag, choices=["true", "false", "never"], help=field.description)

@@ -158,8 +158,9 @@ def test_speculative_with_a_draft_model_gives_greedy_output(llama):
     assert same.tokens == greedy[0] and len(calls) <= -(-len(same.tokens) // 5) + 1  # a perfect draft: 5 tokens a pass
 
 
-def test_find_draft_prefers_the_longest_latest_match():
-    assert find_draft([1, 2, 3, 9, 2, 3, 7, 2, 3], max_ngram=2, count=3) == [7, 2, 3]
+def test_find_draft_prefers_the_longest_first_match():
+    assert find_draft([1, 2, 3, 9, 2, 3, 7, 2, 3], max_ngram=2, count=3) == [9, 2, 3]
+    assert find_draft([5, 3, 1, 2, 3, 9, 2, 3], max_ngram=2, count=2) == [9, 2]  # the bigram beats the earlier 3
     assert find_draft([1, 2, 3, 4], max_ngram=2, count=3) == []
     assert find_draft([4, 1, 5, 1], max_ngram=3, count=1) == [5]
 

@@ -139,3 +139,13 @@ def test_every_output_is_one_of_the_choices(chat_model):
                    DecodeParams(strategy="beam", num_beams=3, choices=labels)):
         outputs = generate(model, tokenizer, prompts, params, max_new_tokens=12)
         assert all(tokenizer.decode(c[0].tokens) in labels for c in outputs)
+
+
+def test_bf16_decoding_weights_leave_the_model_as_it_was(chat_model):
+    model, tokenizer = chat_model
+    prompt = [tokenizer("a red dog")["input_ids"]]
+    fp32 = generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=6)[0][0].tokens
+    out = generate(model, tokenizer, prompt, DecodeParams(weights="bf16"), max_new_tokens=6)[0][0].tokens
+    assert len(out) == 6
+    assert next(model.parameters()).dtype == torch.float32 and type(model.lm_head) is torch.nn.Linear
+    assert generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=6)[0][0].tokens == fp32

@@ -18,7 +18,7 @@ from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
-from lmforge.models.precision import autocast_for
+from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.resolve import resolve_model
 
 
@@ -107,6 +107,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 
     `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`)."""
     strategy = STRATEGIES[params.strategy]
+    model = decoding_weights(model, params.weights)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device

@@ -63,6 +63,9 @@ class DecodeParams(BaseModel):
                                                        "the path of a .json file (outlines-core).")
     min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
     seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
+    weights: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Weights read while decoding: as loaded (fp32) or a bf16 copy (half the bytes per token; "
+                            "outputs may differ slightly).")
     explain: int = Field(0, ge=0, description="Record each token's log-probability and this many alternatives.")
 
     @model_validator(mode="after")

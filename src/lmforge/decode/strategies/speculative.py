@@ -59,13 +59,18 @@ def _verify_row(engine: Engine, propose: Proposer, rules: Sequence[Rule], max_ne
         if pending:
             logits = engine.step(torch.tensor([pending + draft], device=engine.device), keep=len(draft) + 1)
         accepted, stopped = [], False
+        logprobs = logits[0].log_softmax(-1)  # (draft + 1, vocab)
+        unruled = [] if rules else logits[0].argmax(-1).tolist()  # without rules, every position's choice at once
         for j in range(len(draft) + 1):  # logits[:, j] scores the token after draft[:j]
-            history = torch.tensor([padding + sequence + accepted], device=engine.device)
-            token = int(apply_rules(rules, history, logits[:, j]).argmax(-1))
+            if rules:
+                history = torch.tensor([padding + sequence + accepted], device=engine.device)
+                token = int(apply_rules(rules, history, logits[:, j]).argmax(-1))
+            else:
+                token = unruled[j]
             if token in stops:
                 stopped = True
                 break
-            logprob_sum += float(logits[0, j].log_softmax(-1)[token])
+            logprob_sum += float(logprobs[j, token])
             accepted.append(token)
             generated.append(token)
             if len(generated) == max_new_tokens or (stop_check is not None and stop_check(generated)):
