@@ -130,6 +130,21 @@ def measure(run: Callable[[], list[list[int]]]) -> tuple[float, list[list[int]]]
     return time.perf_counter() - start, tokens
 
 
+def check_invariance(model, tokenizer, prompts: list[list[int]], new_tokens: int) -> None:
+    """Greedy outputs of each prompt alone vs in one left-padded batch, for HF and lmforge."""
+    lengths = sorted(len(p) for p in prompts)
+    print(f"{len(prompts)} prompts of {lengths[0]}–{lengths[-1]} tokens, {new_tokens} new tokens, fp32 greedy")
+    for name, runner in (("HF generate", lambda ps: hf_runner(model, tokenizer, ps, new_tokens, 1, exact=True)()),
+                         ("lmforge", lambda ps: lmforge_runner(model, tokenizer, ps, new_tokens, 1, exact=True)())):
+        batched = runner(prompts)
+        alone = [runner([p])[0] for p in prompts]
+        same = sum(a == b for a, b in zip(alone, batched, strict=True))
+        first = [next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+                 for a, b in zip(alone, batched, strict=True)]
+        print(f"{name}: {same}/{len(prompts)} identical at batch 1 and batch {len(prompts)}; "
+              f"first differing position per prompt: {first}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -137,6 +152,8 @@ def main() -> None:
     parser.add_argument("--modes", default="greedy,beam4,batch16,lookup",
                         help="greedy, beamN, batchN (greedy over N prompts), lookup (copying prompts, until EOS)")
     parser.add_argument("--ctranslate2", action="store_true", help="add CTranslate2 fp32 and int8 as peers (if installed)")
+    parser.add_argument("--invariance", action="store_true", help="only check: are greedy outputs the same at batch 1 "
+                                                                  "and batch 8 (mixed prompt lengths)?")
     args = parser.parse_args()
     folder = str(locate_packaged("smollm2-135m-instruct"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -152,6 +169,9 @@ def main() -> None:
         return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
     encoded = chat(PROMPTS)
     copying = chat([f"Rewrite this text with the spelling mistakes corrected:\n\n{t}" for t in COPY_TEXTS])
+    if args.invariance:
+        check_invariance(model, tokenizer, encoded, args.new_tokens)
+        return
     print("| mode | peer | tok/s min | median | max | × HF | roofline share | tokens = HF |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in args.modes.split(","):
