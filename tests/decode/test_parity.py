@@ -102,6 +102,22 @@ def test_beam_returns_several_sequences_like_hf(llama):
     assert all(a.score >= b.score for candidates in ours for a, b in zip(candidates, candidates[1:], strict=False))
 
 
+def test_diverse_beam_search_groups_split_only_under_a_penalty(llama):
+    model, stops = llama
+    prompts = random_prompts(5)
+    greedy = [c.tokens for c in token_by_token(Engine(model, prompts, PAD), argmax_choice, [], 8, stops)]
+    same = beam_search(Engine(model, prompts, PAD), [], 8, stops, num_beams=3, num_return_sequences=3, num_beam_groups=3)
+    assert all([c.tokens for c in candidates] == [g] * 3 for candidates, g in zip(same, greedy, strict=True))
+    apart = beam_search(Engine(model, prompts, PAD), [], 8, stops, num_beams=3, num_return_sequences=3, num_beam_groups=3,
+                        diversity_penalty=100.0)
+    for candidates in apart:  # one beam per group: each group's first token differs from the earlier groups'
+        firsts = [c.tokens[0] for c in candidates if c.tokens]
+        assert len(set(firsts)) == len(firsts)
+    grouped = beam_search(Engine(model, prompts, PAD), [], 8, stops, num_beams=4, num_beam_groups=2, diversity_penalty=0.5,
+                          num_return_sequences=4)
+    assert all(len(c) == 4 and all(a.score >= b.score for a, b in zip(c, c[1:], strict=False)) for c in grouped)
+
+
 def test_beam_with_one_beam_and_top_k_one_sampling_equal_greedy(tiny_chat_llama):
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)

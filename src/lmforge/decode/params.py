@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SAMPLING_FIELDS = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p"})
-BEAM_FIELDS = frozenset({"num_beams", "length_penalty", "early_stopping"})
+BEAM_FIELDS = frozenset({"num_beams", "length_penalty", "early_stopping", "num_beam_groups", "diversity_penalty"})
 LOOKUP_FIELDS = frozenset({"prompt_lookup_num_tokens", "max_matching_ngram_size"})
 STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads, beyond the shared rules
     "greedy": frozenset(),
@@ -41,6 +41,10 @@ class DecodeParams(BaseModel):
     length_penalty: float = Field(1.0, description="beam: finished score = sum log p / length**length_penalty.")
     early_stopping: bool | Literal["never"] = Field(
         False, description="beam: true = stop once num_beams hypotheses finished; false = HF's heuristic; never = exact.")
+    num_beam_groups: int = Field(1, ge=1, description="beam: >1 = diverse beam search, the beams split into this many "
+                                                       "groups (num_beams must be a multiple).")
+    diversity_penalty: float = Field(0.0, ge=0, description="beam with groups: subtracted from a token's log-prob per "
+                                                             "earlier group that chose it at the same step.")
     num_return_sequences: int = Field(1, ge=1, description="beam/sample: outputs per prompt.")
     # contrastive search
     penalty_alpha: float = Field(0.6, ge=0, le=1, description="contrastive: weight of the degeneration penalty "
@@ -82,6 +86,8 @@ class DecodeParams(BaseModel):
             raise ValueError("choose one of choices, regex and json_schema")
         if self.strategy == "speculative" and not self.draft_model:
             raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
+        if self.strategy == "beam" and self.num_beams % self.num_beam_groups:
+            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups ({self.num_beam_groups})")
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
         return self
