@@ -109,6 +109,15 @@ def test_explain_records_logprobs_with_alternatives(chat_model):
     assert abs(candidate.score - sum(s["logprob"] for s in candidate.steps) / 4) < 1e-5
 
 
+def test_beam_explain_shows_the_path_behind_each_score(chat_model):
+    model, tokenizer = chat_model
+    params = DecodeParams(strategy="beam", num_beams=3, num_return_sequences=2, length_penalty=0.7, explain=1)
+    for candidate in generate(model, tokenizer, [tokenizer("a red")["input_ids"]], params, max_new_tokens=5)[0]:
+        total = sum(step["logprob"] for step in candidate.steps)
+        assert abs(total / len(candidate.steps) ** 0.7 - candidate.score) < 1e-4
+        assert [s["token"] for s in candidate.steps][: len(candidate.tokens)] == candidate.tokens
+
+
 def test_params_reject_knobs_of_another_strategy():
     with pytest.raises(ValueError, match="num_beams does not apply to strategy 'greedy'"):
         DecodeParams(num_beams=3)

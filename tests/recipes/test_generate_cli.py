@@ -22,7 +22,7 @@ def test_prompt_stream_and_explain_agree(tiny_chat_llama, capsys):
     assert code == 0 and streamed.strip() == plain.strip()  # the deltas add up to the same text
     code, explained, _ = run(capsys, str(tiny_chat_llama), "--prompt", "a red dog", "--max-new-tokens", "6", "--explain", "2")
     lines = explained.splitlines()
-    assert code == 0 and "logprob" in lines[1] and len(lines) == 2 + 6
+    assert code == 0 and "logprob" in lines[1] and len(lines) == 2 + 6 + 1 and lines[-1].startswith("sum of log-probs")
 
 
 def test_speculative_strategies_print_greedy_output(tiny_chat_llama, capsys):

@@ -168,12 +168,15 @@ def read_prompts(prompts: list[str], input_path: str | None, source_column: str)
 
 
 def explain_table(tokenizer: PreTrainedTokenizerBase, candidate: Candidate) -> str:
-    """One line per generated token: its log-probability and the most likely alternatives."""
+    """One line per generated token: its log-probability and the most likely alternatives (beam search: the
+    log-probs along the winning path, whose sum over length**length_penalty is its score)."""
     lines = [f"{'#':>3}  {'token':<14} {'logprob':>8}  alternatives (logprob)"]
     for n, step in enumerate(candidate.steps, start=1):
         token = repr(tokenizer.decode([step["token"]]))
         others = "  ".join(f"{tokenizer.decode([t])!r} {v:.2f}" for t, v in step["top"])
         lines.append(f"{n:>3}  {token:<14} {step['logprob']:>8.3f}  {others}")
+    total = sum(step["logprob"] for step in candidate.steps)
+    lines.append(f"sum of log-probs {total:.3f} over {len(candidate.steps)} tokens; ranking score {candidate.score:.3f}")
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def _sample(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits:
 def _beam(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     return beam_search(engine, rules, limits.max_new_tokens, limits.stop_ids, params.num_beams, params.length_penalty,
                        params.early_stopping, params.num_return_sequences, limits.stop_check, params.num_beam_groups,
-                       params.diversity_penalty)
+                       params.diversity_penalty, explain=params.explain > 0)
 
 
 def _prompt_lookup(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:

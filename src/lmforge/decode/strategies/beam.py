@@ -40,6 +40,8 @@ class Beams:
     finished_scores: torch.Tensor  # (units, beams) their length-penalised scores
     is_finished: torch.Tensor  # (units, beams)
     finished_lengths: torch.Tensor  # (units, beams)
+    running_logprobs: torch.Tensor  # (units, beams, length) each token's log-prob (after rules) on its beam's path
+    finished_logprobs: torch.Tensor  # (units, beams, length) the same for the kept finished hypotheses
 
     @classmethod
     def start(cls, units: int, beams: int, device: torch.device) -> Beams:
@@ -48,7 +50,8 @@ class Beams:
         empty = torch.zeros((units, beams, 0), dtype=torch.long, device=device)
         return cls(empty, running_scores, empty.clone(), torch.full((units, beams), UNSET, device=device),
                    torch.zeros((units, beams), dtype=torch.bool, device=device),
-                   torch.zeros((units, beams), dtype=torch.long, device=device))
+                   torch.zeros((units, beams), dtype=torch.long, device=device),
+                   torch.zeros((units, beams, 0), device=device), torch.zeros((units, beams, 0), device=device))
 
     def take(self, units: torch.Tensor) -> Beams:
         return Beams(*(getattr(self, f.name)[units] for f in fields(self)))
@@ -77,6 +80,8 @@ def advance(state: Beams, logprobs: torch.Tensor, length: int, max_new_tokens: i
     top_scores, top_index = torch.topk(totals, keep)  # (units, keep)
     source_beam, token = top_index // vocab, top_index % vocab
     candidates = torch.cat([_gather(state.running, source_beam), token[:, :, None]], dim=2)  # (units, keep, length)
+    token_logprobs = logprobs.view(units, beams * vocab).gather(1, top_index)  # (units, keep)
+    candidate_logprobs = torch.cat([_gather(state.running_logprobs, source_beam), token_logprobs[:, :, None]], dim=2)
     hits = torch.isin(token, stops) | (length == max_new_tokens)
     if stop_check is not None:
         hits |= torch.tensor([[stop_check(c) for c in row] for row in candidates.tolist()], device=hits.device)
@@ -92,9 +97,11 @@ def advance(state: Beams, logprobs: torch.Tensor, length: int, max_new_tokens: i
     merged_scores = torch.cat([state.finished_scores, scores], dim=1)
     best = torch.topk(merged_scores, beams).indices
     padded = torch.nn.functional.pad(state.finished, (0, 1), value=0)
+    padded_logprobs = torch.nn.functional.pad(state.finished_logprobs, (0, 1), value=0.0)
     new = Beams(running, running_scores, _gather(torch.cat([padded, candidates], dim=1), best), _gather(merged_scores, best),
                 _gather(torch.cat([state.is_finished, just_finished], dim=1), best),
-                _gather(torch.cat([state.finished_lengths, torch.full_like(token, length)], dim=1), best))
+                _gather(torch.cat([state.finished_lengths, torch.full_like(token, length)], dim=1), best),
+                _gather(candidate_logprobs, chosen), _gather(torch.cat([padded_logprobs, candidate_logprobs], dim=1), best))
     # is a unit done?
     best_length = max_new_tokens if early_stopping == "never" and length_penalty > 0 else length
     best_possible = new.running_scores[:, :1] / (best_length ** length_penalty)
@@ -107,9 +114,10 @@ def advance(state: Beams, logprobs: torch.Tensor, length: int, max_new_tokens: i
 @torch.no_grad()
 def beam_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: int, stop_ids: list[int], num_beams: int = 4,
                 length_penalty: float = 1.0, early_stopping: bool | Literal["never"] = False, num_return_sequences: int = 1,
-                stop_check: StopCheck | None = None, num_beam_groups: int = 1,
-                diversity_penalty: float = 0.0) -> list[list[Candidate]]:
-    """The `num_return_sequences` best finished hypotheses of each prompt, best first.
+                stop_check: StopCheck | None = None, num_beam_groups: int = 1, diversity_penalty: float = 0.0,
+                explain: bool = False) -> list[list[Candidate]]:
+    """The `num_return_sequences` best finished hypotheses of each prompt, best first; with `explain`, each
+    carries the log-prob of every token on its path (after rules), which its score sums.
 
     With `num_beam_groups` > 1 this is diverse beam search (Vijayakumar et al. 2016, arXiv:1610.02424):
     the beams split into groups searched side by side, and each group's log-probs lose
@@ -138,8 +146,7 @@ def beam_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: int, stop
             state, parent, done = _advance_groups(state, logprobs, alive, groups, diversity_penalty, length, max_new_tokens,
                                                   stops, length_penalty, early_stopping, stop_check)
         for i in done.nonzero().squeeze(1).tolist():
-            kept[int(alive[i])] = [Candidate(_until_stop(state.finished[i, b, :state.finished_lengths[i, b]].tolist(), stop_ids),
-                                             float(state.finished_scores[i, b])) for b in range(beams)]
+            kept[int(alive[i])] = [_candidate(state, i, b, stop_ids, explain) for b in range(beams)]
         if bool(done.all()):
             break
         rows = (torch.arange(n, device=device)[:, None] * beams + parent).flatten()  # engine row of each new beam
@@ -176,6 +183,14 @@ def _advance_groups(state: Beams, logprobs: torch.Tensor, alive: torch.Tensor, g
                           accumulate=True)
     state = Beams.join(parts, alive.numel())
     return state, parent, done
+
+
+def _candidate(state: Beams, unit: int, beam: int, stop_ids: list[int], explain: bool) -> Candidate:
+    length = int(state.finished_lengths[unit, beam])
+    tokens = state.finished[unit, beam, :length].tolist()
+    steps = [{"token": t, "logprob": float(lp), "top": []}
+             for t, lp in zip(tokens, state.finished_logprobs[unit, beam, :length].tolist(), strict=True)] if explain else []
+    return Candidate(_until_stop(tokens, stop_ids), float(state.finished_scores[unit, beam]), steps)
 
 
 def _until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:
