@@ -57,7 +57,6 @@ class Engine:
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         if self.encoder_decoder:
             self.cache = EncoderDecoderCache(self.cache, DynamicCache(config=text_config))
-            self.encoder_mask = self.prompt_mask
             self.encoder_outputs = None
             self.mask = None
             self.next_position = None
@@ -92,9 +91,9 @@ class Engine:
             kwargs["logits_to_keep"] = keep
         if self.encoder_decoder:
             if self.encoder_outputs is None:
-                self.encoder_outputs = self.model.get_encoder()(input_ids=self.prompt_ids, attention_mask=self.encoder_mask,
+                self.encoder_outputs = self.model.get_encoder()(input_ids=self.prompt_ids, attention_mask=self.prompt_mask,
                                                                 return_dict=True)
-            kwargs |= {"encoder_outputs": self.encoder_outputs, "attention_mask": self.encoder_mask,
+            kwargs |= {"encoder_outputs": self.encoder_outputs, "attention_mask": self.prompt_mask,
                        "decoder_input_ids": tokens}
         else:
             kwargs |= {"input_ids": tokens, "position_ids": positions}
@@ -135,7 +134,6 @@ class Engine:
             self.cache.reorder_cache(rows)
         self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
         if self.encoder_decoder:
-            self.encoder_mask = self.prompt_mask
             if self.encoder_outputs is not None:
                 self.encoder_outputs["last_hidden_state"] = self.encoder_outputs.last_hidden_state[rows]
         else:

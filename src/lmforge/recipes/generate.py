@@ -49,9 +49,12 @@ class Generator:
         examples = [self.task.example_from_text(t, f"prompt {i + 1}") for i, t in enumerate(texts)]
         return [f["input_ids"][: f["_prompt_length"]] for f in self.task.encode(examples, self.tokenizer, MAX_LENGTH)]
 
-    def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8, on_tokens=None) -> list[list[Candidate]]:
-        return generate(self.model, self.tokenizer, self.prompt_ids(texts), params, self.max_new_tokens, self.stop_strings,
-                        batch_size, self.precision, on_tokens=on_tokens)
+    def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8) -> list[list[Candidate]]:
+        return self.run_ids(self.prompt_ids(texts), params, batch_size)
+
+    def run_ids(self, prompts: list[list[int]], params: DecodeParams, batch_size: int = 8) -> list[list[Candidate]]:
+        return generate(self.model, self.tokenizer, prompts, params, self.max_new_tokens, self.stop_strings, batch_size,
+                        self.precision)
 
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,
@@ -142,7 +145,7 @@ def compare(generator: Generator, texts: list[str], specs: list[str], seed: int,
     for spec in specs:
         params = compare_params(spec, seed)
         started = time.perf_counter()
-        outputs = generator.run(texts, params, batch_size)
+        outputs = generator.run_ids(prompts, params, batch_size)
         seconds = time.perf_counter() - started
         produced = sum(len(c[0].tokens) for c in outputs)
         for index, (prompt, candidates) in enumerate(zip(prompts, outputs, strict=True)):

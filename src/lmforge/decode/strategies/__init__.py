@@ -64,7 +64,7 @@ def _beam(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: L
 def _prompt_lookup(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     proposer = lookup_proposer(params.max_matching_ngram_size)
     return [[c] for c in speculative_decode(engine, lambda prompt: proposer, rules, limits.max_new_tokens, limits.stop_ids,
-                                     params.prompt_lookup_num_tokens, limits.stop_check, limits.on_tokens)]
+                                            params.prompt_lookup_num_tokens, limits.stop_check, limits.on_tokens)]
 
 
 def _speculative(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
@@ -72,8 +72,8 @@ def _speculative(engine: Engine, params: DecodeParams, rules: Sequence[Rule], li
         raise ValueError("strategy speculative needs the draft model loaded (decode.draft_model)")
     draft = limits.draft_model
     return [[c] for c in speculative_decode(engine, lambda prompt: DraftModel(draft, prompt, engine.pad_id), rules,
-                                     limits.max_new_tokens, limits.stop_ids, params.num_draft_tokens, limits.stop_check,
-                                     limits.on_tokens)]
+                                            limits.max_new_tokens, limits.stop_ids, params.num_draft_tokens,
+                                            limits.stop_check, limits.on_tokens)]
 
 
 def _contrastive(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:

@@ -26,9 +26,9 @@ Proposer = Callable[[list[int], int], list[int]]
 
 
 @torch.no_grad()
-def speculative_decode(engine: Engine, make_proposer: Callable[[list[int]], Proposer], rules: Sequence[Rule], max_new_tokens: int,
-                stop_ids: list[int], draft_tokens: int, stop_check: StopCheck | None = None,
-                on_tokens: OnTokens | None = None) -> list[Candidate]:
+def speculative_decode(engine: Engine, make_proposer: Callable[[list[int]], Proposer], rules: Sequence[Rule],
+                       max_new_tokens: int, stop_ids: list[int], draft_tokens: int, stop_check: StopCheck | None = None,
+                       on_tokens: OnTokens | None = None) -> list[Candidate]:
     """Greedy continuations of every row of `engine`; `make_proposer(prompt)` gives each row its drafter."""
     if engine.encoder_decoder:
         raise ConfigError("speculative strategies (prompt_lookup, speculative) need a decoder-only model; "
