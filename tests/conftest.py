@@ -12,6 +12,10 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (
     BertConfig,
     BertForMaskedLM,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    CLIPProcessor,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
@@ -150,4 +154,21 @@ def tiny_t5(tmp_path_factory) -> Path:
                       pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A 1-layer CLIP (32×32 images, 16-d projections) with a byte-level BPE tokenizer: a random image-text scorer."""
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    fast = _byte_level_tokenizer(folder, ["<pad>", "<|endoftext|>"], pad_token="<pad>", eos_token="<|endoftext|>")
+    config = CLIPConfig(projection_dim=16, text_config=dict(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=64, pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, bos_token_id=None),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                           patch_size=8))
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=fast).save_pretrained(folder)
     return folder

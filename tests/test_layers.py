@@ -15,6 +15,7 @@ LAYERS = [
     ["config"],
     ["data", "metrics"],
     ["models"],
+    ["vision"],
     ["decode", "tuning"],
     ["tasks"],
     ["evaluate"],

@@ -112,6 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from lmforge.decode.stream import stream_text
     from lmforge.errors import ConfigError
     from lmforge.recipes import generate as recipe
+    from lmforge.vision.scorer import load_scorer
 
     texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
     generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
@@ -133,11 +134,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
             print(piece, end="", flush=True)
         print()
         return
-    outputs = generator.run(texts, params, args.batch_size)
+    images = recipe.read_prompt_images(args.image or [], args.input, args.image_column, len(texts))
+    scorer, gated = None, [{} for _ in texts]
+    if images is not None and params.image_weight:
+        scorer = load_scorer(params.image_scorer)
+        images, gated = recipe.gate_images(texts, images, params, scorer)
+    outputs = generator.run(texts, params, args.batch_size, images, scorer)
     if args.input or args.output:
-        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score}
+        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | gate
                    | ({"candidates": [generator.task.text(x.tokens) for x in c]} if len(c) > 1 else {})
-                   for t, c in zip(texts, outputs, strict=True)]
+                   for t, c, gate in zip(texts, outputs, gated, strict=True)]
         lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
         if args.output:
             count = _write_atomically(Path(args.output), lambda h: sum(h.write(line) > 0 for line in lines))
@@ -148,6 +154,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for n, (text, candidates) in enumerate(zip(texts, outputs, strict=True)):
         if len(texts) > 1:
             print(f"### {n + 1}: {text}")
+        if gated[n]:
+            print(f"(image {'used' if gated[n]['image_relevant'] else 'not used'}: gate probability "
+                  f"{gated[n]['image_relevance']:.3f})")
         for rank, candidate in enumerate(candidates, start=1):
             prefix = f"[{rank}] " if len(candidates) > 1 else ""
             print(prefix + generator.task.text(candidate.tokens))
@@ -219,6 +228,15 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{row['alias']:<24} {row['status']:<44} {row['description']}")
 
 
+def cmd_gate(args: argparse.Namespace) -> None:
+    from lmforge.recipes.gate import fit_gate_file
+
+    report = fit_gate_file(args.data, args.output, args.scorer, args.threshold, args.shuffled, args.seed)
+    print(f"lmforge: gate fitted on {report['pairs']} pairs ({report['relevant']} relevant) over {report['images']} "
+          f"images; accuracy {report['accuracy']:.3f}, leave-one-image-out {report['leave_one_image_out_accuracy']:.3f}; "
+          f"saved to {args.output}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from lmforge.recipes.demo import demo
 
@@ -235,6 +253,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
                                "--explain, --compare strategies side by side"),
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
+    "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
 }
@@ -290,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--input", metavar="FILE", help="prompts from .jsonl/.csv/.tsv (the --source-column field) "
                                                              "or .txt (one per line); writes jsonl")
             sub.add_argument("--source-column", default="source", help="--input: the field holding each prompt")
+            sub.add_argument("--image", action="append", metavar="PATH", help="an image guiding the text (strategy "
+                             "contrastive with --image-weight): one for all prompts or one per prompt")
+            sub.add_argument("--image-column", default="image", help="--input .jsonl: the field holding each row's "
+                                                                      "image path (relative to the file)")
             sub.add_argument("--output", metavar="FILE", help="write jsonl here instead of stdout")
             sub.add_argument("--max-new-tokens", type=int, help="longest output (default: the run's, else 128)")
             sub.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable), e.g. --stop '\\n'")
@@ -313,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
             sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the model (must not exist "
                                                                             "or be empty)")
+        elif name == "gate":
+            sub.add_argument("data", help="image-text pairs: .jsonl rows {image, text[, relevant]} or a folder with "
+                                          "captions.jsonl / captions.tsv")
+            sub.add_argument("--output", required=True, metavar="FILE", help="new gate file (.json)")
+            sub.add_argument("--scorer", default="efficientnet-minilm", help="image-text scorer: efficientnet-minilm "
+                                                                             "or an HF CLIP/SigLIP directory")
+            sub.add_argument("--threshold", type=float, default=0.5, help="probability from which an image is used")
+            sub.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=True,
+                             help="add each text paired with another image as an irrelevant pair (default on)")
+            sub.add_argument("--seed", type=int, default=0, help="seed for the shuffled pairs")
         elif name == "demo":
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser

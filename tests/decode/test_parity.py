@@ -212,7 +212,7 @@ def test_contrastive_with_no_penalty_is_greedy_and_scorers_steer_it(llama):
     assert [c.tokens for c in contrastive_search(Engine(model, prompts, PAD), [], 10, stops, alpha=0.0)] == greedy
     favourite = 17
 
-    def likes_17(history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def likes_17(generated: torch.Tensor, candidates: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return (candidates == favourite).float()
     steered = contrastive_search(Engine(model, prompts, PAD), [], 10, stops, alpha=0.0, top_k=model.config.vocab_size,
                                  scorers=[(10.0, likes_17)])

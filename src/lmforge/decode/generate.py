@@ -8,6 +8,7 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 from __future__ import annotations
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -15,11 +16,14 @@ from lmforge.decode import rules as R
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
+from lmforge.decode.guidance import image_guidance
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
+from lmforge.errors import ConfigError
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.resolve import resolve_model
+from lmforge.vision.scorer import ImageTextScorer, load_scorer
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -102,10 +106,21 @@ def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
-             progress: bool = False, on_tokens: OnTokens | None = None) -> list[list[Candidate]]:
+             progress: bool = False, on_tokens: OnTokens | None = None, images: list[Image.Image | None] | None = None,
+             image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
     """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
 
-    `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`)."""
+    `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`). With
+    `decode.image_weight` > 0, `images` holds one image per prompt that guides its text (None: that prompt is not
+    guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here."""
+    if params.image_weight and (images is None or len(images) != len(prompts)):
+        raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
+                          f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
+    if images is not None and not params.image_weight:
+        raise ConfigError("images were given but decode.image_weight is 0: set it (MAGIC uses 2.0) with strategy "
+                          "contrastive, or leave the images out")
+    if params.image_weight and image_scorer is None:
+        image_scorer = load_scorer(params.image_scorer)
     strategy = STRATEGIES[params.strategy]
     model = decoding_weights(model, params.weights)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -125,6 +140,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             indices = order[start:start + batch_size]
             engine = Engine(model, [prompts[i] for i in indices], pad_id)
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
+            if params.image_weight:
+                limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)
             if on_tokens is not None:
                 limits.on_tokens = lambda rows, tokens, indices=indices: on_tokens([indices[r] for r in rows], tokens)
             with autocast_for(precision, device):

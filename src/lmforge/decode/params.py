@@ -18,7 +18,7 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "sample": SAMPLING_FIELDS | {"num_return_sequences"},
     "beam": BEAM_FIELDS | {"num_return_sequences"},
     "prompt_lookup": LOOKUP_FIELDS,
-    "contrastive": frozenset({"penalty_alpha", "top_k"}),
+    "contrastive": frozenset({"penalty_alpha", "top_k", "image_weight", "image_scorer", "image_gate"}),
     "speculative": frozenset({"draft_model", "num_draft_tokens"}),
 }
 
@@ -49,6 +49,15 @@ class DecodeParams(BaseModel):
     # contrastive search
     penalty_alpha: float = Field(0.6, ge=0, le=1, description="contrastive: weight of the degeneration penalty "
                                                                "(0 = greedy).")
+    image_weight: float = Field(0.0, ge=0, description="contrastive: β, weight of the visual guidance (MAGIC): how "
+                                                        "well each candidate's text matches the prompt's image; "
+                                                        "0 = off. Needs an image per prompt.")
+    image_scorer: str = Field("efficientnet-minilm", description="contrastive with image_weight: the image-text "
+                                                                 "scorer, efficientnet-minilm (packaged) or an HF "
+                                                                 "CLIP/SigLIP directory.")
+    image_gate: str | None = Field(None, description="contrastive with image_weight: a gate file (`lmforge gate`); a "
+                                                       "prompt's image guides only when the gate rates it relevant to "
+                                                       "the prompt.")
     # prompt-lookup speculative decoding
     prompt_lookup_num_tokens: int = Field(10, ge=1, description="prompt_lookup: draft tokens checked per step.")
     max_matching_ngram_size: int = Field(2, ge=1, description="prompt_lookup: longest n-gram matched to find a draft.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -29,6 +30,9 @@ from lmforge.models.resolve import resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.tasks.generation import Generation, GenerationParams
+from lmforge.vision.gate import RelevanceGate
+from lmforge.vision.images import load_image
+from lmforge.vision.scorer import ImageTextScorer
 
 MAX_LENGTH = 2048  # prompt tokens kept (the end of longer prompts)
 
@@ -49,12 +53,29 @@ class Generator:
         examples = [self.task.example_from_text(t, f"prompt {i + 1}") for i, t in enumerate(texts)]
         return [f["input_ids"][: f["_prompt_length"]] for f in self.task.encode(examples, self.tokenizer, MAX_LENGTH)]
 
-    def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8) -> list[list[Candidate]]:
-        return self.run_ids(self.prompt_ids(texts), params, batch_size)
+    def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8, images: list[Image.Image | None] | None = None,
+            image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
+        return self.run_ids(self.prompt_ids(texts), params, batch_size, images, image_scorer)
 
-    def run_ids(self, prompts: list[list[int]], params: DecodeParams, batch_size: int = 8) -> list[list[Candidate]]:
+    def run_ids(self, prompts: list[list[int]], params: DecodeParams, batch_size: int = 8,
+                images: list[Image.Image | None] | None = None,
+                image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
         return generate(self.model, self.tokenizer, prompts, params, self.max_new_tokens, self.stop_strings, batch_size,
-                        self.precision)
+                        self.precision, images=images, image_scorer=image_scorer)
+
+
+def gate_images(texts: list[str], images: list[Image.Image], params: DecodeParams,
+                scorer: ImageTextScorer) -> tuple[list[Image.Image | None], list[dict]]:
+    """Each prompt's image, or None where `decode.image_gate` finds it irrelevant to the prompt; and the gate's
+    decision per prompt ({"image_relevant", "image_relevance"}) for the output."""
+    if not params.image_gate:
+        return list(images), [{} for _ in texts]
+    gate = RelevanceGate.load(params.image_gate)
+    ratings = torch.cat([scorer.score(scorer.embed_images([image]), [[text]])[0] for image, text in zip(images, texts,
+                                                                                                        strict=True)])
+    decisions = gate.decide(ratings)
+    kept = [image if use else None for image, (use, _) in zip(images, decisions, strict=True)]
+    return kept, [{"image_relevant": use, "image_relevance": round(p, 4)} for use, p in decisions]
 
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,
@@ -168,6 +189,27 @@ def read_prompts(prompts: list[str], input_path: str | None, source_column: str)
     task = Generation(GenerationParams(source_column=source_column))
     examples = task.read_file(input_path, DataParams(), RowErrors("raise"), labelled=False)
     return [e.source if e.source is not None else json.dumps(e.messages) for e in examples]
+
+
+def read_prompt_images(paths: list[str], input_path: str | None, image_column: str, count: int) -> list[Image.Image] | None:
+    """--image paths (one, shared by every prompt, or one per prompt), else the `image_column` of a .jsonl
+    --input (paths relative to the file's folder); None when neither names an image."""
+    if paths:
+        if len(paths) not in (1, count):
+            raise ConfigError(f"--image: give one image for all prompts or one per prompt ({count}), not {len(paths)}")
+        images = [load_image(p) for p in paths]
+        return images * count if len(images) == 1 else images
+    if not input_path or not input_path.endswith(".jsonl"):
+        return None
+    rows = [json.loads(line) for line in Path(input_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    named = [row.get(image_column) for row in rows if isinstance(row, dict)]
+    if not any(named):
+        return None
+    missing = [n for n, name in enumerate(named, start=1) if not isinstance(name, str) or not name]
+    if missing:
+        raise ConfigError(f"{input_path}: line {missing[0]} has no {image_column!r} path; give every row an image "
+                          "or none")
+    return [load_image(Path(input_path).parent / name) for name in named]
 
 
 def explain_table(tokenizer: PreTrainedTokenizerBase, candidate: Candidate) -> str:

@@ -14,7 +14,7 @@ from lmforge.decode.engine import Engine
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.rules import Rule
 from lmforge.decode.strategies.beam import beam_search
-from lmforge.decode.strategies.contrastive import contrastive_search
+from lmforge.decode.strategies.contrastive import Scorer, contrastive_search
 from lmforge.decode.strategies.prompt_lookup import lookup_proposer
 from lmforge.decode.strategies.sampling import (
     OnTokens,
@@ -36,6 +36,7 @@ class Limits:
     generator: torch.Generator | None = None
     on_tokens: OnTokens | None = None
     draft_model: PreTrainedModel | None = None  # strategy speculative: the small model that drafts
+    scorers: Sequence[tuple[float, Scorer]] = ()  # strategy contrastive: weighted guidance for this batch
 
 
 Strategy = Callable[[Engine, DecodeParams, Sequence[Rule], Limits], list[list[Candidate]]]
@@ -78,7 +79,7 @@ def _speculative(engine: Engine, params: DecodeParams, rules: Sequence[Rule], li
 
 def _contrastive(engine: Engine, params: DecodeParams, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     return [[c] for c in contrastive_search(engine, rules, limits.max_new_tokens, limits.stop_ids, params.penalty_alpha,
-                                            params.top_k or 4, (), limits.stop_check, limits.on_tokens)]
+                                            params.top_k or 4, limits.scorers, limits.stop_check, limits.on_tokens)]
 
 
 STRATEGIES: dict[str, Strategy] = {"greedy": _greedy, "sample": _sample, "beam": _beam, "contrastive": _contrastive,

@@ -22,8 +22,9 @@ from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck, record_step
 
-#: (tokens so far (rows, length), candidate tokens (rows, k)) -> a score per candidate (rows, k)
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (tokens generated so far (rows, t), candidate tokens (rows, k), each row's prompt index (rows,))
+#: -> a score per candidate (rows, k)
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
@@ -40,6 +41,7 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
     valid = engine.prompt_mask.bool() if not engine.encoder_decoder else torch.ones(context.shape[:2], dtype=torch.bool,
                                                                                     device=device)
     history = engine.first_tokens()
+    start = history.shape[1]  # scorers see only the generated tokens
     alive = torch.arange(n)
     generated: list[list[int]] = [[] for _ in range(n)]
     logprob_sums = [0.0] * n
@@ -56,7 +58,8 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
         similarity = torch.einsum("rkd,rtd->rkt", states, context).masked_fill(~valid[:, None, :], -1.0)
         score = (1 - alpha) * top_probs - alpha * similarity.max(dim=-1).values
         for weight, scorer in scorers:
-            score = score + weight * scorer(history, candidates)
+            if weight:
+                score = score + weight * scorer(history[:, start:], candidates, alive)
         best = score.argmax(dim=-1)  # (rows,)
         tokens = candidates.gather(1, best[:, None]).squeeze(1)
         chosen_rows = torch.arange(rows, device=device) * k + best

@@ -1,0 +1,1 @@
+"""Vision: image networks, image-text scorers, fusion and the relevance gate."""
