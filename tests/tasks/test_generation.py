@@ -208,3 +208,18 @@ def test_cli_errors_for_generation_inputs(tmp_path, tiny_chat_llama, capsys):
     assert "rows.jsonl, line 1: empty target" in capsys.readouterr().err
     assert main(["train", "task=generation", "task.prompt=Translate", f"model={tiny_chat_llama}", f"data.train={rows}"]) == 2
     assert "task.prompt" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_several_references_and_caption_metrics_in_evaluate(tmp_path, tiny_chat_llama):
+    rows = [{"source": p["source"], "target": [p["target"], p["target"] + " !"]} for p in make_pairs(12, seed=3)]
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows)
+    examples = read_generation(str(dev), "source", "target", "messages", RowErrors("raise"), labelled=True)
+    assert examples[0].target == rows[0]["target"][0] and examples[0].all_references() == rows[0]["target"]
+    assert examples[0].to_record()["target"] == rows[0]["target"]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"task: generation\nmodel: {tiny_chat_llama}\n", encoding="utf-8")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(config), f"data.train={dev}", f"data.validation={dev}", "task.caption_metrics=true",
+                 "task.max_new_tokens=4", "--output", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {"coco_bleu_4", "coco_rouge_l", "coco_cider"} <= set(report) and report["coco_cider"] >= 0.0

@@ -22,10 +22,30 @@ class GenerationExample:
     target: str | None
     where: str  # "file, line N", for error messages
     messages: list[dict[str, str]] | None = None  # dialogue turns before the target reply
+    references: list[str] | None = None  # every reference when the row gave several (target is the first)
 
     def to_record(self) -> dict:
         record: dict = {"messages": self.messages} if self.messages is not None else {"source": self.source}
-        return record | ({"target": self.target} if self.target is not None else {})
+        target = self.references if self.references else self.target
+        return record | ({"target": target} if target is not None else {})
+
+    def all_references(self) -> list[str]:
+        """The references to score against: all of them, or the one target."""
+        return list(self.references) if self.references else [self.target] if self.target is not None else []
+
+
+def split_references(value: object) -> tuple[str | None, list[str] | None]:
+    """(target, references) of a target column: one string, or a list of them (several references; the
+    first is learnt). Anything else gives (None, None).
+
+    >>> split_references(["A cat.", "A kitten."])
+    ('A cat.', ['A cat.', 'A kitten.'])
+    """
+    if isinstance(value, str):
+        return (value, None) if value.strip() else (None, None)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return value[0], list(value)
+    return None, None
 
 
 def _dialogue(turns: object, labelled: bool) -> tuple[list[dict[str, str]], str | None] | str:
@@ -63,11 +83,13 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
             errors.report(where, f"missing or empty source column '{source_column}' (set task.source_column, or give "
                                  f"'{messages_column}' turns)")
             continue
-        target = record.get(target_column)
-        if labelled and (not isinstance(target, str) or not target.strip()):
-            errors.report(where, f"empty target: column '{target_column}' is missing or blank (set task.target_column)")
+        target, references = split_references(record.get(target_column))
+        if labelled and target is None:
+            errors.report(where, f"empty target: column '{target_column}' is missing or blank (set task.target_column; "
+                                 "a list of strings gives several references)")
             continue
-        examples.append(GenerationExample(source, target if labelled else None, where))
+        examples.append(GenerationExample(source, target if labelled else None, where,
+                                          references=references if labelled else None))
     return examples
 
 
@@ -96,5 +118,6 @@ def load_saved(path: Path) -> list[GenerationExample]:
     examples = []
     for number, record in read_records(path):
         where = f"{path}, line {number}"
-        examples.append(GenerationExample(record.get("source"), record.get("target"), where, record.get("messages")))
+        target, references = split_references(record.get("target"))
+        examples.append(GenerationExample(record.get("source"), target, where, record.get("messages"), references))
     return examples

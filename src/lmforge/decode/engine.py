@@ -44,7 +44,14 @@ class Engine:
     >>> logits = engine.step(logits.argmax(-1)[:, None])[:, -1]
     """
 
-    def __init__(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int):
+    def __init__(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int,
+                 prompt_embeds: torch.Tensor | None = None):
+        """`prompt_embeds` (rows, k, hidden), decoder-only models: a soft prompt read before each row's tokens
+        (e.g. an image projected into the LM's input space); it takes k placeholder positions."""
+        if prompt_embeds is not None:
+            if model.config.is_encoder_decoder or prompt_embeds.shape[0] != len(prompts):
+                raise ValueError("prompt_embeds needs a decoder-only model and one (k, hidden) soft prompt per prompt")
+            prompts = [[pad_id] * prompt_embeds.shape[1] + list(p) for p in prompts]
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.model, self.pad_id = model, pad_id
@@ -65,6 +72,7 @@ class Engine:
             positions = self.prompt_mask.cumsum(-1) - 1
             self.positions = positions.masked_fill(self.prompt_mask == 0, 0)
             self.next_position = self.positions[:, -1] + 1  # (rows,)
+        self.prompt_embeds = None if prompt_embeds is None else prompt_embeds.to(self.device)
         self.rows = len(prompts)
         self.length = 0  # tokens in the cache (decoder side)
         self.keep_hidden = False  # set before prefill to get `last_hidden` after each forward
@@ -96,7 +104,9 @@ class Engine:
             kwargs |= {"encoder_outputs": self.encoder_outputs, "attention_mask": self.prompt_mask,
                        "decoder_input_ids": tokens}
         else:
-            kwargs |= {"input_ids": tokens, "position_ids": positions}
+            soft = self.prompt_embeds is not None and self.length == 0
+            kwargs |= {"inputs_embeds": self._soft_prompted(tokens)} if soft else {"input_ids": tokens}
+            kwargs["position_ids"] = positions
             if self.mask is not None:
                 kwargs["attention_mask"] = self.mask
         if self.keep_hidden:
@@ -106,6 +116,14 @@ class Engine:
             self.last_hidden = (out.decoder_hidden_states if self.encoder_decoder else out.hidden_states)[-1].float()
         self.length += tokens.shape[1]
         return out.logits[:, -keep:].float()
+
+    def _soft_prompted(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of the padded prompts with each row's placeholders replaced by its soft prompt."""
+        embeds = self.model.get_input_embeddings()(tokens)  # (rows, length, hidden)
+        k = self.prompt_embeds.shape[1]
+        starts = (self.prompt_mask == 0).sum(dim=1)  # left padding: the soft prompt follows it
+        columns = starts[:, None] + torch.arange(k, device=self.device)  # (rows, k)
+        return embeds.scatter(1, columns[..., None].expand(-1, -1, embeds.shape[-1]), self.prompt_embeds.to(embeds.dtype))
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
@@ -133,6 +151,8 @@ class Engine:
         if self.length:
             self.cache.reorder_cache(rows)
         self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
+        if self.prompt_embeds is not None:
+            self.prompt_embeds = self.prompt_embeds[rows]
         if self.encoder_decoder:
             if self.encoder_outputs is not None:
                 self.encoder_outputs["last_hidden_state"] = self.encoder_outputs.last_hidden_state[rows]

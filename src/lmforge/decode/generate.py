@@ -107,12 +107,13 @@ def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
              progress: bool = False, on_tokens: OnTokens | None = None, images: list[Image.Image | None] | None = None,
-             image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
+             image_scorer: ImageTextScorer | None = None, prompt_embeds: torch.Tensor | None = None) -> list[list[Candidate]]:
     """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
 
     `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`). With
     `decode.image_weight` > 0, `images` holds one image per prompt that guides its text (None: that prompt is not
-    guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here."""
+    guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here. `prompt_embeds` (prompts, k, hidden)
+    is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`)."""
     if params.image_weight and (images is None or len(images) != len(prompts)):
         raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
                           f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
@@ -138,7 +139,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     try:
         for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
             indices = order[start:start + batch_size]
-            engine = Engine(model, [prompts[i] for i in indices], pad_id)
+            engine = Engine(model, [prompts[i] for i in indices], pad_id,
+                            None if prompt_embeds is None else prompt_embeds[indices])
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)

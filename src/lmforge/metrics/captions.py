@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+CAPTION_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")
 PUNCTUATION = frozenset({"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-", ".", "?", "!", ",", ":", "-", "--",
                          "...", ";"})
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "{": "-lcb-", "}": "-rcb-", "[": "-lsb-", "]": "-rsb-"}
@@ -140,7 +141,7 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} captions for {len(references)} reference sets")
     if not hypotheses:
-        return dict.fromkeys(("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider"), 0.0)
+        return dict.fromkeys(CAPTION_METRICS, 0.0)
     if any(not refs for refs in references):
         raise ValueError("every image needs at least one reference caption")
     hyps = [ptb_tokenize(text) for text in hypotheses]

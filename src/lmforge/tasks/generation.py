@@ -29,6 +29,7 @@ from lmforge.data.splits import Splits, assemble_splits
 from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import DataError
+from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
 from lmforge.metrics.generation import ROUGE_TYPES, generation_scores
 from lmforge.tasks.chat_format import Segment, has_chat_template, plain_segments, template_segments
 
@@ -78,6 +79,9 @@ class GenerationParams(BaseModel):
     max_new_tokens: int = Field(128, gt=0, description="Longest generated output when evaluating and predicting.")
     stop_strings: list[str] = Field(default_factory=list, description="Cut each output before the first of these, "
                                                                         "e.g. ['\\n'] for one-line answers.")
+    caption_metrics: bool = Field(False, description="Also score COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr-D, "
+                                                      "PTB-tokenised) against every reference of a row (a target "
+                                                      "column may hold a list of references).")
     decode: DecodeParams = Field(default_factory=DecodeParams, description="How outputs are decoded when evaluating and "
                                                                             "predicting (strategy, beams, sampling, rules).")
 
@@ -93,11 +97,12 @@ class Generation:
     """Source → target and dialogue generation; evaluated by decoding with `params.decode` (greedy by default)."""
 
     default_metric = "bleu"
-    metric_names = ("bleu", "chrf", *ROUGE_TYPES)
     label_smoothing = 0.0
 
     def __init__(self, params: GenerationParams, labels: list[str] | None = None):
         self.params = params
+        captions = tuple(f"coco_{name}" for name in CAPTION_METRICS) if params.caption_metrics else ()
+        self.metric_names = ("bleu", "chrf", *ROUGE_TYPES, *captions)
         self.labels: list[str] = []
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.encoder_decoder = False
@@ -237,6 +242,9 @@ class Generation:
         hypotheses = [p["generated"] for p in predictions]
         references = [e.target for e in examples]
         metrics: dict = generation_scores(hypotheses, references)
+        if self.params.caption_metrics:
+            captions = caption_scores(hypotheses, [e.all_references() for e in examples])
+            metrics |= {f"coco_{name}": value for name, value in captions.items()}
         metrics["count"] = len(examples)
         metrics["empty_outputs"] = sum(not h for h in hypotheses)
         if all(e.source is not None for e in examples):

@@ -1,0 +1,66 @@
+"""Image captioning: rows with images, the prefix trained by the normal trainer, saved inside the LM folder,
+evaluated with COCO caption metrics, and predictions from image paths."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+from PIL import Image
+from safetensors import safe_open
+
+from lmforge.cli import main
+from lmforge.data.errors_policy import RowErrors
+from lmforge.data.params import DataParams
+from lmforge.errors import DataError
+from lmforge.tasks.image_captioning import ImageCaptioning, ImageCaptioningParams
+
+COLOURS = {"red": "rouge", "blue": "bleu", "green": "vert", "yellow": "jaune"}
+
+
+def image_rows(folder, copies=6):
+    for colour in COLOURS:
+        Image.new("RGB", (32, 32), colour).save(folder / f"{colour}.png")
+    return [{"image": f"{c}.png", "caption": [f"a {c} dog", f"the {c} dog"]} for c in COLOURS for _ in range(copies)]
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_rows_need_an_existing_image_and_a_caption(tmp_path):
+    image_rows(tmp_path)
+    path = write(tmp_path / "rows.jsonl", [{"image": "red.png", "caption": "a red dog"}, {"image": "nope.png", "caption": "x"},
+                                           {"caption": "x"}, {"image": "red.png"}])
+    task = ImageCaptioning(ImageCaptioningParams())
+    examples = task.read_file(str(path), DataParams(), RowErrors("skip"), labelled=True)
+    assert [e.references for e in examples] == [["a red dog"]]
+    with pytest.raises(DataError, match="rows.jsonl, line 2: image .*nope.png not found"):
+        task.read_file(str(path), DataParams(), RowErrors("raise"), labelled=True)
+
+
+def test_train_evaluate_and_predict_a_captioner(tmp_path, tiny_chat_llama, tiny_clip, capsys):
+    rows = image_rows(tmp_path)
+    train, dev = write(tmp_path / "train.jsonl", rows), write(tmp_path / "dev.jsonl", rows[::6])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"task: {{name: image-captioning, image_network: {tiny_clip}, prefix_length: 2, max_new_tokens: 4}}\n"
+                      f"model: {tiny_chat_llama}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"train.output_dir={run}",
+                 "train.epochs=3", "train.lr=1e-3", "train.batch_size=8", "train.tensorboard=false"]) == 0
+    captured = capsys.readouterr()
+    assert "training" in captured.err and captured.out.startswith("validation: cider ")
+    report = json.loads((run / "report.json").read_text())
+    assert {"bleu_4", "rouge_l", "cider", "samples"} <= set(report) and report["count"] == 4
+    with safe_open(str(run / "model" / "model.safetensors"), framework="pt") as handle:
+        keys = list(handle.keys())
+    assert any(k.startswith("image_prefix.") for k in keys)  # the projection lives beside the LM's weights
+    sys.stdin = io.StringIO(f"{tmp_path / 'red.png'}\n")
+    try:
+        assert main(["predict", str(run), "--input", "-"]) == 0
+    finally:
+        sys.stdin = sys.__stdin__
+    assert isinstance(json.loads(capsys.readouterr().out.splitlines()[0])["generated"], str)
