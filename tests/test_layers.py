@@ -20,6 +20,7 @@ LAYERS = [
     ["tasks"],
     ["evaluate"],
     ["train"],
+    ["serve"],
     ["recipes"],
     ["cli"],
 ]

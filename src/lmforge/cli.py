@@ -237,6 +237,15 @@ def cmd_gate(args: argparse.Namespace) -> None:
           f"saved to {args.output}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from lmforge.recipes.serve import serve
+    from lmforge.serve.app import ServeOptions
+
+    options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
+                           request_timeout_s=args.timeout)
+    serve(args.target, args.host, args.port, args.served_model_name, options)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from lmforge.recipes.demo import demo
 
@@ -254,6 +263,8 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
+    "serve": (cmd_serve, "serve a model or generation run over an OpenAI-compatible HTTP API (completions, chat, "
+                         "streaming)"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
 }
@@ -346,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=True,
                              help="add each text paired with another image as an irrelevant pair (default on)")
             sub.add_argument("--seed", type=int, default=0, help="seed for the shuffled pairs")
+        elif name == "serve":
+            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias, a model folder, or a generation run")
+            sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+            sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+            sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests")
+            sub.add_argument("--served-model-name", help="the model name clients send (default: the folder or alias name)")
+            sub.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
+            sub.add_argument("--max-batch", type=int, default=8, help="prompts decoded together (default 8)")
+            sub.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
         elif name == "demo":
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser

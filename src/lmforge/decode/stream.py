@@ -20,6 +20,26 @@ from lmforge.errors import ConfigError
 _DONE = object()
 
 
+class TextDeltas:
+    """Turns a row's tokens, one at a time, into the newly complete text: `push(token)` returns the delta
+    ("" while a multi-byte character is incomplete, and after a stop string)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: list[str] | None = None) -> None:
+        self.tokenizer, self.stop_strings = tokenizer, stop_strings or []
+        self.tokens: list[int] = []
+        self.text = ""
+
+    def push(self, token: int) -> str:
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+            return ""
+        text = cut_at_stop_strings(text, self.stop_strings)
+        delta = text[len(self.text):] if len(text) > len(self.text) else ""
+        self.text = max(self.text, text, key=len)
+        return delta
+
+
 def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: list[int], params: DecodeParams,
                 max_new_tokens: int, stop_strings: list[str] | None = None, precision: str = "fp32") -> Iterator[str]:
     """Yield the output text of `prompt` piece by piece (greedy or sampling, one sequence)."""
@@ -39,17 +59,10 @@ def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
             handoff.put(_DONE)
 
     threading.Thread(target=work, daemon=True).start()
-    tokens: list[int] = []
-    sent = ""
+    deltas = TextDeltas(tokenizer, stop_strings)
     while (token := handoff.get()) is not _DONE:
-        tokens.append(token)
-        text = tokenizer.decode(tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
-            continue
-        text = cut_at_stop_strings(text, stop_strings or [])
-        if len(text) > len(sent):
-            yield text[len(sent):]
-            sent = text
+        if delta := deltas.push(token):
+            yield delta
     if failure:
         raise failure[0]
 

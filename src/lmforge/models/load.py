@@ -1,7 +1,11 @@
-"""Load tokenizers (with a pad token) from a resolved reference."""
+"""Load tokenizers (with a pad token) from a resolved reference, and extra modules saved beside a model's weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lmforge.errors import ModelError
@@ -18,3 +22,14 @@ def load_tokenizer(path: str, local_files_only: bool = True, trust_remote_code: 
             raise ModelError(f"the tokenizer in {path} has neither a pad nor an EOS token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def saved_submodule(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """The weights of submodule `name` (e.g. a task's head attached to an HF model) saved in the folder's
+    model.safetensors, keys relative to the submodule; {} when the folder has none (a base checkpoint)."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return {}
+    marker = name + "."
+    with safe_open(str(weights), framework="pt") as handle:
+        return {key[len(marker):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(marker)}

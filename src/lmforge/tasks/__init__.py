@@ -4,6 +4,7 @@ from lmforge.tasks.base import Task
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 from lmforge.tasks.generation import Generation, GenerationParams
 from lmforge.tasks.image_captioning import ImageCaptioning, ImageCaptioningParams
+from lmforge.tasks.image_text_classification import ImageTextClassification, ImageTextClassificationParams
 from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
 from lmforge.tasks.prompt_classification import PromptClassification, PromptClassificationParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
@@ -20,6 +21,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "generation": (GenerationParams, Generation),
     "prompt-classification": (PromptClassificationParams, PromptClassification),
     "image-captioning": (ImageCaptioningParams, ImageCaptioning),
+    "image-text-classification": (ImageTextClassificationParams, ImageTextClassification),
 }
 
 

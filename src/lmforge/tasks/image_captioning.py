@@ -17,7 +17,6 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors import safe_open
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
@@ -29,6 +28,7 @@ from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
+from lmforge.models.load import saved_submodule
 from lmforge.vision.images import load_image
 from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageNetwork, load_image_network
 from lmforge.vision.prefix import ImagePrefix
@@ -138,7 +138,7 @@ class ImageCaptioning:
         if not self.params.train_lm:
             model.requires_grad_(False)
         prefix = ImagePrefix(self.network().feature_size, model.config.hidden_size, self.params.prefix_length)
-        saved = _saved_prefix(Path(path))
+        saved = saved_submodule(Path(path), PREFIX_MODULE)
         if saved:
             prefix.load_state_dict(saved)
         model.add_module(PREFIX_MODULE, prefix)
@@ -215,12 +215,3 @@ class ImageCaptioning:
     def from_saved(self, model_dir: Path) -> ImageCaptioning:
         return ImageCaptioning(self.params)
 
-
-def _saved_prefix(folder: Path) -> dict[str, torch.Tensor]:
-    """The image prefix's weights saved inside a model folder's safetensors (a trained run), else {}."""
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        return {}
-    marker = PREFIX_MODULE + "."
-    with safe_open(str(weights), framework="pt") as handle:
-        return {key[len(marker):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(marker)}

@@ -1,0 +1,46 @@
+"""A served tiny chat model: an in-process client, and a live uvicorn server for the official openai client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmforge.serve.app import ServedModel, ServeOptions, create_app
+
+NAME = "tiny"
+
+
+def served(folder) -> ServedModel:
+    return ServedModel(NAME, AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder),
+                       default_max_tokens=8, context_length=256)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_chat_llama):
+    with TestClient(create_app(served(tiny_chat_llama), ServeOptions(max_body_bytes=20_000))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_chat_llama):
+    """(base URL, API key) of a real server on a free local port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(served(tiny_chat_llama), ServeOptions(api_key="sekret"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1", "sekret"
+    server.should_exit = True
+    thread.join(10)

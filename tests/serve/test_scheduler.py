@@ -1,0 +1,53 @@
+"""The scheduler: waiting compatible requests share a batch, a full queue refuses work, results match one by one."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmforge.decode.generate import generate
+from lmforge.decode.params import DecodeParams
+from lmforge.serve.scheduler import Job, QueueFull, Scheduler
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_chat_llama):
+    return AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval(), AutoTokenizer.from_pretrained(tiny_chat_llama)
+
+
+def blocking_job(release: threading.Event) -> Job:
+    """A streaming job whose first token waits for `release` (so the worker is busy meanwhile)."""
+    return Job([[5, 6, 7]], DecodeParams(), 2, [], on_tokens=lambda rows, tokens: release.wait(10))
+
+
+def test_waiting_jobs_share_a_batch_and_match_single_runs(llama):
+    model, tokenizer = llama
+    scheduler = Scheduler(model, tokenizer, max_queue=8, max_batch=8)
+    release = threading.Event()
+    scheduler.submit(blocking_job(release))
+    prompts = [[5, 9, 12], [7], [30, 31, 32, 33]]
+    futures = [scheduler.submit(Job([p], DecodeParams(), 6, [])) for p in prompts]
+    different = scheduler.submit(Job([[8, 9]], DecodeParams(strategy="beam", num_beams=2), 6, []))
+    release.set()
+    results = [f.result(30)[0][0].tokens for f in futures]
+    different.result(30)
+    scheduler.close()
+    assert scheduler.batches == 3  # the blocker, the three greedy jobs together, the beam job
+    assert results == [generate(model, tokenizer, [p], DecodeParams(), 6)[0][0].tokens for p in prompts]
+
+
+def test_a_full_queue_refuses_at_once(llama):
+    model, tokenizer = llama
+    scheduler = Scheduler(model, tokenizer, max_queue=1)
+    release = threading.Event()
+    first = scheduler.submit(blocking_job(release))
+    while scheduler.running == 0:  # the worker has taken the first job
+        pass
+    scheduler.submit(Job([[5]], DecodeParams(), 2, []))
+    with pytest.raises(QueueFull, match="queue is full"):
+        scheduler.submit(Job([[6]], DecodeParams(), 2, []))
+    release.set()
+    first.result(30)
+    scheduler.close()
