@@ -19,7 +19,8 @@ def test_clip_scorer_is_scaled_cosine(tiny_clip):
     assert scores.shape == (2, 3)
     with torch.no_grad():
         text = scorer._unit(scorer.model.get_text_features(**scorer.processor(text=["blue cat"], return_tensors="pt")))
-    assert scores[0, 1] == pytest.approx(float(scorer.model.logit_scale.exp() * text[0] @ images[0]), rel=1e-4)
+        expected = float(scorer.model.logit_scale.exp() * text[0] @ images[0])
+    assert scores[0, 1] == pytest.approx(expected, rel=1e-4)
 
 
 def test_a_model_without_a_text_tower_is_rejected(tiny_bert):

@@ -1,0 +1,98 @@
+"""Serving load: concurrent clients against `lmforge serve`'s batching scheduler and a one-request-at-a-time
+baseline of the same model (the same server with --max-batch 1), in one run.
+
+SmolLM2-135M-Instruct, fixed prompts, exactly --tokens completion tokens per request (lmforge's
+min_new_tokens), greedy; each client sends --requests requests one after another over HTTP. Reports
+throughput (completion tokens/s), its ratio to the baseline, p50/p99 latency and failed requests.
+
+    python bench/serve_load.py --clients 16,32 --requests 2 --tokens 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import threading
+import time
+
+import httpx
+import uvicorn
+
+from lmforge.recipes.serve import served_model
+from lmforge.serve.app import ServeOptions, create_app
+
+PROMPTS = ["Write a haiku about the sea.", "Give me a tip for learning to cook.", "Why do leaves change colour?",
+           "Describe a busy market.", "What makes a good friend?", "Explain rain to a child.",
+           "Name three uses for a brick.", "Tell me about the moon."]
+
+
+def start(app) -> tuple[uvicorn.Server, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+def load(url: str, model: str, clients: int, requests: int, tokens: int) -> dict:
+    """Every client's requests in turn; throughput, latencies and failures."""
+    latencies: list[float] = []
+    failures, produced = [0], [0]
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        with httpx.Client(timeout=600) as http:
+            for n in range(requests):
+                body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(index + n) % len(PROMPTS)]}],
+                        "max_tokens": tokens, "temperature": 0, "lmforge": {"min_new_tokens": tokens}}
+                started = time.perf_counter()
+                response = http.post(url + "/chat/completions", json=body)
+                seconds = time.perf_counter() - started
+                with lock:
+                    if response.status_code != 200:
+                        failures[0] += 1
+                        continue
+                    latencies.append(seconds)
+                    produced[0] += response.json()["usage"]["completion_tokens"]
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"throughput": produced[0] / wall, "p50": statistics.median(latencies),
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], "failed": failures[0],
+            "tokens": produced[0], "wall": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="16,32")
+    parser.add_argument("--requests", type=int, default=2, help="requests per client")
+    parser.add_argument("--tokens", type=int, default=32, help="completion tokens per request")
+    parser.add_argument("--max-batch", type=int, default=32)
+    args = parser.parse_args()
+    served = served_model("smollm2-135m-instruct")
+    print("| clients | server | tokens/s | vs one-at-a-time | p50 latency (s) | p99 latency (s) | failed |")
+    print("|---|---|---|---|---|---|---|")
+    for clients in (int(c) for c in args.clients.split(",")):
+        results = {}
+        for label, batch in (("one at a time", 1), (f"batching (max {args.max_batch})", args.max_batch)):
+            server, url = start(create_app(served, ServeOptions(max_batch=batch, max_queue=clients * 2)))
+            results[label] = load(url, served.name, clients, args.requests, args.tokens)
+            server.should_exit = True
+            time.sleep(0.5)
+        base = results["one at a time"]["throughput"]
+        for label, r in results.items():
+            print(f"| {clients} | {label} | {r['throughput']:.1f} | {r['throughput'] / base:.2f}× | {r['p50']:.2f} | "
+                  f"{r['p99']:.2f} | {r['failed']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
