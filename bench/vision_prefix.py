@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--views", type=int, default=8, help="images per training photo (itself + random crops)")
     parser.add_argument("--prefix-length", type=int, default=10)
+    parser.add_argument("--class-names", type=int, default=0, help="task.class_names: top ImageNet classes in words")
     parser.add_argument("--beta", type=float, default=1.0, help="guidance weight of the zero-shot baseline")
     parser.add_argument("--max-new-tokens", type=int, default=20)
     args = parser.parse_args()
@@ -76,7 +77,7 @@ def main() -> None:
         view_names.append(names)
     config = work / "config.yaml"
     config.write_text(f"task: {{name: image-captioning, prefix_length: {args.prefix_length}, max_new_tokens: "
-                      f"{args.max_new_tokens}}}\nmodel: smollm2-135m-instruct\n")
+                      f"{args.max_new_tokens}, class_names: {args.class_names}}}\nmodel: smollm2-135m-instruct\n")
 
     started = time.perf_counter()
     trained: dict[int, str] = {}

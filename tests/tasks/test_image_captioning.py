@@ -64,3 +64,14 @@ def test_train_evaluate_and_predict_a_captioner(tmp_path, tiny_chat_llama, tiny_
     finally:
         sys.stdin = sys.__stdin__
     assert isinstance(json.loads(capsys.readouterr().out.splitlines()[0])["generated"], str)
+
+
+def test_class_names_need_an_image_classifier(tmp_path, tiny_chat_llama, tiny_clip, capsys):
+    rows = image_rows(tmp_path, copies=2)
+    train = write(tmp_path / "train.jsonl", rows)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"task: {{name: image-captioning, image_network: {tiny_clip}, class_names: 2}}\n"
+                      f"model: {tiny_chat_llama}\n", encoding="utf-8")
+    assert main(["train", str(config), f"data.train={train}", f"data.validation={train}",
+                 f"train.output_dir={tmp_path / 'run'}"]) == 2
+    assert "task.class_names needs an image classifier" in capsys.readouterr().err

@@ -6,7 +6,8 @@ LM is frozen unless `train_lm`. The projection is saved inside the LM's safetens
 the folder still loads as a plain HF causal LM. Rows are
 {image, caption} with the image path relative to the data file; `caption` may be a list of
 references (each one a training pair; all of them score the output). Evaluation decodes with
-`decode` and reports COCO BLEU-1..4, ROUGE-L and CIDEr-D.
+`decode` and reports COCO BLEU-1..4, ROUGE-L and CIDEr-D; with `decode.image_weight` (strategy contrastive)
+the prefixed LM is also steered by the image-text scorer (MAGIC-style guidance on top of fusion).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class ImageCaptioningParams(BaseModel):
                                                                    "CLIP/SigLIP/ViT directory; its features feed the prefix.")
     prefix_length: int = Field(10, gt=0, description="LM input embeddings the image becomes (k).")
     prompt: str = Field("", description="Text between the image prefix and the caption, e.g. 'A photo of'.")
+    class_names: int = Field(0, ge=0, le=20, description="Also tell the LM, in words, the image network's top N ImageNet "
+                                                         "classes ('Objects: tabby cat, …') before the prompt "
+                                                         "(efficientnet-lite0 only); 0 = off.")
     train_lm: bool = Field(False, description="Train the LM's own weights too (default: only the prefix projection).")
     max_target_length: int = Field(48, gt=0, description="Truncate captions to this many tokens for training.")
     max_new_tokens: int = Field(24, gt=0, description="Longest generated caption.")
@@ -78,6 +82,7 @@ class ImageCaptioning:
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self._network: ImageNetwork | None = None
         self._features: dict[Path, list[float]] = {}
+        self._classes: dict[Path, str] = {}
 
     @property
     def input_column(self) -> str:
@@ -144,6 +149,17 @@ class ImageCaptioning:
         model.add_module(PREFIX_MODULE, prefix)
         return model
 
+    def _class_line(self, path: Path) -> str:
+        """'Objects: tabby cat, Egyptian cat, tiger cat.' — the image network's top classes in words."""
+        network = self.network()
+        if not hasattr(network, "class_probabilities"):
+            raise ConfigError(f"task.class_names needs an image classifier ({DEFAULT_IMAGE_NETWORK}); "
+                              f"{self.params.image_network} has no class names")
+        if path not in self._classes:
+            top = network.class_probabilities([load_image(path)])[0].topk(self.params.class_names).indices.tolist()
+            self._classes[path] = "Objects: " + ", ".join(network.class_names[i].split(", ")[0] for i in top) + "."
+        return self._classes[path]
+
     def _image_features(self, path: Path) -> list[float]:
         if path not in self._features:
             self._features[path] = self.network().features([load_image(path)])[0].tolist()
@@ -153,10 +169,12 @@ class ImageCaptioning:
         """One feature per (image, reference) with labels; one per image without references."""
         self.tokenizer = tokenizer
         prompt = tokenizer(self.params.prompt, add_special_tokens=False)["input_ids"] if self.params.prompt else []
-        start = [tokenizer.pad_token_id] * self.params.prefix_length + prompt
         features = []
         for index, example in enumerate(examples):
             image = self._image_features(example.image)
+            context = tokenizer(self._class_line(example.image), add_special_tokens=False)["input_ids"] \
+                if self.params.class_names else []
+            start = [tokenizer.pad_token_id] * self.params.prefix_length + context + prompt
             for reference in example.references or [None]:
                 ids, labels = list(start), [IGNORE] * len(start)
                 if reference is not None:
@@ -192,8 +210,9 @@ class ImageCaptioning:
         with torch.no_grad():
             soft = self._soft_prompt(model, torch.tensor([f["image_features"] for f in chosen]))
         prompts = [f["input_ids"][k:f["_prompt_length"]] for f in chosen]
+        images = [load_image(e.image) for e in examples] if self.params.decode.image_weight else None  # + guidance
         outputs = generate(model, self.tokenizer, prompts, self.params.decode, self.params.max_new_tokens,
-                           self.params.stop_strings, batch_size, precision, progress, prompt_embeds=soft)
+                           self.params.stop_strings, batch_size, precision, progress, prompt_embeds=soft, images=images)
         return [{"generated": self.text(candidates[0].tokens)} for candidates in outputs]
 
     def text(self, tokens: list[int]) -> str:
