@@ -118,8 +118,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
                           f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
     if images is not None and not params.image_weight:
-        raise ConfigError("images were given but decode.image_weight is 0: set it (MAGIC uses 2.0) with strategy "
-                          "contrastive, or leave the images out")
+        raise ConfigError("images were given but decode.image_weight is 0: set it (1.0 suits the default scorer) with "
+                          "strategy contrastive, or leave the images out")
     if params.image_weight and image_scorer is None:
         image_scorer = load_scorer(params.image_scorer)
     strategy = STRATEGIES[params.strategy]
