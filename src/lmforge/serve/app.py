@@ -26,6 +26,7 @@ from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
+from lmforge.serve.task_routes import ServedTask, add_task_routes
 
 
 @dataclass
@@ -55,9 +56,9 @@ class BadRequest(Exception):
         self.param, self.status, self.code = param, status, code
 
 
-def _metrics(registry: CollectorRegistry, scheduler: Scheduler) -> dict:
+def _metrics(registry: CollectorRegistry, scheduler: Scheduler | None) -> dict:
     queue = Gauge("lmforge_queue_depth", "Requests waiting for the model", registry=registry)
-    queue.set_function(lambda: scheduler.waiting)
+    queue.set_function(lambda: scheduler.waiting if scheduler is not None else 0)
     return {
         "requests": Counter("lmforge_requests", "Requests answered", ["endpoint", "status"], registry=registry),
         "tokens": Counter("lmforge_generated_tokens", "Tokens generated", registry=registry),
@@ -67,21 +68,25 @@ def _metrics(registry: CollectorRegistry, scheduler: Scheduler) -> dict:
     }
 
 
-def create_app(served: ServedModel, options: ServeOptions | None = None) -> FastAPI:
-    """The app serving `served`; its scheduler thread starts now and stops at the app's shutdown."""
+def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = None) -> FastAPI:
+    """The app serving a generating model (OpenAI endpoints; its scheduler thread starts now and stops at
+    the app's shutdown) or a run of another task (its /v1/classify, /v1/ner or /v1/qa endpoint)."""
     options = options or ServeOptions()
-    scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch)
+    task = served if isinstance(served, ServedTask) else None
+    scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch) \
+        if task is None else None
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await asyncio.to_thread(scheduler.close)  # in-flight and queued requests finish first
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.close)  # in-flight and queued requests finish first
 
     app = FastAPI(title="lmforge", summary="OpenAI-compatible API over lmforge's decoding engine", lifespan=lifespan)
     app.state.scheduler, app.state.served_name = scheduler, served.name
-    tokenizer = served.tokenizer
+    tokenizer = served.tokenizer if task is None else None
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -114,6 +119,8 @@ def create_app(served: ServedModel, options: ServeOptions | None = None) -> Fast
 
     @app.get("/health")
     async def health() -> dict:
+        if scheduler is None:
+            return {"status": "ok", "model": served.name, "task": served.task}
         return {"status": "ok", "model": served.name, "waiting": scheduler.waiting, "running": scheduler.running}
 
     @app.get("/metrics")
@@ -122,7 +129,12 @@ def create_app(served: ServedModel, options: ServeOptions | None = None) -> Fast
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "lmforge"}]}
+        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "lmforge"}
+                                           | ({"task": task.task} if task is not None else {})]}
+
+    if task is not None:
+        add_task_routes(app, task, BadRequest)
+        return app
 
     def check_model(body: RequestBase) -> None:
         if body.model != served.name:

@@ -1,0 +1,95 @@
+"""Endpoints for runs of the non-generating tasks: /v1/classify, /v1/ner, /v1/qa.
+
+The run's own predict path answers (labels with probabilities, entities, answer spans); requests run
+in a worker thread one at a time, so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmforge.errors import LmforgeError
+
+#: task name -> the endpoint that serves it
+TASK_ENDPOINTS = {"text-classification": "classify", "prompt-classification": "classify",
+                  "image-text-classification": "classify", "token-classification": "ner",
+                  "question-answering": "qa"}
+MAX_INPUTS = 256
+
+
+@dataclass
+class ServedTask:
+    """A trained run of a non-generating task: `predict(rows)` → one prediction dict per row (a text, or
+    {question, context} for QA)."""
+
+    name: str
+    task: str
+    predict: Callable[[list[Any]], list[dict]]
+
+
+class TextsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., min_length=1)
+    input: str | list[str] = Field(..., description="A text or a list of texts.")
+
+    def rows(self) -> list[str]:
+        rows = [self.input] if isinstance(self.input, str) else self.input
+        if not rows or any(not r.strip() for r in rows) or len(rows) > MAX_INPUTS:
+            raise ValueError(f"input: give 1 to {MAX_INPUTS} non-empty texts")
+        return rows
+
+
+class QAItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(..., min_length=1)
+    context: str = Field(..., min_length=1)
+
+
+class QARequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., min_length=1)
+    input: QAItem | list[QAItem]
+
+    def rows(self) -> list[dict]:
+        items = [self.input] if isinstance(self.input, QAItem) else self.input
+        if not items or len(items) > MAX_INPUTS:
+            raise ValueError(f"input: give 1 to {MAX_INPUTS} {{question, context}} objects")
+        return [item.model_dump() for item in items]
+
+
+def add_task_routes(app: FastAPI, served: ServedTask, bad_request: Callable[..., Exception]) -> None:
+    """The endpoint of `served.task` (POST /v1/<endpoint>, body {model, input}); data: one prediction per input."""
+    endpoint = TASK_ENDPOINTS[served.task]
+    lock = threading.Lock()
+    body_model = QARequest if endpoint == "qa" else TextsRequest
+
+    def run(rows: list) -> list[dict]:
+        with lock:
+            return served.predict(rows)
+
+    async def answer(body: body_model) -> dict:  # type: ignore[valid-type]
+        if body.model != served.name:
+            raise bad_request(f"model {body.model!r} is not served here; this server serves {served.name!r}", "model",
+                              404, "model_not_found")
+        try:
+            rows = body.rows()
+        except ValueError as error:
+            raise bad_request(str(error), "input") from None
+        try:
+            predictions = await asyncio.to_thread(run, rows)
+        except LmforgeError as error:
+            raise bad_request(str(error), "input") from None
+        return {"object": "list", "model": served.name, "task": served.task, "data": predictions}
+
+    answer.__annotations__ = {"body": body_model, "return": dict}  # resolved now, not from a string
+    app.post(f"/v1/{endpoint}")(answer)
