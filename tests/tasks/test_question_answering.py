@@ -113,6 +113,14 @@ def test_qa_trains_evaluates_and_predicts(tmp_path, tiny_bert, capsys):
     assert main(["predict", str(run), "--input", str(questions)]) == 0
     prediction = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert {"id", "question", "answer", "start", "end", "score"} == set(prediction)
+    from fastapi.testclient import TestClient
+
+    from lmforge.recipes.serve import served_task
+    from lmforge.serve.app import create_app
+    with TestClient(create_app(served_task(run, "qa"))) as client:  # the run served on /v1/qa
+        answer = client.post("/v1/qa", json={"model": "qa", "input": {"question": "what was the film?",
+                                                                      "context": "the film was lovely"}})
+    assert answer.status_code == 200 and answer.json()["data"][0]["answer"] == prediction["answer"]
 
 
 def test_renamed_columns_and_single_string_answers(tmp_path):

@@ -123,4 +123,11 @@ def test_ner_trains_evaluates_and_predicts(tmp_path, tiny_bert, capsys):
     assert main(["predict", str(run), "--input", str(tmp_path / "in.jsonl"), "--output", str(out)]) == 0
     row = json.loads(out.read_text())
     assert row["text"] == "the lovely superb film was dull"
+    from fastapi.testclient import TestClient
+
+    from lmforge.recipes.serve import served_task
+    from lmforge.serve.app import create_app
+    with TestClient(create_app(served_task(run, "ner"))) as client:  # the run served on /v1/ner
+        answer = client.post("/v1/ner", json={"model": "ner", "input": "the lovely superb film was dull"})
+    assert answer.status_code == 200 and answer.json()["data"][0] == row
     assert {"type", "text", "start", "end", "score"} <= set(row["entities"][0])
