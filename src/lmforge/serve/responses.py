@@ -13,6 +13,14 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import cut_at_stop_strings
 
 
+class BadRequest(Exception):
+    """A request the server refuses: answered as an error object with `status` naming `param`."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None):
+        super().__init__(message)
+        self.param, self.status, self.code = param, status, code
+
+
 def error_response(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
                    code: str | None = None) -> JSONResponse:
     """{"error": {message, type, param, code}} with `status`, as the OpenAI API answers."""

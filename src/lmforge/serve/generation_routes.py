@@ -1,0 +1,160 @@
+"""The OpenAI generation endpoints: /v1/completions and /v1/chat/completions (plain and streamed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from lmforge.decode.stream import TextDeltas
+from lmforge.errors import LmforgeError
+from lmforge.serve import responses as R
+from lmforge.serve.responses import BadRequest
+from lmforge.serve.scheduler import Job, QueueFull, Scheduler
+from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
+
+if TYPE_CHECKING:
+    from lmforge.serve.app import ServedModel, ServeOptions
+
+
+def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptions, scheduler: Scheduler,
+                          metrics: dict) -> None:
+    """Completions and chat for `served` (a ServedModel), decoded by `scheduler`."""
+    tokenizer = served.tokenizer
+
+    def check_model(body: RequestBase) -> None:
+        if body.model != served.name:
+            raise BadRequest(f"model {body.model!r} is not served here; this server serves {served.name!r}", "model",
+                             404, "model_not_found")
+
+    def params_of(body: RequestBase, **kwargs):
+        try:
+            return body.decode_params(**kwargs)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BadRequest(f"lmforge.{where}: {first['msg']}".replace("Value error, ", "") if where else
+                             first["msg"].replace("Value error, ", ""), "lmforge") from None
+
+    def check_length(ids: list[int], param: str) -> list[int]:
+        if len(ids) >= served.context_length:
+            raise BadRequest(f"{param}: {len(ids)} tokens, more than the model's context of {served.context_length}",
+                             param, code="context_length_exceeded")
+        return ids
+
+    async def run(job: Job, endpoint: str) -> list:
+        started = time.perf_counter()
+        try:
+            future = scheduler.submit(job)
+        except QueueFull as full:
+            raise BadRequest(str(full), status=429, code="rate_limit_exceeded") from None
+        try:
+            outputs = await asyncio.wait_for(asyncio.wrap_future(future), options.request_timeout_s)
+        except TimeoutError:
+            raise BadRequest(f"no answer within {options.request_timeout_s:.0f} s", status=504, code="timeout") from None
+        except (LmforgeError, ValueError) as error:
+            raise BadRequest(str(error)) from None
+        seconds = time.perf_counter() - started
+        produced = sum(len(c.tokens) for candidates in outputs for c in candidates)
+        metrics["tokens"].inc(produced)
+        metrics["latency"].labels(endpoint).observe(seconds)
+        metrics["speed"].set(produced / seconds if seconds else 0.0)
+        return outputs
+
+    def stream(job: Job, request_id: str, chunk) -> StreamingResponse:
+        """Server-sent events: one chunk per text delta, a last chunk with the finish reason, then [DONE]."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        deltas = TextDeltas(tokenizer, job.stop_strings)
+
+        def hand_over(rows: list[int], tokens: list[int]) -> None:
+            for token in tokens:
+                if delta := deltas.push(token):
+                    loop.call_soon_threadsafe(pieces.put_nowait, delta)
+        job.on_tokens = hand_over
+        try:
+            future = scheduler.submit(job)
+        except QueueFull as full:
+            raise BadRequest(str(full), status=429, code="rate_limit_exceeded") from None
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
+
+        async def events() -> AsyncIterator[str]:
+            while (piece := await pieces.get()) is not None:
+                yield f"data: {json.dumps(chunk(piece, None))}\n\n"
+            if future.exception() is not None:
+                error = {"error": {"message": str(future.exception()), "type": "server_error", "param": None, "code": None}}
+                yield f"data: {json.dumps(error)}\n\n"
+            else:
+                candidate = future.result()[0][0]
+                _, reason = R.choice_text(tokenizer, candidate, job.stop_strings, job.max_new_tokens)
+                metrics["tokens"].inc(len(candidate.tokens))
+                yield f"data: {json.dumps(chunk('', reason))}\n\n"
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest):
+        check_model(body)
+        params = params_of(body, explain=body.logprobs or 0)
+        prompts = [check_length(tokenizer(p)["input_ids"], "prompt") for p in body.prompts()]
+        max_tokens = body.max_tokens or served.default_max_tokens
+        job = Job(prompts, params, max_tokens, body.stop_strings())
+        request_id = R.new_id("cmpl")
+        if body.stream:
+            if len(prompts) > 1 or body.n > 1:
+                raise BadRequest("stream: one prompt and n = 1 per streamed request", "stream")
+            return stream(job, request_id, lambda text, reason: R.envelope(
+                "text_completion", served.name, [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
+                request_id))
+        outputs = await run(job, "completions")
+        choices = []
+        for candidates in outputs:
+            for candidate in candidates:
+                text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
+                logprobs = R.completion_logprobs(tokenizer, candidate) if body.logprobs is not None else None
+                choices.append({"index": len(choices), "text": text, "logprobs": logprobs, "finish_reason": reason})
+        metrics["requests"].labels("completions", "200").inc()
+        completion_tokens = sum(len(c.tokens) for candidates in outputs for c in candidates)
+        return R.envelope("text_completion", served.name, choices, request_id,
+                          usage=R.usage(sum(len(p) for p in prompts), completion_tokens))
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest):
+        check_model(body)
+        if not getattr(tokenizer, "chat_template", None):
+            raise BadRequest(f"{served.name} has no chat template; use /v1/completions", "messages")
+        try:
+            schema = body.response_format.schema_text() if body.response_format else None
+        except ValueError as error:
+            raise BadRequest(str(error), "response_format") from None
+        explain = (body.top_logprobs or 1) if body.logprobs else 0
+        params = params_of(body, json_schema=schema, explain=explain)
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages]
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        prompt = check_length(list(prompt), "messages")
+        max_tokens = body.max_tokens or served.default_max_tokens
+        job = Job([prompt], params, max_tokens, body.stop_strings())
+        request_id = R.new_id("chatcmpl")
+        if body.stream:
+            if body.n > 1:
+                raise BadRequest("stream: n = 1 per streamed request", "stream")
+            return stream(job, request_id, lambda text, reason: R.envelope(
+                "chat.completion.chunk", served.name,
+                [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": None,
+                  "finish_reason": reason}], request_id))
+        outputs = await run(job, "chat")
+        choices = []
+        for candidate in outputs[0]:
+            text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
+            logprobs = {"content": R.token_logprobs(tokenizer, candidate)} if body.logprobs else None
+            choices.append({"index": len(choices), "message": {"role": "assistant", "content": text},
+                            "logprobs": logprobs, "finish_reason": reason})
+        metrics["requests"].labels("chat", "200").inc()
+        return R.envelope("chat.completion", served.name, choices, request_id,
+                          usage=R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0])))
