@@ -48,6 +48,16 @@ def split_references(value: object) -> tuple[str | None, list[str] | None]:
     return None, None
 
 
+def reference_list(value: object) -> list[str] | None:
+    """Every reference a target/caption column holds (a string or a list of strings), or None when it holds none.
+
+    >>> reference_list("A cat.")
+    ['A cat.']
+    """
+    first, references = split_references(value)
+    return references or ([first] if first else None)
+
+
 def _dialogue(turns: object, labelled: bool) -> tuple[list[dict[str, str]], str | None] | str:
     """(turns before the reply, reply) of a chat, or the reason it is malformed."""
     if not isinstance(turns, list) or not turns:

@@ -22,14 +22,12 @@ def leave_one_image_out_accuracy(ratings: torch.Tensor, labels: list[bool], imag
     correct = 0
     for image in sorted(set(images)):
         held = torch.tensor([i == image for i in images])
-        train_labels = [label for label, h in zip(labels, held.tolist(), strict=True) if not h]
-        if len(set(train_labels)) < 2:
+        kept_labels = [label for label, h in zip(labels, held.tolist(), strict=True) if not h]
+        held_labels = [label for label, h in zip(labels, held.tolist(), strict=True) if h]
+        if len(set(kept_labels)) < 2:
             continue
-        gate = fit_gate(ratings[~held], train_labels, threshold)
-        decisions = gate.decide(ratings[held])
-        correct += sum(use == label for (use, _), label in zip(decisions, [lb for lb, h in zip(labels, held.tolist(),
-                                                                                               strict=True) if h],
-                                                                    strict=True))
+        decisions = fit_gate(ratings[~held], kept_labels, threshold).decide(ratings[held])
+        correct += sum(use == label for (use, _), label in zip(decisions, held_labels, strict=True))
     return correct / len(labels)
 
 

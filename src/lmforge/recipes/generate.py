@@ -30,7 +30,7 @@ from lmforge.models.resolve import resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.tasks.generation import Generation, GenerationParams
-from lmforge.vision.gate import RelevanceGate
+from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
 from lmforge.vision.scorer import ImageTextScorer
 
@@ -71,9 +71,7 @@ def gate_images(texts: list[str], images: list[Image.Image], params: DecodeParam
     if not params.image_gate:
         return list(images), [{} for _ in texts]
     gate = RelevanceGate.load(params.image_gate)
-    ratings = torch.cat([scorer.score(scorer.embed_images([image]), [[text]])[0] for image, text in zip(images, texts,
-                                                                                                        strict=True)])
-    decisions = gate.decide(ratings)
+    decisions = gate.decide(rate_images(scorer, images, texts))
     kept = [image if use else None for image, (use, _) in zip(images, decisions, strict=True)]
     return kept, [{"image_relevant": use, "image_relevance": round(p, 4)} for use, p in decisions]
 

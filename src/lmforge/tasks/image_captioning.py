@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.generation import split_references
+from lmforge.data.generation import reference_list
 from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
@@ -100,8 +100,7 @@ class ImageCaptioning:
             if not (folder / image).is_file():
                 errors.report(where, f"image {folder / image} not found (paths are relative to the data file)")
                 continue
-            first, references = split_references(record.get(p.caption_column))
-            references = references or ([first] if first else None)
+            references = reference_list(record.get(p.caption_column))
             if labelled and not references:
                 errors.report(where, f"missing caption '{p.caption_column}' (a string or a list of references)")
                 continue
@@ -121,8 +120,7 @@ class ImageCaptioning:
     def load_examples(self, path: Path) -> list[ImageCaptionExample]:
         out = []
         for number, record in read_records(path):
-            first, references = split_references(record.get("caption"))
-            references = references or ([first] if first else None)
+            references = reference_list(record.get("caption"))
             out.append(ImageCaptionExample(Path(record["image"]), references, f"{path}, line {number}"))
         return out
 

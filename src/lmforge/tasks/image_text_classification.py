@@ -27,7 +27,7 @@ from lmforge.errors import DataError
 from lmforge.metrics.classification import majority_label, single_label_metrics
 from lmforge.models.labels import config_with_labels, saved_labels
 from lmforge.models.load import saved_submodule
-from lmforge.vision.gate import RelevanceGate
+from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
 from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageNetwork, load_image_network
 from lmforge.vision.scorer import ImageTextScorer, load_scorer
@@ -154,17 +154,17 @@ class ImageTextClassification:
         if example.image is None:
             return [0.0] * size, 0.0, None
         probability = None
+        image = load_image(example.image) if self.params.gate or example.image not in self._features else None
         if self.params.gate:
             if self._gate is None:
                 gate = RelevanceGate.load(self.params.gate)
                 self._gate = (gate, load_scorer(gate.scorer))
             gate, scorer = self._gate
-            image = load_image(example.image)
-            use, probability = gate.decide(scorer.score(scorer.embed_images([image]), [[example.text]])[0])[0]
+            use, probability = gate.decide(rate_images(scorer, [image], [example.text]))[0]
             if not use:
                 return [0.0] * size, 0.0, probability
         if example.image not in self._features:
-            self._features[example.image] = self.network().features([load_image(example.image)])[0].tolist()
+            self._features[example.image] = self.network().features([image])[0].tolist()
         return self._features[example.image], 1.0, probability
 
     def encode(self, examples: list[ImageTextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:

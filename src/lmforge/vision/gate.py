@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 from lmforge.errors import DataError
@@ -62,12 +63,17 @@ def with_shuffled_negatives(rows: Sequence[ImageText], seed: int = 0) -> list[Im
     return [*rows, *negatives]
 
 
+def rate_images(scorer: ImageTextScorer, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+    """The scorer's rating of image i with text i, (len(images),); the images are embedded in one call."""
+    embeddings = scorer.embed_images(list(images))
+    return torch.cat([scorer.score(embeddings[[n]], [[text]])[0] for n, text in enumerate(texts)])
+
+
 def rate_pairs(scorer: ImageTextScorer, rows: Sequence[ImageText]) -> torch.Tensor:
-    """The scorer's rating of each (image, text) pair, (len(rows),); each image is embedded once."""
-    images = sorted({row.image for row in rows})
-    embeddings = scorer.embed_images([load_image(path) for path in images])
-    index = {path: n for n, path in enumerate(images)}
-    return torch.cat([scorer.score(embeddings[[index[row.image]]], [[row.text]])[0] for row in rows])
+    """The scorer's rating of each (image file, text) pair, (len(rows),); each file is read once."""
+    paths = sorted({row.image for row in rows})
+    loaded = dict(zip(paths, (load_image(path) for path in paths), strict=True))
+    return rate_images(scorer, [loaded[row.image] for row in rows], [row.text for row in rows])
 
 
 def fit_gate(ratings: torch.Tensor, labels: Sequence[bool], threshold: float = 0.5,
