@@ -139,6 +139,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if images is not None and params.image_weight:
         scorer = load_scorer(params.image_scorer)
         images, gated = recipe.gate_images(texts, images, params, scorer)
+        params = params.model_copy(update={"image_gate": None})
     outputs = generator.run(texts, params, args.batch_size, images, scorer)
     if args.input or args.output:
         records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | gate

@@ -65,6 +65,10 @@ def test_images_and_weight_come_together(llama):
                  images=[RED], image_scorer=WordScorer())
     with pytest.raises(ConfigError, match="image_weight is 0"):
         generate(model, tokenizer, prompts(tokenizer), DecodeParams(strategy="contrastive"), 4, images=[RED, BLUE])
+    with pytest.raises(ConfigError, match="image_gate is applied where the prompt texts are known"):
+        generate(model, tokenizer, prompts(tokenizer), DecodeParams(strategy="contrastive", image_weight=1.0,
+                                                                    image_gate="gate.json"), 4, images=[RED, BLUE],
+                 image_scorer=WordScorer())
     with pytest.raises(ValueError, match="image_weight does not apply to strategy 'greedy'"):
         DecodeParams(image_weight=1.0)
 

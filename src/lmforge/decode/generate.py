@@ -120,6 +120,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     if images is not None and not params.image_weight:
         raise ConfigError("images were given but decode.image_weight is 0: set it (1.0 suits the default scorer) with "
                           "strategy contrastive, or leave the images out")
+    if params.image_gate:
+        raise ConfigError("decode.image_gate is applied where the prompt texts are known (`lmforge generate`), not "
+                          "here; gate the images first and pass None for the irrelevant ones")
     if params.image_weight and image_scorer is None:
         image_scorer = load_scorer(params.image_scorer)
     strategy = STRATEGIES[params.strategy]

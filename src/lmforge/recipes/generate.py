@@ -67,7 +67,8 @@ class Generator:
 def gate_images(texts: list[str], images: list[Image.Image], params: DecodeParams,
                 scorer: ImageTextScorer) -> tuple[list[Image.Image | None], list[dict]]:
     """Each prompt's image, or None where `decode.image_gate` finds it irrelevant to the prompt; and the gate's
-    decision per prompt ({"image_relevant", "image_relevance"}) for the output."""
+    decision per prompt ({"image_relevant", "image_relevance"}) for the output. Decode with the gate taken out
+    of the params (`decode.generate` refuses a gate it cannot apply)."""
     if not params.image_gate:
         return list(images), [{} for _ in texts]
     gate = RelevanceGate.load(params.image_gate)
