@@ -1,4 +1,4 @@
-"""Serving load: concurrent clients against `lmforge serve`'s batching scheduler and a one-request-at-a-time
+"""Serving load: concurrent clients against `lmforge serve`'s continuous batching and a one-request-at-a-time
 baseline of the same model (the same server with --max-batch 1), in one run.
 
 SmolLM2-135M-Instruct, fixed prompts, exactly --tokens completion tokens per request (lmforge's
@@ -6,6 +6,7 @@ min_new_tokens), greedy; each client sends --requests requests one after another
 throughput (completion tokens/s), its ratio to the baseline, p50/p99 latency and failed requests.
 
     python bench/serve_load.py --clients 16,32 --requests 2 --tokens 32
+    python bench/serve_load.py --clients 16 --requests 2 --tokens 32 --mixed
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def start(app) -> tuple[uvicorn.Server, str]:
     return server, f"http://127.0.0.1:{port}/v1"
 
 
-def load(url: str, model: str, clients: int, requests: int, tokens: int) -> dict:
-    """Every client's requests in turn; throughput, latencies and failures."""
+def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: bool = False) -> dict:
+    """Every client's requests in turn; throughput, latencies and failures. `mixed`: request lengths cycle
+    through tokens/4, tokens/2, tokens and 2 × tokens (a short answer should not wait for a long one)."""
     latencies: list[float] = []
     failures, produced = [0], [0]
     lock = threading.Lock()
@@ -47,8 +49,9 @@ def load(url: str, model: str, clients: int, requests: int, tokens: int) -> dict
     def client(index: int) -> None:
         with httpx.Client(timeout=600) as http:
             for n in range(requests):
+                length = max(1, int(tokens * (0.25, 0.5, 1, 2)[(index + n) % 4])) if mixed else tokens
                 body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(index + n) % len(PROMPTS)]}],
-                        "max_tokens": tokens, "temperature": 0, "lmforge": {"min_new_tokens": tokens}}
+                        "max_tokens": length, "temperature": 0, "lmforge": {"min_new_tokens": length}}
                 started = time.perf_counter()
                 response = http.post(url + "/chat/completions", json=body)
                 seconds = time.perf_counter() - started
@@ -77,15 +80,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--tokens", type=int, default=32, help="completion tokens per request")
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--mixed", action="store_true", help="lengths cycle through tokens × 0.25, 0.5, 1, 2")
     args = parser.parse_args()
     served = served_model("smollm2-135m-instruct")
     print("| clients | server | tokens/s | vs one-at-a-time | p50 latency (s) | p99 latency (s) | failed |")
     print("|---|---|---|---|---|---|---|")
     for clients in (int(c) for c in args.clients.split(",")):
         results = {}
-        for label, batch in (("one at a time", 1), (f"batching (max {args.max_batch})", args.max_batch)):
+        for label, batch in (("one at a time", 1), (f"continuous (max {args.max_batch})", args.max_batch)):
             server, url = start(create_app(served, ServeOptions(max_batch=batch, max_queue=clients * 2)))
-            results[label] = load(url, served.name, clients, args.requests, args.tokens)
+            results[label] = load(url, served.name, clients, args.requests, args.tokens, args.mixed)
             server.should_exit = True
             time.sleep(0.5)
         base = results["one at a time"]["throughput"]

@@ -239,12 +239,24 @@ def cmd_gate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from lmforge.recipes.serve import serve
+    from lmforge.recipes.serve import FaqSettings, serve
     from lmforge.serve.app import ServeOptions
 
     options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                            request_timeout_s=args.timeout)
-    serve(args.target, args.host, args.port, args.served_model_name, options)
+    faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
+    serve(args.target, args.host, args.port, args.served_model_name, options, faq)
+
+
+def cmd_monitor(args: argparse.Namespace) -> None:
+    from lmforge.recipes.monitor import monitor
+
+    watcher = monitor(args.run_dir, args.input, args.window, args.threshold, args.min_count, args.negative_label,
+                      args.alerts, args.plot, args.predictions, args.batch_size)
+    seen = sum(len(points) for points in watcher.trend.values())
+    raised = sum(a["event"] == "alert" for a in watcher.alerts)
+    print(f"lmforge: {seen} texts over {len(watcher.trend)} topics, {raised} alerts"
+          + (f"; trend plot {args.plot}" if args.plot and watcher.trend else ""), file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -266,6 +278,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
     "serve": (cmd_serve, "serve a model or generation run over an OpenAI-compatible HTTP API (completions, chat, "
                          "streaming)"),
+    "monitor": (cmd_monitor, "classify a stream of texts and alert when a topic's negative rate crosses a threshold"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
 }
@@ -367,6 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
             sub.add_argument("--max-batch", type=int, default=8, help="prompts decoded together (default 8)")
             sub.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
+            sub.add_argument("--faq", type=Path, metavar="FILE",
+                             help="ground chat answers in the nearest entries of this FAQ (jsonl/csv: question, answer)")
+            sub.add_argument("--faq-top-k", type=int, default=2, help="FAQ entries per answer (default 2)")
+            sub.add_argument("--faq-min-score", type=float, default=0.3,
+                             help="least cosine similarity for an entry to be used (default 0.3)")
+            sub.add_argument("--faq-encoder", default="minilm-l6", help="sentence encoder for the FAQ (default minilm-l6)")
+        elif name == "monitor":
+            sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a trained text-classification run")
+            sub.add_argument("--input", required=True, metavar="FILE|-",
+                             help="texts, one a line: TEXT, TOPIC<TAB>TEXT or {\"text\", \"topic\"} JSON; - reads stdin")
+            sub.add_argument("--window", type=int, default=50, help="texts per topic in the sliding window (default 50)")
+            sub.add_argument("--threshold", type=float, default=0.5,
+                             help="alert when a topic's negative rate reaches this (default 0.5)")
+            sub.add_argument("--min-count", type=int, default=10, help="texts a topic needs before it can alert (default 10)")
+            sub.add_argument("--negative-label", help="the run's negative label (default: the one named negative/neg/0)")
+            sub.add_argument("--alerts", type=Path, metavar="FILE", help="also append alerts here as JSON lines")
+            sub.add_argument("--plot", type=Path, metavar="PNG", help="keep a trend plot of every topic's negative rate here")
+            sub.add_argument("--predictions", type=Path, metavar="FILE", help="append every text's label here (JSON lines)")
+            sub.add_argument("--batch-size", type=int, default=16, help="texts classified together (default 16)")
         elif name == "demo":
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser

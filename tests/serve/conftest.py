@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -27,13 +28,12 @@ def client(tiny_chat_llama):
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def live_server(tiny_chat_llama):
-    """(base URL, API key) of a real server on a free local port."""
+@contextmanager
+def running(app):
+    """The base URL of `app` served by uvicorn on a free local port, while the block runs."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(served(tiny_chat_llama), ServeOptions(api_key="sekret"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -41,6 +41,15 @@ def live_server(tiny_chat_llama):
         if server.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1", "sekret"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_chat_llama):
+    """(base URL, API key) of a real server on a free local port."""
+    with running(create_app(served(tiny_chat_llama), ServeOptions(api_key="sekret"))) as url:
+        yield f"{url}/v1", "sekret"

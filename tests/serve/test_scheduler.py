@@ -1,4 +1,5 @@
-"""The scheduler: waiting compatible requests share a batch, a full queue refuses work, results match one by one."""
+"""The scheduler: greedy/sampled requests share the continuous batch, other strategies run in waves once it
+drains, a full queue refuses work, results match one by one."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def blocking_job(release: threading.Event) -> Job:
     return Job([[5, 6, 7]], DecodeParams(), 2, [], on_tokens=lambda rows, tokens: release.wait(10))
 
 
-def test_waiting_jobs_share_a_batch_and_match_single_runs(llama):
+def test_jobs_share_the_batch_waves_wait_for_it_and_results_match_single_runs(llama):
     model, tokenizer = llama
     scheduler = Scheduler(model, tokenizer, max_queue=8, max_batch=8)
     release = threading.Event()
@@ -34,7 +35,8 @@ def test_waiting_jobs_share_a_batch_and_match_single_runs(llama):
     results = [f.result(30)[0][0].tokens for f in futures]
     different.result(30)
     scheduler.close()
-    assert scheduler.batches == 3  # the blocker, the three greedy jobs together, the beam job
+    assert scheduler.waves == 1  # the beam job; the others decoded in the continuous batch
+    assert scheduler.batch.steps <= 2 + 6 + 1  # the blocker's 2 steps, then the greedy jobs together
     assert results == [generate(model, tokenizer, [p], DecodeParams(), 6)[0][0].tokens for p in prompts]
 
 
@@ -51,3 +53,16 @@ def test_a_full_queue_refuses_at_once(llama):
     release.set()
     first.result(30)
     scheduler.close()
+
+
+def test_a_job_abandoned_while_waiting_never_runs(llama):
+    model, tokenizer = llama
+    scheduler = Scheduler(model, tokenizer)
+    release = threading.Event()
+    scheduler.submit(blocking_job(release))
+    gone = Job([[5, 6]], DecodeParams(), 4, [])
+    scheduler.submit(gone)
+    gone.abandon()
+    release.set()
+    scheduler.close()
+    assert gone.future.cancelled()

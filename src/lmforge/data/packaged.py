@@ -70,10 +70,42 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
     return rows
 
 
+def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str, str]]:
+    """Reply ranking from chatterbot-corpus: each user turn (`text`) with its own reply (`text_pair`, label
+    `relevant`) and `negatives` other replies (`irrelevant`; one from the same topic where there is one, the
+    rest from other topics). Conversations are split 80/10/10 into train/validation/test, so every query's
+    candidates stay in one split."""
+    pairs = [(topic, turns[i], turns[i + 1]) for topic, turns in _chatterbot_conversations()
+             for i in range(0, len(turns) - 1, 2)]
+    rng = random.Random(0)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    cut = {"train": (0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
+    chosen = order[int(cut[0] * len(order)):int(cut[1] * len(order))]
+    by_topic: dict[str, list[str]] = defaultdict(list)
+    for topic, _, reply in pairs:
+        by_topic[topic].append(reply)
+    everything = [reply for _, _, reply in pairs]
+    rows = []
+    for index in chosen:
+        topic, query, reply = pairs[index]
+        near = [r for r in by_topic[topic] if r != reply]
+        picked = [rng.choice(near)] if near else []
+        while len(picked) < negatives:
+            other = rng.choice(everything)
+            if other != reply and other not in picked:
+                picked.append(other)
+        rows.append({"text": query, "text_pair": reply, "label": "relevant", "topic": topic})
+        rows.extend({"text": query, "text_pair": r, "label": "irrelevant", "topic": topic} for r in picked)
+    return rows
+
+
 #: `dataset:NAME` -> the function building its rows
 DATASETS: dict[str, Callable[[], list[dict]]] = {
     "chatterbot-topics": chatterbot_topics,
     "chatterbot-dialogues": chatterbot_dialogues,
+    **{f"chatterbot-replies-{split}": functools.partial(chatterbot_reply_relevance, split)
+       for split in ("train", "validation", "test")},
 }
 
 

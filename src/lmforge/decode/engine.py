@@ -14,6 +14,7 @@ import inspect
 
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,6 +26,16 @@ def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torc
         ids.append(fill + prompt if left else prompt + fill)
         mask.append([0] * len(fill) + [1] * len(prompt) if left else [1] * len(prompt) + [0] * len(fill))
     return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+
+def _pad_left(tensor: torch.Tensor, length: int, dim: int, value: int = 0) -> torch.Tensor:
+    """`tensor` padded with `value` at the start of `dim` to `length`."""
+    missing = length - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_full(shape, value), tensor], dim=dim)
 
 
 def decoder_start_id(model: PreTrainedModel) -> int:
@@ -161,6 +172,46 @@ class Engine:
             if self.mask is not None:
                 self.mask = self.mask[rows]
         self.rows = rows.numel()
+
+    def merge(self, other: Engine) -> None:
+        """Append the rows of `other`, a prefilled engine of the same decoder-only model, to this batch
+        (continuous batching: requests join a running batch). The shorter cache is padded on the left with
+        masked positions; each row keeps its own positions, so its logits do not depend on its neighbours."""
+        if self.encoder_decoder or other.encoder_decoder or not self.length or not other.length:
+            raise ValueError("merge joins prefilled engines of a decoder-only model")
+        if not all(type(layer) is DynamicLayer for layer in [*self.cache.layers, *other.cache.layers]):
+            raise ValueError(f"merge needs a full-attention cache; {type(self.model).__name__} uses another layer kind")
+        length = max(self.length, other.length)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, length, 2), _pad_left(theirs.keys, length, 2)])
+            mine.values = torch.cat([_pad_left(mine.values, length, 2), _pad_left(theirs.values, length, 2)])
+        self.mask = torch.cat([_pad_left(engine.full_mask(), length, 1) for engine in (self, other)])
+        width = max(self.prompt_ids.shape[1], other.prompt_ids.shape[1])
+        self.prompt_ids = torch.cat([_pad_left(e.prompt_ids, width, 1, self.pad_id) for e in (self, other)])
+        self.prompt_mask = torch.cat([_pad_left(e.prompt_mask, width, 1) for e in (self, other)])
+        self.positions = torch.cat([_pad_left(e.positions, width, 1) for e in (self, other)])
+        self.next_position = torch.cat([self.next_position, other.next_position])
+        self.prompt_embeds = None  # read at prefill only
+        self.rows, self.length = self.rows + other.rows, length
+
+    def full_mask(self) -> torch.Tensor:
+        """(rows, cached positions): 1 where a row attends."""
+        if self.mask is not None:
+            return self.mask
+        return torch.ones(self.rows, self.length, dtype=torch.long, device=self.device)
+
+    def compact(self) -> None:
+        """Drop leading cache positions no row attends to (left after the longer rows of a merge finished)."""
+        if self.encoder_decoder or self.mask is None or not self.length:
+            return
+        unused = int((self.mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())
+        if unused == 0:
+            return
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+        self.mask, self.length = self.mask[:, unused:], self.length - unused
+        if bool(self.mask.all()):
+            self.mask = None
 
     def crop(self, length: int) -> None:
         """Forget every cached position from `length` on (rejected speculative tokens)."""

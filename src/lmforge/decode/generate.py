@@ -86,6 +86,13 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
     return rules
 
 
+def output_automaton(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int]) -> RegexIndex | None:
+    """The compiled regex / JSON schema `params` constrains the output to, if any."""
+    if not (params.regex or params.json_schema):
+        return None
+    return RegexIndex(tokenizer, params.regex or schema_regex(params.json_schema), stop_ids[0])
+
+
 def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[list[int]]:
     """Each word's tokens as it would appear mid-sentence and at the start (tokenizers differ on the space)."""
     sequences = []
@@ -133,8 +140,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
     limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
                     draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
-    automaton = RegexIndex(tokenizer, params.regex or schema_regex(params.json_schema), stop_ids[0]) \
-        if params.regex or params.json_schema else None
+    automaton = output_automaton(params, tokenizer, stop_ids)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: dict[int, list[Candidate]] = {}
     was_training = model.training

@@ -75,3 +75,22 @@ def plot_search_progress(values: list[float | None], metric: str, minimise: bool
     ax.legend()
     _save(fig, path)
     return path
+
+
+def plot_trend(trend: dict[str, list[tuple[int, float]]], alerts: list[dict], threshold: float, path: Path) -> Path:
+    """Each topic's windowed negative rate against the input line, the threshold, and alert markers."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for topic, points in sorted(trend.items()):
+        lines, rates = zip(*points, strict=True)
+        (curve,) = ax.plot(lines, rates, label=topic, linewidth=1.2)
+        raised = [a for a in alerts if a["topic"] == topic and a["event"] == "alert"]
+        ax.scatter([a["line"] for a in raised], [a["negative_rate"] for a in raised], marker="v", s=50,
+                   color=curve.get_color(), zorder=3)
+    ax.axhline(threshold, linestyle="--", color="tab:red", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("input line")
+    ax.set_ylabel("negative rate (sliding window)")
+    ax.set_title("Sentiment monitor (▼ = alert)")
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    _save(fig, path)
+    return path

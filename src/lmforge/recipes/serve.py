@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,16 @@ from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.generate import open_generator
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.serve.app import ServedModel, ServeOptions, create_app
+from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask
+
+
+@dataclass
+class FaqSettings:
+    path: Path
+    encoder: str = "minilm-l6"
+    top_k: int = 2
+    min_score: float = 0.3
 
 
 def served_model(target: str, name: str | None = None) -> ServedModel:
@@ -44,13 +54,24 @@ def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
     return ServedTask(name or run_dir.name, config.task.name, run)
 
 
-def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions) -> None:
-    """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s)."""
+def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
+          faq: FaqSettings | None = None) -> None:
+    """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
+    answers in the nearest entries of an FAQ file (retrieval-augmented)."""
     import uvicorn
 
     run_dir = Path(target)
     is_task_run = (run_dir / "config.yaml").is_file() and load_run_config(run_dir).task.name in TASK_ENDPOINTS
-    app = create_app(served_task(run_dir, name) if is_task_run else served_model(target, name), options)
+    if is_task_run and faq is not None:
+        raise ConfigError(f"--faq grounds chat answers; {target} is a {load_run_config(run_dir).task.name} run")
+    if is_task_run:
+        served: ServedModel | ServedTask = served_task(run_dir, name)
+    else:
+        served = served_model(target, name)
+        if faq is not None:
+            served.retriever = FaqRetriever.from_file(faq.path, faq.encoder, faq.top_k, faq.min_score)
+            print(f"lmforge: chat answers grounded in {len(served.retriever.entries)} FAQ entries of {faq.path}")
+    app = create_app(served, options)
     print(f"lmforge: serving {app.state.served_name!r} on http://{host}:{port}/v1 "
           f"({'API key required' if options.api_key else 'no API key'})")
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")

@@ -1,5 +1,6 @@
-"""The FastAPI app: /v1/models, /health, Prometheus /metrics, errors as OpenAI error objects, and the routes of
-what is served (generation_routes.py: completions and chat; task_routes.py: classify, ner, qa).
+"""The FastAPI app: the playground at /, /v1/models, /health, Prometheus /metrics, errors as OpenAI error
+objects, and the routes of what is served (generation_routes.py: completions and chat; task_routes.py:
+classify, ner, qa).
 
 Every request error is an OpenAI error object with a 4xx status that names the field; the model runs
 in the scheduler's worker thread, so the event loop keeps answering while it decodes.
@@ -14,16 +15,18 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.serve import responses as R
 from lmforge.serve.generation_routes import add_generation_routes
+from lmforge.serve.playground import playground_page
 from lmforge.serve.responses import BadRequest
+from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Scheduler
-from lmforge.serve.task_routes import ServedTask, add_task_routes
+from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask, add_task_routes
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ServedModel:
     default_max_tokens: int = 256
     context_length: int = 2048
     precision: str = "fp32"
+    retriever: FaqRetriever | None = None  # chat answers grounded in the nearest FAQ entries
 
 
 @dataclass
@@ -106,6 +110,15 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     @app.exception_handler(BadRequest)
     async def bad(request: Request, error: BadRequest) -> JSONResponse:
         return R.error_response(error.status, str(error), error.param, code=error.code)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def playground() -> str:
+        info = {"model": served.name, "api_key": bool(options.api_key)}
+        if task is not None:
+            info |= {"task": task.task, "endpoint": TASK_ENDPOINTS[task.task]}
+        else:
+            info["chat"] = bool(getattr(served.tokenizer, "chat_template", None))
+        return playground_page(info)
 
     @app.get("/health")
     async def health() -> dict:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
@@ -48,16 +48,25 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                              param, code="context_length_exceeded")
         return ids
 
-    async def run(job: Job, endpoint: str) -> list:
+    async def run(job: Job, endpoint: str, request: Request) -> list:
         started = time.perf_counter()
         try:
-            future = scheduler.submit(job)
+            future = asyncio.wrap_future(scheduler.submit(job))
         except QueueFull as full:
             raise BadRequest(str(full), status=429, code="rate_limit_exceeded") from None
+        deadline = started + options.request_timeout_s
+        while not future.done():  # a client that leaves, or a request out of time, frees its rows
+            await asyncio.wait([future], timeout=min(0.25, max(deadline - time.perf_counter(), 0.0)))
+            if future.done():
+                break
+            if time.perf_counter() >= deadline:
+                job.abandon()
+                raise BadRequest(f"no answer within {options.request_timeout_s:g} s", status=504, code="timeout")
+            if await request.is_disconnected():
+                job.abandon()
+                raise BadRequest("the client disconnected", status=499, code="client_closed_request")
         try:
-            outputs = await asyncio.wait_for(asyncio.wrap_future(future), options.request_timeout_s)
-        except TimeoutError:
-            raise BadRequest(f"no answer within {options.request_timeout_s:.0f} s", status=504, code="timeout") from None
+            outputs = future.result()
         except (LmforgeError, ValueError) as error:
             raise BadRequest(str(error)) from None
         seconds = time.perf_counter() - started
@@ -67,8 +76,10 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         metrics["speed"].set(produced / seconds if seconds else 0.0)
         return outputs
 
-    def stream(job: Job, request_id: str, chunk) -> StreamingResponse:
-        """Server-sent events: one chunk per text delta, a last chunk with the finish reason, then [DONE]."""
+    def stream(job: Job, request_id: str, chunk, logprobs_of=None) -> StreamingResponse:
+        """Server-sent events: one chunk per text delta, a last chunk with the finish reason (and, when
+        `logprobs_of` is given, the output's log-probs), then [DONE]. Strategies that do not hand over
+        tokens as they go (beam search) send their text in one chunk at the end."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         deltas = TextDeltas(tokenizer, job.stop_strings)
@@ -85,21 +96,34 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
 
         async def events() -> AsyncIterator[str]:
-            while (piece := await pieces.get()) is not None:
-                yield f"data: {json.dumps(chunk(piece, None))}\n\n"
+            deadline = time.perf_counter() + options.request_timeout_s
+            try:
+                while (piece := await asyncio.wait_for(pieces.get(), max(deadline - time.perf_counter(), 0))) is not None:
+                    yield f"data: {json.dumps(chunk(piece, None))}\n\n"
+            except TimeoutError:
+                error = {"error": {"message": f"no answer within {options.request_timeout_s:g} s", "type": "timeout",
+                                   "param": None, "code": "timeout"}}
+                yield f"data: {json.dumps(error)}\n\n"
+                return
+            finally:
+                if not future.done():  # the client went away or time ran out mid-stream: free its row
+                    job.abandon()
             if future.exception() is not None:
                 error = {"error": {"message": str(future.exception()), "type": "server_error", "param": None, "code": None}}
                 yield f"data: {json.dumps(error)}\n\n"
             else:
                 candidate = future.result()[0][0]
-                _, reason = R.choice_text(tokenizer, candidate, job.stop_strings, job.max_new_tokens)
+                text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, job.max_new_tokens)
                 metrics["tokens"].inc(len(candidate.tokens))
-                yield f"data: {json.dumps(chunk('', reason))}\n\n"
+                if rest := text[len(deltas.text):]:
+                    yield f"data: {json.dumps(chunk(rest, None))}\n\n"
+                logprobs = logprobs_of(candidate) if logprobs_of is not None else None
+                yield f"data: {json.dumps(chunk('', reason, logprobs))}\n\n"
             yield "data: [DONE]\n\n"
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest):
+    async def completions(body: CompletionRequest, request: Request):
         check_model(body)
         params = params_of(body, explain=body.logprobs or 0)
         prompts = [check_length(tokenizer(p)["input_ids"], "prompt") for p in body.prompts()]
@@ -109,10 +133,11 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         if body.stream:
             if len(prompts) > 1 or body.n > 1:
                 raise BadRequest("stream: one prompt and n = 1 per streamed request", "stream")
-            return stream(job, request_id, lambda text, reason: R.envelope(
-                "text_completion", served.name, [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
-                request_id))
-        outputs = await run(job, "completions")
+            return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
+                "text_completion", served.name, [{"index": 0, "text": text, "logprobs": logprobs,
+                                                  "finish_reason": reason}], request_id),
+                (lambda c: R.completion_logprobs(tokenizer, c)) if body.logprobs is not None else None)
+        outputs = await run(job, "completions", request)
         choices = []
         for candidates in outputs:
             for candidate in candidates:
@@ -125,7 +150,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                           usage=R.usage(sum(len(p) for p in prompts), completion_tokens))
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest):
+    async def chat(body: ChatRequest, request: Request):
         check_model(body)
         if not getattr(tokenizer, "chat_template", None):
             raise BadRequest(f"{served.name} has no chat template; use /v1/completions", "messages")
@@ -136,6 +161,9 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         explain = (body.top_logprobs or 1) if body.logprobs else 0
         params = params_of(body, json_schema=schema, explain=explain)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages]
+        retrieved = None
+        if served.retriever is not None:
+            messages, retrieved = await asyncio.to_thread(served.retriever.ground, messages)
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         prompt = check_length(list(prompt), "messages")
         max_tokens = body.max_tokens or served.default_max_tokens
@@ -144,11 +172,12 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         if body.stream:
             if body.n > 1:
                 raise BadRequest("stream: n = 1 per streamed request", "stream")
-            return stream(job, request_id, lambda text, reason: R.envelope(
+            return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
                 "chat.completion.chunk", served.name,
-                [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": None,
-                  "finish_reason": reason}], request_id))
-        outputs = await run(job, "chat")
+                [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": logprobs,
+                  "finish_reason": reason}], request_id),
+                (lambda c: {"content": R.token_logprobs(tokenizer, c)}) if body.logprobs else None)
+        outputs = await run(job, "chat", request)
         choices = []
         for candidate in outputs[0]:
             text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
@@ -156,5 +185,6 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             choices.append({"index": len(choices), "message": {"role": "assistant", "content": text},
                             "logprobs": logprobs, "finish_reason": reason})
         metrics["requests"].labels("chat", "200").inc()
+        extra = {"lmforge": {"retrieved": retrieved}} if retrieved is not None else {}
         return R.envelope("chat.completion", served.name, choices, request_id,
-                          usage=R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0])))
+                          usage=R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0])), **extra)

@@ -1,23 +1,24 @@
-"""One worker thread owns the model; requests wait in a bounded queue and run in batches.
+"""One worker thread owns the model; requests wait in a bounded queue and decode in a continuous batch.
 
-A waiting request joins the next batch when it decodes the same way (same `DecodeParams`, length and
-stop strings): requests that arrive while a batch decodes are served together by the next one. A
-full queue refuses new work at once (the server answers 429). Streaming requests run on their own so
-their tokens can be handed over as they come.
+Greedy and sampled requests (streamed or not) join the running batch after any decoding step and
+leave it as soon as they stop (`decode/continuous.py`). Other strategies (beam, contrastive,
+speculative, …) decode in waves: once the batch has drained, the oldest such request runs together
+with every waiting request that decodes the same way. A full queue refuses new work at once (the
+server answers 429); an abandoned request (client gone, time out) leaves the batch at the next step.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.decode.continuous import Abandoned, ContinuousBatch, Request
 from lmforge.decode.generate import generate
-from lmforge.decode.params import DecodeParams
+from lmforge.models.precision import autocast_for
 
 
 class QueueFull(Exception):
@@ -25,30 +26,31 @@ class QueueFull(Exception):
 
 
 @dataclass
-class Job:
-    prompts: list[list[int]]
-    params: DecodeParams
-    max_new_tokens: int
-    stop_strings: list[str]
-    on_tokens: Callable[[list[int], list[int]], None] | None = None  # streaming: (prompt rows, their new tokens)
-    future: Future = field(default_factory=Future)  # -> list[list[Candidate]], one list per prompt
+class Job(Request):
+    """A request to the scheduler (see `Request`)."""
 
     def joins(self, other: Job) -> bool:
-        """Whether `other` can decode in the same batch as this job."""
+        """Whether `other` can decode in the same wave as this job."""
         return (self.on_tokens is None and other.on_tokens is None and self.params == other.params
                 and self.max_new_tokens == other.max_new_tokens and self.stop_strings == other.stop_strings)
 
+    def abandon(self) -> None:
+        """Give up on this job: it leaves the queue or the batch without decoding further."""
+        self.abandoned = True
+        self.future.cancel()  # succeeds only while it waits
+
 
 class Scheduler:
-    """Runs jobs on `model` in a worker thread, batching compatible waiting jobs up to `max_batch` prompts."""
+    """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
                  max_queue: int = 64, max_batch: int = 8) -> None:
         self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.running = 0  # prompts in the batch being decoded
-        self.batches = 0  # batches decoded so far
-        self._held: list[Job] = []  # taken from the queue but not compatible with the last batch
+        self.batch = ContinuousBatch(model, tokenizer)
+        self.waves = 0  # batches decoded outside the continuous batch
+        self._held: list[Job] = []  # taken from the queue, not yet decoding
+        self._wave_rows = 0
         self._worker = threading.Thread(target=self._serve, name="lmforge-scheduler", daemon=True)
         self._worker.start()
 
@@ -56,7 +58,13 @@ class Scheduler:
     def waiting(self) -> int:
         return self.jobs.qsize() + len(self._held)
 
+    @property
+    def running(self) -> int:
+        """Rows decoding now."""
+        return self.batch.rows + self._wave_rows
+
     def submit(self, job: Job) -> Future:
+        """Queue `job`; its future gets one list of candidates per prompt."""
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
@@ -68,46 +76,79 @@ class Scheduler:
         self.jobs.put(None)
         self._worker.join(timeout_s)
 
-    def _next_batch(self) -> list[Job] | None:
-        """The oldest waiting job and every later compatible one that fits; the others keep their order."""
-        waiting, stop = self._held, False
-        self._held = []
-        if not waiting:
-            first = self.jobs.get()
-            if first is None:
-                return None
-            waiting = [first]
-        while True:
+    def _collect(self, block: bool) -> bool:
+        """Move queued jobs to the held list (waiting for the first when `block`); whether close() was called."""
+        try:
+            job = self.jobs.get(block=block)
+        except queue.Empty:
+            return False
+        while job is not None:
+            self._held.append(job)
             try:
                 job = self.jobs.get_nowait()
             except queue.Empty:
-                break
-            if job is None:
-                stop = True
-                break
-            waiting.append(job)
-        batch, size = [waiting[0]], len(waiting[0].prompts)
-        for job in waiting[1:]:
-            if waiting[0].joins(job) and size + len(job.prompts) <= self.max_batch:
-                batch.append(job)
-                size += len(job.prompts)
-            else:
-                self._held.append(job)
-        if stop:
-            self.jobs.put(None)  # stop once the held jobs are done too
-        return batch
+                return False
+        return True
 
     def _serve(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-            if not live:
+        closing = False
+        while True:
+            idle = self.batch.rows == 0 and not self._held
+            if closing and idle:
+                return
+            closing = self._collect(block=idle and not closing) or closing
+            self._admit()
+            with self._autocast():
+                self.batch.step()
+
+    def _admit(self) -> None:
+        """Start held jobs in order: continuous ones while rows are free (prefilled together); a wave once the
+        batch is empty."""
+        still: list[Job] = []
+        joining: list[Job] = []
+        rows = self.batch.rows
+        blocked = False
+        for index, job in enumerate(self._held):
+            if job.abandoned or job.future.cancelled():
                 continue
+            if blocked:
+                still.append(job)
+            elif self.batch.takes(job.params):
+                if rows + self.batch.rows_of(job) <= self.max_batch or rows == 0:
+                    if job.future.set_running_or_notify_cancel():
+                        joining.append(job)
+                        rows += self.batch.rows_of(job)
+                else:
+                    still.append(job)
+                    blocked = True  # first come, first served
+            elif rows == 0:
+                self._held = still + self._wave(job, self._held[index + 1:])
+                return
+            else:
+                still.append(job)
+                blocked = True  # let the batch drain so this job gets its turn
+        self._held = still
+        if joining:
+            with self._autocast():
+                self.batch.add(*joining)
+
+    def _wave(self, first: Job, later: list[Job]) -> list[Job]:
+        """Decode `first` with every later job that joins it (within max_batch prompts); the jobs left over."""
+        wave, rows, left = [first], len(first.prompts), []
+        for job in later:
+            if first.joins(job) and rows + len(job.prompts) <= self.max_batch and not job.abandoned:
+                wave.append(job)
+                rows += len(job.prompts)
+            else:
+                left.append(job)
+        live = [job for job in wave if job.future.set_running_or_notify_cancel()]
+        if live:
             prompts = [p for job in live for p in job.prompts]
-            self.running, self.batches = len(prompts), self.batches + 1
+            self._wave_rows, self.waves = len(prompts), self.waves + 1
             try:
-                outputs = generate(self.model, self.tokenizer, prompts, live[0].params, live[0].max_new_tokens,
-                                   live[0].stop_strings, batch_size=len(prompts), precision=self.precision,
-                                   on_tokens=live[0].on_tokens)
+                outputs = generate(self.model, self.tokenizer, prompts, first.params, first.max_new_tokens,
+                                   first.stop_strings, batch_size=len(prompts), precision=self.precision,
+                                   on_tokens=first.on_tokens)
             except Exception as error:  # noqa: BLE001 — handed to each waiting request
                 for job in live:
                     job.future.set_exception(error)
@@ -117,5 +158,11 @@ class Scheduler:
                     job.future.set_result(outputs[start:start + len(job.prompts)])
                     start += len(job.prompts)
             finally:
-                self.running = 0
+                self._wave_rows = 0
+        return left
 
+    def _autocast(self):
+        return autocast_for(self.precision, self.batch.device)
+
+
+__all__ = ["Abandoned", "Job", "QueueFull", "Scheduler"]

@@ -9,6 +9,7 @@ from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingPa
 from lmforge.tasks.prompt_classification import PromptClassification, PromptClassificationParams
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
+from lmforge.tasks.relevance import RelevanceScoring, RelevanceScoringParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
 
 #: task name -> (params model, task class)
@@ -22,6 +23,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "prompt-classification": (PromptClassificationParams, PromptClassification),
     "image-captioning": (ImageCaptioningParams, ImageCaptioning),
     "image-text-classification": (ImageTextClassificationParams, ImageTextClassification),
+    "relevance-scoring": (RelevanceScoringParams, RelevanceScoring),
 }
 
 

@@ -187,10 +187,10 @@ def _advance_groups(state: Beams, logprobs: torch.Tensor, alive: torch.Tensor, g
 
 def _candidate(state: Beams, unit: int, beam: int, stop_ids: list[int], explain: bool) -> Candidate:
     length = int(state.finished_lengths[unit, beam])
-    tokens = state.finished[unit, beam, :length].tolist()
+    tokens = _until_stop(state.finished[unit, beam, :length].tolist(), stop_ids)
     steps = [{"token": t, "logprob": float(lp), "top": []}
-             for t, lp in zip(tokens, state.finished_logprobs[unit, beam, :length].tolist(), strict=True)] if explain else []
-    return Candidate(_until_stop(tokens, stop_ids), float(state.finished_scores[unit, beam]), steps)
+             for t, lp in zip(tokens, state.finished_logprobs[unit, beam, :len(tokens)].tolist(), strict=True)] if explain else []
+    return Candidate(tokens, float(state.finished_scores[unit, beam]), steps)
 
 
 def _until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:

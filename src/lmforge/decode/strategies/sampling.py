@@ -52,7 +52,8 @@ def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_ne
         done = record_step(alive.tolist(), tokens, stops, chosen, generated, logprob_sums, stop_check, on_tokens)
         if explain:
             for row, (index, token) in enumerate(zip(alive.tolist(), tokens.tolist(), strict=True)):
-                steps[index].append(explain_step(token, chosen[row], logprobs[row], explain))
+                if token not in stop_ids:  # as the text, the explanation leaves the stop token out
+                    steps[index].append(explain_step(token, chosen[row], logprobs[row], explain))
         if step + 1 == max_new_tokens or bool(done.all()):
             break
         history = torch.cat([history, tokens[:, None]], dim=1)

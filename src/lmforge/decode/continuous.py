@@ -1,0 +1,235 @@
+"""Continuous batching: the rows of many requests decoded together, one token per row per step.
+
+A request joins the running batch after any step (its prompts are prefilled on their own, then their
+cache is merged into the batch's, see `Engine.merge`) and leaves as soon as its last row stops, so a
+short answer never waits for a long one and a new request never waits for the batch to drain. Each
+request keeps its own rules, seed, stop strings and length; greedy and sampling decode this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
+
+from lmforge.decode.candidate import Candidate
+from lmforge.decode.engine import Engine
+from lmforge.decode.generate import build_rules, output_automaton, stop_string_check, stop_token_ids
+from lmforge.decode.grammar import RegexIndex
+from lmforge.decode.params import DecodeParams
+from lmforge.decode.rules import apply_rules
+from lmforge.decode.strategies.sampling import (
+    OnTokens,
+    argmax_choice,
+    explain_step,
+    record_step,
+    sampled_choice,
+)
+
+STRATEGIES = ("greedy", "sample")
+
+
+def _copies(params: DecodeParams) -> int:
+    """Rows per prompt: sampling's num_return_sequences, else one."""
+    return params.num_return_sequences if params.strategy == "sample" else 1
+
+
+class Abandoned(Exception):
+    """A request left the batch before it finished (its client went away or its time ran out)."""
+
+
+def merges_caches(model: PreTrainedModel) -> bool:
+    """Decoder-only models whose every cache layer is a plain full-attention one (no sliding window)."""
+    if model.config.is_encoder_decoder:
+        return False
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+@dataclass
+class Request:
+    """One request's prompts and how to decode them. Its `future` gets its candidates (one list per prompt,
+    best first) or its exception; `on_tokens(prompt rows, tokens)` hears tokens as they come. Set
+    `abandoned` to drop its rows at the next step."""
+
+    prompts: list[list[int]]
+    params: DecodeParams
+    max_new_tokens: int
+    stop_strings: list[str]
+    on_tokens: OnTokens | None = None
+    future: Future = field(default_factory=Future)
+    abandoned: bool = False
+
+
+@dataclass
+class _Rows:
+    """The rows of one request in the batch, in batch order."""
+
+    request: Request
+    rules: list
+    choose: Callable[[torch.Tensor], torch.Tensor]
+    history: torch.Tensor  # (alive rows, length): what the rules see, as in `token_by_token`
+    alive: list[int]  # the request's row of each live row
+    generated: list[list[int]]
+    logprob_sums: list[float]
+    steps: list[list[dict]]
+    stop_check: Callable[[list[int]], bool] | None
+    taken: int = 0  # tokens generated so far per live row
+    copies: int = 1
+    on_tokens: OnTokens | None = field(default=None, repr=False)
+
+
+class ContinuousBatch:
+    """Requests joining and leaving one batch on `model` (the caller decides how many rows it may hold)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stop_ids = stop_token_ids(model, tokenizer)
+        self.device = next(model.parameters()).device
+        self.engine: Engine | None = None
+        self.logits: torch.Tensor | None = None  # (rows, vocab): next-token logits of every row
+        self.members: list[_Rows] = []  # in batch order
+        self.steps = 0
+        self.merges = merges_caches(model)
+        self._automata: dict[tuple, RegexIndex | None] = {}
+
+    def takes(self, params: DecodeParams) -> bool:
+        """Whether a request decoded with `params` can join this batch (greedy or sampling, weights as loaded)."""
+        return (self.merges and params.strategy in STRATEGIES and params.weights == "fp32" and not params.image_weight
+                and not params.image_gate)
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.engine is None else self.engine.rows
+
+    @staticmethod
+    def rows_of(request: Request) -> int:
+        """Rows `request` takes in the batch (sampling's num_return_sequences copies each prompt)."""
+        return len(request.prompts) * _copies(request.params)
+
+    @torch.no_grad()
+    def add(self, *requests: Request) -> None:
+        """Prefill the requests' prompts together (one forward pass) and merge them into the batch; a request
+        that cannot start gets the error in its future and the others go on."""
+        try:
+            members = [self._member(request) for request in requests]
+            prompts = [p for request, member in zip(requests, members, strict=True)
+                       for p in request.prompts for _ in range(member.copies)]
+            engine = Engine(self.model, prompts, self.pad_id)
+            logits = engine.prefill()
+        except Exception as error:  # noqa: BLE001 — find the request at fault, start the others
+            if len(requests) == 1:
+                requests[0].future.set_exception(error)
+            else:
+                for request in requests:
+                    self.add(request)
+            return
+        start = 0
+        for request, member in zip(requests, members, strict=True):
+            rows = len(request.prompts) * member.copies
+            member.history = engine.prompt_ids[start:start + rows]
+            member.rules = build_rules(request.params, self.tokenizer, engine.prompt_length, self.stop_ids,
+                                       self._automaton(request.params))
+            start += rows
+        if self.engine is None:
+            self.engine, self.logits = engine, logits
+        else:
+            self.engine.merge(engine)
+            self.logits = torch.cat([self.logits, logits])
+        self.members.extend(members)
+
+    def _member(self, request: Request) -> _Rows:
+        """The rows of `request`, before its prompts are run (rules and history come with the prefill)."""
+        params = request.params
+        rows, copies = self.rows_of(request), _copies(params)
+        generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
+        choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
+        return _Rows(request, [], choose, torch.empty(0), list(range(rows)), [[] for _ in range(rows)], [0.0] * rows,
+                     [[] for _ in range(rows)], stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
+                     on_tokens=self._hearing(request, copies))
+
+    def _automaton(self, params: DecodeParams) -> RegexIndex | None:
+        """The output automaton of `params`, compiled once per pattern (the costly part)."""
+        key = (params.regex, params.json_schema)
+        if key not in self._automata:
+            if len(self._automata) >= 32:
+                self._automata.clear()
+            self._automata[key] = output_automaton(params, self.tokenizer, self.stop_ids)
+        return self._automata[key]
+
+    @staticmethod
+    def _hearing(request: Request, copies: int) -> OnTokens | None:
+        """The request's token listener, told prompt rows (not copies)."""
+        if request.on_tokens is None:
+            return None
+        return lambda rows, tokens: request.on_tokens([r // copies for r in rows], tokens)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One token for every row; requests whose rows all stopped leave the batch and hear their result."""
+        if self.engine is None:
+            return
+        keep_rows: list[int] = []
+        next_tokens: list[torch.Tensor] = []
+        offset, staying = 0, []
+        for member in self.members:
+            count = len(member.alive)
+            logits = self.logits[offset:offset + count]
+            if member.request.abandoned:
+                member.request.future.set_exception(Abandoned("the request was abandoned (client gone or timed out)"))
+                offset += count
+                continue
+            try:
+                kept, tokens = self._advance(member, logits)
+            except Exception as error:  # noqa: BLE001 — this request fails, the batch goes on
+                member.request.future.set_exception(error)
+                offset += count
+                continue
+            keep_rows += [offset + row for row in kept]
+            next_tokens.append(tokens)
+            offset += count
+            if member.alive:
+                staying.append(member)
+            else:
+                member.request.future.set_result(self._candidates(member))
+        self.members = staying
+        self.steps += 1
+        if not keep_rows:
+            self.engine = self.logits = None
+            return
+        self.engine.select(torch.tensor(keep_rows))
+        self.engine.compact()
+        self.logits = self.engine.step(torch.cat(next_tokens)[:, None])[:, -1]
+
+    def _advance(self, member: _Rows, logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        """Choose and record `member`'s next tokens; (its rows that go on, their tokens)."""
+        tokens = member.choose(apply_rules(member.rules, member.history, logits))
+        logprobs = logits.log_softmax(dim=-1)
+        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
+        stops = torch.tensor(self.stop_ids, dtype=torch.long, device=tokens.device)
+        done = record_step(member.alive, tokens, stops, chosen, member.generated, member.logprob_sums,
+                           member.stop_check, member.on_tokens)
+        if member.request.params.explain:
+            for row, (index, token) in enumerate(zip(member.alive, tokens.tolist(), strict=True)):
+                if token not in self.stop_ids:  # as the text, the explanation leaves the stop token out
+                    member.steps[index].append(explain_step(token, chosen[row], logprobs[row],
+                                                            member.request.params.explain))
+        member.taken += 1
+        if member.taken >= member.request.max_new_tokens:
+            done[:] = True
+        kept = (~done).nonzero().squeeze(1)
+        member.history = torch.cat([member.history, tokens[:, None]], dim=1)[kept]
+        member.alive = [member.alive[i] for i in kept.tolist()]
+        return kept.tolist(), tokens[kept]
+
+    @staticmethod
+    def _candidates(member: _Rows) -> list[list[Candidate]]:
+        flat = [Candidate(tokens, total / max(len(tokens), 1), steps)
+                for tokens, total, steps in zip(member.generated, member.logprob_sums, member.steps, strict=True)]
+        copies = member.copies
+        return [sorted(flat[i:i + copies], key=lambda c: -c.score) for i in range(0, len(flat), copies)]
