@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.6)
     parser.add_argument("--plot", type=Path, default=Path("monitor_trend.png"))
     args = parser.parse_args()
-    ratings = {topic: rows[: args.per_topic] for topic, rows in read_ratings(args.archive).items()}
+    # every k-th text of each file, in file order (the movie file holds its positive reviews first)
+    ratings = {topic: rows[:: max(len(rows) // args.per_topic, 1)][: args.per_topic]
+               for topic, rows in read_ratings(args.archive).items()}
     feed, truth = [], []
     for i in range(max(len(rows) for rows in ratings.values())):  # topics interleaved, each in file order
         for topic, rows in ratings.items():
@@ -59,7 +61,7 @@ def main() -> None:
         path.write_text("\n".join(feed) + "\n", encoding="utf-8")
         labels_path = Path(folder, "labels.jsonl")
         watcher = monitor(args.run_dir, str(path), args.window, args.threshold, min_count=args.window // 2,
-                          plot_path=args.plot, predictions_path=labels_path, batch_size=64)
+                          recover_below=args.threshold - 0.1, plot_path=args.plot, predictions_path=labels_path, batch_size=64)
         labels = [json.loads(line)["label"] for line in labels_path.read_text().splitlines()]
     negative = "0"
     print("| topic | texts | human negative rate | classifier negative rate | agreement (rated ≠ 0) | alerts |")

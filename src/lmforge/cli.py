@@ -252,7 +252,7 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     from lmforge.recipes.monitor import monitor
 
     watcher = monitor(args.run_dir, args.input, args.window, args.threshold, args.min_count, args.negative_label,
-                      args.alerts, args.plot, args.predictions, args.batch_size)
+                      args.recover_below, args.alerts, args.plot, args.predictions, args.batch_size)
     seen = sum(len(points) for points in watcher.trend.values())
     raised = sum(a["event"] == "alert" for a in watcher.alerts)
     print(f"lmforge: {seen} texts over {len(watcher.trend)} topics, {raised} alerts"
@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--threshold", type=float, default=0.5,
                              help="alert when a topic's negative rate reaches this (default 0.5)")
             sub.add_argument("--min-count", type=int, default=10, help="texts a topic needs before it can alert (default 10)")
+            sub.add_argument("--recover-below", type=float,
+                             help="an alert ends when the rate falls below this (default: threshold - 0.1)")
             sub.add_argument("--negative-label", help="the run's negative label (default: the one named negative/neg/0)")
             sub.add_argument("--alerts", type=Path, metavar="FILE", help="also append alerts here as JSON lines")
             sub.add_argument("--plot", type=Path, metavar="PNG", help="keep a trend plot of every topic's negative rate here")

@@ -28,21 +28,24 @@ def test_input_lines_plain_tabbed_and_json():
 
 
 def test_a_topic_alerts_once_when_its_window_crosses_and_recovers_below():
-    watcher = Monitor(window=4, threshold=0.5, min_count=2)
-    verdicts = [False, True, True, True, False, False, False, False]
+    watcher = Monitor(window=4, threshold=0.5, min_count=2)  # recovers below 0.4
+    verdicts = [False, True, True, True, False, False, True, False, False, False]
     events = [watcher.observe(Item(n, "bank", f"t{n}"), negative, "neg" if negative else "pos")
               for n, negative in enumerate(verdicts, start=1)]
-    # window rates: 0, .5 (alert), .67, .75, .75, .5, .25 (recovered), 0
-    assert [e["event"] if e else None for e in events] == [None, "alert", None, None, None, None, "recovered", None]
+    # window rates: 0, .5 (alert), .67, .75, .75, .5, .5 (no flapping), .25 (recovered), .25, 0
+    assert [e["event"] if e else None for e in events] == [None, "alert", None, None, None, None, None, "recovered",
+                                                           None, None]
     assert events[1]["negative_rate"] == 0.5 and events[1]["window"] == 2
     other = watcher.observe(Item(9, "tech", "x"), True, "neg")  # its own window: below min_count
     assert other is None and watcher.windows["tech"].alerting is False
-    assert [t for t, _ in watcher.trend["bank"]] == list(range(1, 9))
+    assert [t for t, _ in watcher.trend["bank"]] == list(range(1, 11))
 
 
 def test_bad_settings_and_labels_are_named():
     with pytest.raises(ConfigError, match="--threshold"):
         Monitor(10, 1.5, 1)
+    with pytest.raises(ConfigError, match="--recover-below"):
+        Monitor(10, 0.5, 1, recover_below=0.7)
     assert negative_label(["neg", "pos"], None) == "neg"
     with pytest.raises(ConfigError, match="--negative-label"):
         negative_label(["bad", "neg"], None)

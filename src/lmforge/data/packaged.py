@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from lmforge.data.faq import NOT_COVERED, FaqEntry, grounding_message
 from lmforge.errors import DataError
 from lmforge.files import atomic_write_text
 from lmforge.packages import cache_dir, package_dir
@@ -100,10 +101,33 @@ def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str,
     return rows
 
 
+def chatterbot_grounded_dialogues(distractors: int = 1, uncovered: float = 0.2) -> list[dict]:
+    """Retrieval-augmented chat rows from chatterbot-corpus: each (user turn, reply) pair becomes a chat whose
+    system message holds FAQ entries (other pairs of the corpus) as `lmforge serve --faq` writes them. Most
+    rows hold the pair itself among `distractors` others (the reply is to be read off the FAQ); a share
+    `uncovered` holds only others, and the reply is then to pass the question on. Fixed shuffled order."""
+    pairs = [FaqEntry(turns[i], turns[i + 1]) for _, turns in _chatterbot_conversations()
+             for i in range(0, len(turns) - 1, 2)]
+    rng = random.Random(0)
+    rows = []
+    for pair in pairs:
+        covered = rng.random() >= uncovered
+        others = [p for p in rng.sample(pairs, distractors + 2) if p.question != pair.question][: distractors + (not covered)]
+        entries = others + [pair] if covered else others
+        rng.shuffle(entries)
+        reply = pair.answer if covered else NOT_COVERED
+        rows.append({"messages": [{"role": "system", "content": grounding_message(entries)},
+                                  {"role": "user", "content": pair.question},
+                                  {"role": "assistant", "content": reply}], "covered": covered})
+    rng.shuffle(rows)
+    return rows
+
+
 #: `dataset:NAME` -> the function building its rows
 DATASETS: dict[str, Callable[[], list[dict]]] = {
     "chatterbot-topics": chatterbot_topics,
     "chatterbot-dialogues": chatterbot_dialogues,
+    "chatterbot-grounded-dialogues": chatterbot_grounded_dialogues,
     **{f"chatterbot-replies-{split}": functools.partial(chatterbot_reply_relevance, split)
        for split in ("train", "validation", "test")},
 }

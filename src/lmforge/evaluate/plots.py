@@ -91,6 +91,27 @@ def plot_trend(trend: dict[str, list[tuple[int, float]]], alerts: list[dict], th
     ax.set_xlabel("input line")
     ax.set_ylabel("negative rate (sliding window)")
     ax.set_title("Sentiment monitor (▼ = alert)")
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=6, frameon=False)
+    _save(fig, path)
+    return path
+
+
+def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
+    """Sequence-level training: mean reward (and KL to the reference, when logged) per logged step."""
+    import json
+
+    entries = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    steps = [e for e in entries if "mean_reward" in e]
+    if not steps:
+        return None
+    fig, left = plt.subplots(figsize=(6, 4))
+    left.plot([e["step"] for e in steps], [e["mean_reward"] for e in steps], "o-", color="tab:green", label="mean reward")
+    left.set_xlabel("step")
+    left.set_ylabel("mean reward", color="tab:green")
+    if any(e.get("kl") for e in steps):
+        right = left.twinx()
+        right.plot([e["step"] for e in steps], [e.get("kl", 0.0) for e in steps], "s--", color="tab:purple")
+        right.set_ylabel("KL to reference", color="tab:purple")
+    left.set_title("Sequence-level training")
     _save(fig, path)
     return path

@@ -14,7 +14,7 @@ from lmforge.config.validate import suggest
 from lmforge.data.params import with_absolute_paths
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict_examples
-from lmforge.evaluate.plots import plot_history
+from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.export import set_dropout
 from lmforge.models.lstm import build_lstm_dir, example_texts
@@ -37,6 +37,7 @@ from lmforge.train.loop import FitData, fit
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
 from lmforge.tuning.regularise import configure_regularisation
+from lmforge.tuning.sequence.train import use_sequence_objective
 
 
 def say(line: str) -> None:
@@ -62,6 +63,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         path = previous.model_path
     task = build_task(config.task)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
+    use_sequence_objective(task, config.tuning.sequence)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
@@ -128,6 +130,8 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         return run_dir
     if state.history:
         plot_history(state.history, params.metric or task.default_metric, run_dir / "history.png")
+    if config.tuning.sequence is not None:
+        plot_rewards(run_dir / "metrics.jsonl", run_dir / "rewards.png")
 
     # Final report on the best model: the test split when there is one, else validation.
     task, model, tokenizer = load_trained(run_dir, config)

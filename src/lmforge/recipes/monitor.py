@@ -1,8 +1,9 @@
 """`lmforge monitor RUN_DIR --input stream.txt|-`: sentiment monitoring with alerts.
 
 A tuned classifier labels a stream of texts as they come; a sliding window per topic keeps the share
-of negative texts, and an alert line is written when that share crosses the threshold (and a
-recovery line when it falls back below). A PNG trend plot of every topic's negative rate is kept up
+of negative texts, and an alert line is written when that share reaches the threshold (and a
+recovery line once it falls below the recovery level, a little lower, so a rate hovering at the
+threshold does not flap). A PNG trend plot of every topic's negative rate is kept up
 to date. Input lines are `TEXT`, `TOPIC<TAB>TEXT`, or JSON objects {"text": …, "topic": …}.
 """
 
@@ -88,9 +89,13 @@ class Window:
 class Monitor:
     """Per-topic sliding windows of negative verdicts; `observe` returns the alert/recovery events."""
 
-    def __init__(self, window: int, threshold: float, min_count: int) -> None:
+    def __init__(self, window: int, threshold: float, min_count: int, recover_below: float | None = None) -> None:
         if not 0 < threshold <= 1:
             raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+        recover_below = max(threshold - 0.1, 0.0) if recover_below is None else recover_below
+        if not 0 <= recover_below <= threshold:
+            raise ConfigError(f"--recover-below must be in [0, threshold {threshold}], got {recover_below}")
+        self.recover_below = recover_below
         if window < 1 or min_count < 1:
             raise ConfigError("--window and --min-count must be at least 1")
         self.window, self.threshold, self.min_count = window, threshold, min(min_count, window)
@@ -107,7 +112,7 @@ class Monitor:
         event = None
         if rate >= self.threshold and not window.alerting:
             window.alerting, event = True, "alert"
-        elif rate < self.threshold and window.alerting:
+        elif rate < self.recover_below and window.alerting:
             window.alerting, event = False, "recovered"
         if event is None:
             return None
@@ -136,7 +141,7 @@ def negative_label(labels: list[str], chosen: str | None) -> str:
 
 
 def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5, min_count: int = 10,
-            negative: str | None = None, alerts_path: Path | None = None, plot_path: Path | None = None,
+            negative: str | None = None, recover_below: float | None = None, alerts_path: Path | None = None, plot_path: Path | None = None,
             predictions_path: Path | None = None, batch_size: int = 16, out: TextIO | None = None) -> Monitor:
     """Classify `source` (a file, or - for standard input) and write alert lines to `out` (and
     `alerts_path` as JSON lines); the trend plot is refreshed after every batch that raised an event and at
@@ -145,7 +150,7 @@ def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5
     if config.task.name not in ("text-classification", "prompt-classification"):
         raise ConfigError(f"{run_dir} is a {config.task.name} run; monitor needs a text-classification run")
     out = out or sys.stdout
-    watcher = Monitor(window, threshold, min_count)
+    watcher = Monitor(window, threshold, min_count, recover_below)
     served = served_task(run_dir)
     stream = sys.stdin if source == "-" else _open(source)
     name = "<stdin>" if source == "-" else source

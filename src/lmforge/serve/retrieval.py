@@ -5,35 +5,12 @@ from them. `lmforge serve … --faq FILE` turns it on; each answer names what wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from lmforge.data.readers import read_records
-from lmforge.errors import DataError
+from lmforge.data.faq import INSTRUCTIONS, FaqEntry, grounding_message, read_faq
 from lmforge.models.sentence import SentenceEncoder
 
-INSTRUCTIONS = ("You are a customer-service assistant. Answer the customer's question using the FAQ entries "
-                "below; if they do not cover it, say you will pass the question on to a colleague.")
-
-
-@dataclass(frozen=True)
-class FaqEntry:
-    question: str
-    answer: str
-
-
-def read_faq(path: str | Path) -> list[FaqEntry]:
-    """FAQ entries from a jsonl / csv / tsv file with `question` and `answer` columns."""
-    entries = []
-    for number, row in read_records(path):
-        question, answer = row.get("question"), row.get("answer")
-        if not isinstance(question, str) or not question.strip() or not isinstance(answer, str) or not answer.strip():
-            raise DataError(f"{path}, line {number}: an FAQ row needs non-empty 'question' and 'answer' texts")
-        entries.append(FaqEntry(question.strip(), answer.strip()))
-    if not entries:
-        raise DataError(f"{path}: no FAQ entries; give rows with 'question' and 'answer'")
-    return entries
-
+__all__ = ["FaqEntry", "FaqRetriever", "read_faq"]
 
 class FaqRetriever:
     """Finds the FAQ entries nearest to a text and grounds a chat in them."""
@@ -61,8 +38,7 @@ class FaqRetriever:
         """(messages with the FAQ entries for the last user message in the system message, what was retrieved)."""
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
         hits = self.search(last) if last else []
-        faq = "\n".join(f"Q: {entry.question}\nA: {entry.answer}" for _, entry in hits) or "(no entry matches)"
-        system = f"{self.instructions}\n\nFAQ:\n{faq}"
+        system = grounding_message([entry for _, entry in hits], self.instructions)
         if messages and messages[0]["role"] == "system":
             messages = [{"role": "system", "content": f"{messages[0]['content']}\n\n{system}"}, *messages[1:]]
         else:

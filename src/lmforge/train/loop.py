@@ -202,7 +202,8 @@ def _train_epoch(loop: _Loop) -> None:
         mean_loss = state.epoch_loss_sum / state.epoch_batches
         if state.global_step % params.log_every_steps == 0:
             loop.write_log({"step": state.global_step, "epoch": state.epoch + state.batches_done / batches,
-                            "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]})
+                            "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]}
+                           | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
         if params.save_every_steps and state.global_step % params.save_every_steps == 0 and state.batches_done < batches:
             loop.checkpoint()

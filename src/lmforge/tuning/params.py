@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmforge.tuning.adversarial import AdversarialParams
 from lmforge.tuning.continual import ContinualParams
+from lmforge.tuning.sequence.params import SequenceParams
 
 PeftMethod = Literal["lora", "dora", "ia3", "prompt", "prefix"]
 
@@ -42,6 +43,9 @@ class TuningParams(BaseModel):
                                                                 "evenly over all classes (cross-entropy tasks).")
     continual: ContinualParams | None = Field(None, description="Go on from a trained run: {previous_run: RUN_DIR, "
                                                                 "replay: N, ewc: λ}; the report adds old-task forgetting.")
+    sequence: SequenceParams | None = Field(None, description="Sequence-level training of a generation task on its "
+                                                              "own decoded outputs: {method: mrt|scst|grpo, rewards: "
+                                                              "[{name: chrf}], samples: 4}; null = cross-entropy.")
     rdrop: float = Field(0.0, ge=0, description="R-Drop weight: run each batch twice (two dropout masks) and add "
                                                 "rdrop × the symmetric KL of the two predictions; 0 = off. Typical 0.5–5.")
 

@@ -1,0 +1,1 @@
+"""Sequence-level ("decoding-based") training: losses over what the decoder produced, and their rewards."""

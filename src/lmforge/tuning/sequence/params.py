@@ -1,0 +1,27 @@
+"""The `tuning.sequence` section: which sequence-level method, with which rewards and samples."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmforge.tuning.sequence.rewards import RewardSpec
+
+
+class SequenceParams(BaseModel):
+    """`tuning.sequence`: sequence-level training of a generation task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["mrt", "scst", "grpo"] = Field(..., description="mrt (minimum risk), scst (self-critical) or grpo.")
+    rewards: list[RewardSpec] = Field(..., min_length=1, description="Rewards and weights, e.g. [{name: chrf}] or "
+                                                                     "[{name: regex, pattern: '...'}].")
+    samples: int = Field(4, ge=2, description="Candidates sampled per prompt (MRT's N, GRPO's group size).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the candidates.")
+    top_k: int | None = Field(None, gt=0, description="Sample among the k most likely tokens only.")
+    max_new_tokens: int = Field(64, gt=0, description="Longest candidate.")
+    sharpness: float = Field(1.0, ge=0, description="MRT: Q ∝ p^sharpness over the candidates.")
+    clip: float = Field(0.2, gt=0, lt=1, description="GRPO: ratio clipping ε.")
+    kl_weight: float = Field(0.04, ge=0, description="GRPO: weight of the KL penalty to the reference model "
+                                                     "(the model before training; with LoRA, adapters off).")

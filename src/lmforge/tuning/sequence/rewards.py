@@ -1,0 +1,158 @@
+"""Rewards for sequence-level training: small functions chosen by name, combined with weights.
+
+A reward function maps (outputs, references) to one float per output; `references[i]` lists the
+acceptable texts for output i (empty where there are none). REWARDS is the only list of names;
+`python` loads a user's own function from `file.py:name` or `package.module:name`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lmforge.errors import ConfigError
+from lmforge.metrics.squad import exact_match, token_f1
+
+RewardFn = Callable[[list[str], list[list[str]]], list[float]]
+
+
+class RewardSpec(BaseModel):
+    """One reward of the mix: its name, weight and the settings that name needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="One of: " + ", ".join(
+        ["bleu", "chrf", "exact_match", "token_f1", "regex", "json", "length", "classifier", "python"]))
+    weight: float = Field(1.0, description="Weight of this reward in the sum.")
+    pattern: str | None = Field(None, description="regex: the whole output must match this.")
+    target: int | None = Field(None, gt=0, description="length: the wanted length in words.")
+    run: str | None = Field(None, description="classifier: a trained classification run directory.")
+    label: str | None = Field(None, description="classifier: the label whose probability is the reward.")
+    function: str | None = Field(None, description="python: file.py:name or package.module:name.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in REWARDS:
+            raise ValueError(f"reward {value!r} is unknown; choose one of: {', '.join(REWARDS)}")
+        return value
+
+
+def _need(spec: RewardSpec, field: str) -> Any:
+    value = getattr(spec, field)
+    if value is None:
+        raise ConfigError(f"reward {spec.name}: set {field}")
+    return value
+
+
+def _bleu(spec: RewardSpec) -> RewardFn:
+    def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+        return [sacrebleu.sentence_bleu(o, refs).score / 100 if refs else 0.0 for o, refs in zip(outputs, references, strict=True)]
+    return reward
+
+
+def _chrf(spec: RewardSpec) -> RewardFn:
+    def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+        return [sacrebleu.sentence_chrf(o, refs).score / 100 if refs else 0.0 for o, refs in zip(outputs, references, strict=True)]
+    return reward
+
+
+def _best_of(score: Callable[[str, str], float]) -> Callable[[RewardSpec], RewardFn]:
+    def build(spec: RewardSpec) -> RewardFn:
+        def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+            return [max((score(o, r) for r in refs), default=0.0) for o, refs in zip(outputs, references, strict=True)]
+        return reward
+    return build
+
+
+def _regex(spec: RewardSpec) -> RewardFn:
+    try:
+        pattern = re.compile(_need(spec, "pattern"), re.DOTALL)
+    except re.error as error:
+        raise ConfigError(f"reward regex: pattern {spec.pattern!r} is not a valid regex ({error})") from None
+    return lambda outputs, references: [float(pattern.fullmatch(o.strip()) is not None) for o in outputs]
+
+
+def _json(spec: RewardSpec) -> RewardFn:
+    def valid(text: str) -> float:
+        try:
+            json.loads(text)
+        except ValueError:
+            return 0.0
+        return 1.0
+    return lambda outputs, references: [valid(o.strip()) if o.strip() else 0.0 for o in outputs]
+
+
+def _length(spec: RewardSpec) -> RewardFn:
+    target = _need(spec, "target")
+    return lambda outputs, references: [-abs(len(o.split()) - target) / target for o in outputs]
+
+
+def _classifier(spec: RewardSpec) -> RewardFn:
+    from lmforge.recipes.serve import served_task
+
+    served = served_task(Path(_need(spec, "run")))
+    label = _need(spec, "label")
+
+    def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+        texts = [o if o.strip() else "." for o in outputs]  # an empty output still gets a probability
+        predictions = served.predict(texts)
+        if label not in predictions[0]["probabilities"]:
+            raise ConfigError(f"reward classifier: label {label!r} is not one of {list(predictions[0]['probabilities'])}")
+        return [p["probabilities"][label] for p in predictions]
+    return reward
+
+
+def _python(spec: RewardSpec) -> RewardFn:
+    reference = _need(spec, "function")
+    where, _, name = reference.rpartition(":")
+    if not where or not name:
+        raise ConfigError(f"reward python: function {reference!r} should be file.py:name or package.module:name")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ConfigError(f"reward python: {path}: no such file")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as error:
+            raise ConfigError(f"reward python: cannot import {where} ({error})") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"reward python: {where} has no function {name}")
+    return function
+
+
+#: reward name -> builder(spec) -> reward function
+REWARDS: dict[str, Callable[[RewardSpec], RewardFn]] = {
+    "bleu": _bleu, "chrf": _chrf, "exact_match": _best_of(exact_match), "token_f1": _best_of(token_f1),
+    "regex": _regex, "json": _json, "length": _length, "classifier": _classifier, "python": _python,
+}
+
+
+def build_reward(specs: list[RewardSpec]) -> RewardFn:
+    """The weighted sum of `specs`' rewards."""
+    if not specs:
+        raise ConfigError("rewards: give at least one, e.g. [{name: chrf}]")
+    parts = [(spec.weight, REWARDS[spec.name](spec)) for spec in specs]
+
+    def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+        totals = [0.0] * len(outputs)
+        for weight, function in parts:
+            values = [float(v) for v in function(outputs, references)]
+            if len(values) != len(outputs):
+                raise ValueError(f"a reward returned {len(values)} values for {len(outputs)} outputs")
+            totals = [t + weight * v for t, v in zip(totals, values, strict=True)]
+        return totals
+    return reward

@@ -1,0 +1,27 @@
+"""Datasets built from the installed chatterbot-corpus: grounded (retrieval-augmented) dialogues."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.data.faq import INSTRUCTIONS, NOT_COVERED
+from lmforge.data.packaged import chatterbot_grounded_dialogues
+
+pytest.importorskip("chatterbot_corpus", reason="chatterbot-corpus is not installed")
+
+
+def test_grounded_dialogues_read_the_reply_off_the_faq_or_pass_it_on():
+    rows = chatterbot_grounded_dialogues()
+    assert len(rows) > 2000
+    covered = [r for r in rows if r["covered"]]
+    assert 0.75 < len(covered) / len(rows) < 0.85
+    for row in rows[:200]:
+        system, user, reply = row["messages"]
+        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+        assert system["content"].startswith(INSTRUCTIONS)
+        entries = system["content"].split("\n\nFAQ:\n", 1)[1]
+        if row["covered"]:
+            assert f"Q: {user['content']}\nA: {reply['content']}" in entries
+            assert entries.count("Q: ") == 2
+        else:
+            assert reply["content"] == NOT_COVERED and f"Q: {user['content']}\n" not in entries
