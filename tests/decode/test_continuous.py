@@ -134,3 +134,15 @@ def test_explanations_match_the_tokens_without_the_stop_token(chat):
         assert [s["token"] for s in theirs[0].steps] == theirs[0].tokens
     beam = generate(model, tokenizer, [[5, 6]], DecodeParams(strategy="beam", num_beams=2, explain=1), 12)[0][0]
     assert [s["token"] for s in beam.steps] == beam.tokens
+
+
+def test_a_request_whose_rules_fail_leaves_the_others_running(chat):
+    model, tokenizer = chat
+    batch = ContinuousBatch(model, tokenizer)
+    ok = Request([[5, 6]], DecodeParams(), 3, [])
+    unmatchable = Request([[7]], DecodeParams(regex="a{2,1}"), 3, [])  # a pattern no automaton can be built from
+    batch.add(ok, unmatchable)
+    assert unmatchable.future.exception(0) is not None
+    while batch.rows:
+        batch.step()
+    assert ok.future.result(0)[0][0].tokens

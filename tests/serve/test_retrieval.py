@@ -65,3 +65,14 @@ def test_a_served_chat_answer_names_what_it_was_grounded_in(tiny_chat_llama, ret
     assert answer["lmforge"]["retrieved"][0]["question"] == "what a great film"
     assert "lmforge" not in plain
     assert answer["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 20  # the FAQ was read
+
+
+def test_serve_refuses_an_faq_for_a_classification_run(tiny_config, tmp_path, capsys):
+    from lmforge.cli import main
+
+    assert main(["train", str(tiny_config)]) == 0
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    capsys.readouterr()
+    assert main(["serve", str(tmp_path / "run"), "--faq", str(faq)]) != 0
+    assert "--faq grounds chat answers" in capsys.readouterr().err

@@ -101,10 +101,18 @@ def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str,
     return rows
 
 
+def _loosely(text: str, rng: random.Random, drop: float = 0.3) -> str:
+    """`text` with about `drop` of its words left out (at least two kept), lower-cased, without end punctuation."""
+    words = text.rstrip("?!.").split()
+    kept = [w for w in words if rng.random() >= drop]
+    return " ".join(kept if len(kept) >= 2 else words[:2]).lower()
+
+
 def chatterbot_grounded_dialogues(distractors: int = 1, uncovered: float = 0.2) -> list[dict]:
     """Retrieval-augmented chat rows from chatterbot-corpus: each (user turn, reply) pair becomes a chat whose
     system message holds FAQ entries (other pairs of the corpus) as `lmforge serve --faq` writes them. Most
-    rows hold the pair itself among `distractors` others (the reply is to be read off the FAQ); a share
+    rows hold the pair itself (its question loosely reworded) among `distractors` others (the reply is to be
+    read off the FAQ); a share
     `uncovered` holds only others, and the reply is then to pass the question on. Fixed shuffled order."""
     pairs = [FaqEntry(turns[i], turns[i + 1]) for _, turns in _chatterbot_conversations()
              for i in range(0, len(turns) - 1, 2)]
@@ -113,7 +121,9 @@ def chatterbot_grounded_dialogues(distractors: int = 1, uncovered: float = 0.2) 
     for pair in pairs:
         covered = rng.random() >= uncovered
         others = [p for p in rng.sample(pairs, distractors + 2) if p.question != pair.question][: distractors + (not covered)]
-        entries = others + [pair] if covered else others
+        # the entry words its question differently from the customer (some words dropped, other case), as an
+        # FAQ does: the reply is to be found by meaning, not by an exact copy of the question
+        entries = others + [FaqEntry(_loosely(pair.question, rng), pair.answer)] if covered else others
         rng.shuffle(entries)
         reply = pair.answer if covered else NOT_COVERED
         rows.append({"messages": [{"role": "system", "content": grounding_message(entries)},

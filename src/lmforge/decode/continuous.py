@@ -117,9 +117,9 @@ class ContinuousBatch:
         """Prefill the requests' prompts together (one forward pass) and merge them into the batch; a request
         that cannot start gets the error in its future and the others go on."""
         try:
-            members = [self._member(request) for request in requests]
-            prompts = [p for request, member in zip(requests, members, strict=True)
-                       for p in request.prompts for _ in range(member.copies)]
+            prompts = [p for request in requests for p in request.prompts for _ in range(_copies(request.params))]
+            width = max(len(p) for p in prompts)  # the joint prompt length the rules count generated tokens from
+            members = [self._member(request, width) for request in requests]
             engine = Engine(self.model, prompts, self.pad_id)
             logits = engine.prefill()
         except Exception as error:  # noqa: BLE001 — find the request at fault, start the others
@@ -130,11 +130,9 @@ class ContinuousBatch:
                     self.add(request)
             return
         start = 0
-        for request, member in zip(requests, members, strict=True):
-            rows = len(request.prompts) * member.copies
+        for member in members:
+            rows = len(member.alive)
             member.history = engine.prompt_ids[start:start + rows]
-            member.rules = build_rules(request.params, self.tokenizer, engine.prompt_length, self.stop_ids,
-                                       self._automaton(request.params))
             start += rows
         if self.engine is None:
             self.engine, self.logits = engine, logits
@@ -143,13 +141,14 @@ class ContinuousBatch:
             self.logits = torch.cat([self.logits, logits])
         self.members.extend(members)
 
-    def _member(self, request: Request) -> _Rows:
-        """The rows of `request`, before its prompts are run (rules and history come with the prefill)."""
+    def _member(self, request: Request, prompt_length: int) -> _Rows:
+        """The rows of `request`, before its prompts are run (their history comes with the prefill)."""
         params = request.params
         rows, copies = self.rows_of(request), _copies(params)
         generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
         choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
-        return _Rows(request, [], choose, torch.empty(0), list(range(rows)), [[] for _ in range(rows)], [0.0] * rows,
+        rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, self._automaton(params))
+        return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), [[] for _ in range(rows)], [0.0] * rows,
                      [[] for _ in range(rows)], stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
                      on_tokens=self._hearing(request, copies))
 
@@ -168,6 +167,13 @@ class ContinuousBatch:
         if request.on_tokens is None:
             return None
         return lambda rows, tokens: request.on_tokens([r // copies for r in rows], tokens)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Hand `error` to every request in the batch and empty it (the batch step itself failed)."""
+        for member in self.members:
+            if not member.request.future.done():
+                member.request.future.set_exception(error)
+        self.members, self.engine, self.logits = [], None, None
 
     @torch.no_grad()
     def step(self) -> None:

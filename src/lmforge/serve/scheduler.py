@@ -98,8 +98,11 @@ class Scheduler:
                 return
             closing = self._collect(block=idle and not closing) or closing
             self._admit()
-            with self._autocast():
-                self.batch.step()
+            try:
+                with self._autocast():
+                    self.batch.step()
+            except Exception as error:  # noqa: BLE001 — the requests in the batch fail; the worker goes on
+                self.batch.fail_all(error)
 
     def _admit(self) -> None:
         """Start held jobs in order: continuous ones while rows are free (prefilled together); a wave once the
@@ -129,8 +132,13 @@ class Scheduler:
                 blocked = True  # let the batch drain so this job gets its turn
         self._held = still
         if joining:
-            with self._autocast():
-                self.batch.add(*joining)
+            try:
+                with self._autocast():
+                    self.batch.add(*joining)
+            except Exception as error:  # noqa: BLE001 — these requests fail; the batch goes on
+                for job in joining:
+                    if not job.future.done():
+                        job.future.set_exception(error)
 
     def _wave(self, first: Job, later: list[Job]) -> list[Job]:
         """Decode `first` with every later job that joins it (within max_batch prompts); the jobs left over."""
