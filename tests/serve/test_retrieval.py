@@ -45,11 +45,12 @@ def test_the_entry_asked_about_comes_first(retriever):
 
 
 def test_ground_puts_the_entries_in_the_system_message(retriever):
-    messages, retrieved = retriever.ground([{"role": "user", "content": "what a great film"}])
+    asked = "what a great film a very good answer"  # an entry's own text: nearest to it whatever the weights
+    messages, retrieved = retriever.ground([{"role": "user", "content": asked}])
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "Q: what a great film\nA: a very good answer" in messages[0]["content"]
     assert retrieved[0]["question"] == "what a great film" and len(retrieved) == 2
-    own = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the plot was fine"}]
+    own = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the plot was fine a plain answer"}]
     merged, _ = retriever.ground(own)
     assert len(merged) == 2 and merged[0]["content"].startswith("Be brief.\n\n") and "Q: the plot was fine" in merged[0]["content"]
 
@@ -57,7 +58,8 @@ def test_ground_puts_the_entries_in_the_system_message(retriever):
 def test_a_served_chat_answer_names_what_it_was_grounded_in(tiny_chat_llama, retriever):
     grounded = served(tiny_chat_llama)
     grounded.retriever = retriever
-    body = {"model": NAME, "messages": [{"role": "user", "content": "what a great film"}], "max_tokens": 3}
+    body = {"model": NAME, "messages": [{"role": "user", "content": "what a great film a very good answer"}],
+            "max_tokens": 3}
     with TestClient(create_app(grounded)) as client:
         answer = client.post("/v1/chat/completions", json=body).json()
     with TestClient(create_app(served(tiny_chat_llama))) as client:

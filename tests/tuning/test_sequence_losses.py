@@ -91,3 +91,20 @@ def test_bad_reward_settings_are_named(tmp_path):
         build_reward([RewardSpec(name="python", function=f"{tmp_path / 'nope.py'}:f")])
     with pytest.raises(ConfigError, match="give at least one"):
         build_reward([])
+
+
+def test_a_classifier_run_as_reward(tiny_config, tmp_path, capsys):
+    from pathlib import Path
+
+    from lmforge.cli import main
+    from lmforge.recipes.serve import served_task
+
+    assert main(["train", str(tiny_config), "train.epochs=4"]) == 0
+    loader = lambda run: served_task(Path(run)).predict  # noqa: E731
+    reward = build_reward([RewardSpec(name="classifier", run=str(tmp_path / "run"), label="pos")], loader)
+    values = reward(["a great wonderful film", "an awful terrible film", ""], [[], [], []])
+    assert all(0 <= v <= 1 for v in values) and values[0] > values[1]
+    with pytest.raises(ConfigError, match="label 'happy' is not one of"):
+        build_reward([RewardSpec(name="classifier", run=str(tmp_path / "run"), label="happy")], loader)(["x"], [[]])
+    with pytest.raises(ConfigError, match="no way to load a run"):
+        build_reward([RewardSpec(name="classifier", run="r", label="pos")])

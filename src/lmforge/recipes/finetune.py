@@ -32,6 +32,7 @@ from lmforge.recipes.continual import (
 from lmforge.recipes.evaluate import examples_to_score, load_trained, task_tokenizer
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
+from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
 from lmforge.train.loop import FitData, fit
 from lmforge.tuning.apply import apply_tuning, save_model
@@ -63,7 +64,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         path = previous.model_path
     task = build_task(config.task)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
-    use_sequence_objective(task, config.tuning.sequence)
+    use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")

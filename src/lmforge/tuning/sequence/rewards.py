@@ -22,6 +22,8 @@ from lmforge.errors import ConfigError
 from lmforge.metrics.squad import exact_match, token_f1
 
 RewardFn = Callable[[list[str], list[list[str]]], list[float]]
+#: a classification run directory -> its predict function (texts -> [{label, probabilities}]), for `classifier`
+ClassifierLoader = Callable[[str], Callable[[list[str]], list[dict]]]
 
 
 class RewardSpec(BaseModel):
@@ -96,15 +98,15 @@ def _length(spec: RewardSpec) -> RewardFn:
     return lambda outputs, references: [-abs(len(o.split()) - target) / target for o in outputs]
 
 
-def _classifier(spec: RewardSpec) -> RewardFn:
-    from lmforge.recipes.serve import served_task
-
-    served = served_task(Path(_need(spec, "run")))
+def _classifier(spec: RewardSpec, load_classifier: ClassifierLoader | None) -> RewardFn:
+    if load_classifier is None:
+        raise ConfigError("reward classifier: no way to load a run here; `lmforge train` provides one")
+    predict = load_classifier(_need(spec, "run"))
     label = _need(spec, "label")
 
     def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
         texts = [o if o.strip() else "." for o in outputs]  # an empty output still gets a probability
-        predictions = served.predict(texts)
+        predictions = predict(texts)
         if label not in predictions[0]["probabilities"]:
             raise ConfigError(f"reward classifier: label {label!r} is not one of {list(predictions[0]['probabilities'])}")
         return [p["probabilities"][label] for p in predictions]
@@ -138,14 +140,15 @@ def _python(spec: RewardSpec) -> RewardFn:
 REWARDS: dict[str, Callable[[RewardSpec], RewardFn]] = {
     "bleu": _bleu, "chrf": _chrf, "exact_match": _best_of(exact_match), "token_f1": _best_of(token_f1),
     "regex": _regex, "json": _json, "length": _length, "classifier": _classifier, "python": _python,
-}
+}  # classifier's builder also takes the run loader (see build_reward)
 
 
-def build_reward(specs: list[RewardSpec]) -> RewardFn:
-    """The weighted sum of `specs`' rewards."""
+def build_reward(specs: list[RewardSpec], load_classifier: ClassifierLoader | None = None) -> RewardFn:
+    """The weighted sum of `specs`' rewards; `load_classifier` opens the runs that `classifier` rewards name."""
     if not specs:
         raise ConfigError("rewards: give at least one, e.g. [{name: chrf}]")
-    parts = [(spec.weight, REWARDS[spec.name](spec)) for spec in specs]
+    parts = [(spec.weight, _classifier(spec, load_classifier) if spec.name == "classifier" else REWARDS[spec.name](spec))
+             for spec in specs]
 
     def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
         totals = [0.0] * len(outputs)

@@ -20,7 +20,7 @@ from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError
 from lmforge.tuning.sequence.losses import group_advantages, grpo_loss, mrt_loss, scst_loss
 from lmforge.tuning.sequence.params import SequenceParams
-from lmforge.tuning.sequence.rewards import build_reward
+from lmforge.tuning.sequence.rewards import ClassifierLoader, build_reward
 
 IGNORE = -100
 
@@ -71,11 +71,11 @@ class SequenceObjective:
     """`loss(model, batch)` for a generation task trained at the sequence level; the task's `step_stats` then hold
     the batch's mean reward, KL, entropy (of the sampled tokens) and mean output length, for the training log."""
 
-    def __init__(self, task, params: SequenceParams) -> None:
+    def __init__(self, task, params: SequenceParams, load_classifier: ClassifierLoader | None = None) -> None:
         if task.encoder_decoder:
             raise ConfigError("tuning.sequence supports decoder-only models for now")
         self.task, self.params = task, params
-        self.reward = build_reward(params.rewards)
+        self.reward = build_reward(params.rewards, load_classifier)
         self.reference: PreTrainedModel | None = None
 
     def _decode(self, model: PreTrainedModel, prompts: list[list[int]], params: DecodeParams) -> list[list[list[int]]]:
@@ -138,12 +138,13 @@ class SequenceObjective:
         return loss, None
 
 
-def use_sequence_objective(task, params: SequenceParams | None) -> None:
-    """Make `task` train at the sequence level per `params` (nothing when None)."""
+def use_sequence_objective(task, params: SequenceParams | None, load_classifier: ClassifierLoader | None = None) -> None:
+    """Make `task` train at the sequence level per `params` (nothing when None); `load_classifier` opens the
+    runs that `classifier` rewards name."""
     if params is None:
         return
     if getattr(getattr(task, "params", None), "name", None) != "generation":
         raise ConfigError("tuning.sequence trains generation tasks (task: generation)")
-    task.loss = SequenceObjective(task, params)
+    task.loss = SequenceObjective(task, params, load_classifier)
 
 
