@@ -6,10 +6,13 @@ import json
 import random
 
 import pytest
+from fastapi.testclient import TestClient
 
 from lmforge.cli import main
 from lmforge.data.packaged import chatterbot_reply_relevance
 from lmforge.metrics.ranking import ranking_metrics
+from lmforge.recipes.serve import served_task
+from lmforge.serve.app import create_app
 
 
 def test_ranking_metrics_by_hand():
@@ -75,6 +78,14 @@ def test_a_tiny_run_learns_to_rank_and_reports_auc_and_ndcg(tmp_path, tiny_bert,
                  "--output", str(tmp_path / "scores.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 80 and all(0 <= row["relevance"] <= 1 for row in rows)
+    with TestClient(create_app(served_task(tmp_path / "run", "ranker"))) as client:  # served on /v1/score
+        pairs = [{"query": "red dog", "candidate": "cat big"}, {"query": "red dog", "candidate": "cat small"}]
+        scored = client.post("/v1/score", json={"model": "ranker", "input": pairs}).json()["data"]
+        bad = client.post("/v1/score", json={"model": "ranker", "input": [{"query": "q"}]})
+        page = client.get("/").text
+    assert scored[0]["relevance"] > scored[1]["relevance"]
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "input.0.candidate: Field required"
+    assert '"endpoint": "score"' in page
 
 
 def test_relevance_needs_a_candidate_column(tmp_path, tiny_bert, capsys):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
@@ -34,7 +35,7 @@ def served_model(target: str, name: str | None = None) -> ServedModel:
 
 
 def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
-    """A trained run of a classification, NER or QA task, answering through its own predict path."""
+    """A trained run of a classification, NER, QA or relevance-scoring task, answering through its own predict path."""
     config = load_run_config(run_dir)
     if config.task.name not in TASK_ENDPOINTS:
         raise ConfigError(f"{run_dir} is a {config.task.name} run; serve runs of {', '.join(sorted(TASK_ENDPOINTS))} "
@@ -42,8 +43,10 @@ def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
     task, model, tokenizer = load_trained(run_dir, config)
 
     def example(row: Any, n: int) -> Any:
-        if isinstance(row, dict):  # question answering
+        if isinstance(row, dict) and "question" in row:  # question answering
             return QAExample(f"request-{n}", row["question"], row["context"], None, f"request input {n}")
+        if isinstance(row, dict):  # relevance scoring
+            return TextExample(row["query"], row["candidate"], (), f"request input {n}")
         return task.example_from_text(row, f"request input {n}")
 
     def run(rows: list[Any]) -> list[dict]:

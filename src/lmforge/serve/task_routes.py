@@ -1,4 +1,4 @@
-"""Endpoints for runs of the non-generating tasks: /v1/classify, /v1/ner, /v1/qa.
+"""Endpoints for runs of the non-generating tasks: /v1/classify, /v1/ner, /v1/qa, /v1/score.
 
 The run's own predict path answers (labels with probabilities, entities, answer spans); requests run
 in a worker thread one at a time, so the event loop stays free.
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmforge.errors import LmforgeError
 
 #: task name -> the endpoint that serves it
 TASK_ENDPOINTS = {"text-classification": "classify", "prompt-classification": "classify",
                   "image-text-classification": "classify", "token-classification": "ner",
-                  "question-answering": "qa"}
+                  "question-answering": "qa", "relevance-scoring": "score"}
 MAX_INPUTS = 256
 
 
@@ -67,11 +67,35 @@ class QARequest(BaseModel):
         return [item.model_dump() for item in items]
 
 
+class PairItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., min_length=1)
+    candidate: str = Field(..., min_length=1)
+
+
+class PairsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., min_length=1)
+    input: list[PairItem] = Field(..., description="A {query, candidate} object or a list of them.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value  # errors then name input.N.field
+
+    def rows(self) -> list[dict]:
+        if not self.input or len(self.input) > MAX_INPUTS:
+            raise ValueError(f"input: give 1 to {MAX_INPUTS} {{query, candidate}} objects")
+        return [item.model_dump() for item in self.input]
+
+
 def add_task_routes(app: FastAPI, served: ServedTask, bad_request: Callable[..., Exception]) -> None:
     """The endpoint of `served.task` (POST /v1/<endpoint>, body {model, input}); data: one prediction per input."""
     endpoint = TASK_ENDPOINTS[served.task]
     lock = threading.Lock()
-    body_model = QARequest if endpoint == "qa" else TextsRequest
+    body_model = {"qa": QARequest, "score": PairsRequest}.get(endpoint, TextsRequest)
 
     def run(rows: list) -> list[dict]:
         with lock:
