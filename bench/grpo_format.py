@@ -38,11 +38,14 @@ def rows(count: int, numbers: range, seed: int) -> list[dict]:
     return out
 
 
-def validity(target: str, prompts: list[str]) -> float:
+def validity(target: str, test: list[dict]) -> tuple[float, float, list[str]]:
+    """(share in the exact format, share holding the right number, three outputs) with greedy decoding."""
     generator = open_generator(target, max_new_tokens=16)
-    outputs = generator.run(prompts, DecodeParams(), batch_size=16)
+    outputs = generator.run([r["source"] for r in test], DecodeParams(), batch_size=16)
     texts = [generator.task.text(candidates[0].tokens) for candidates in outputs]
-    return sum(re.fullmatch(FORMAT, t.strip()) is not None for t in texts) / len(texts), texts[:3]
+    valid = sum(re.fullmatch(FORMAT, t.strip()) is not None for t in texts) / len(texts)
+    right = sum(r["target"].split(": ")[1] in re.findall(r"-?\d+", t) for r, t in zip(test, texts, strict=True))
+    return valid, right / len(texts), texts[:3]
 
 
 def main() -> None:
@@ -52,14 +55,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--kl-weight", type=float, default=0.04)
+    parser.add_argument("--correctness", type=float, default=0.0,
+                        help="weight of an exact_match reward against the right 'Answer: N' (0 = format only)")
     parser.add_argument("--output", type=Path, required=True, help="run directory to create")
     args = parser.parse_args()
     work = args.output.with_name(args.output.name + "-data")
     work.mkdir(parents=True, exist_ok=True)
     (work / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(args.train, range(2, 50), 0)))
     test = rows(args.test, range(50, 99), 1)  # numbers never seen in training
-    before, examples = validity("smollm2-135m-instruct", [r["source"] for r in test])
-    print(f"before: format validity {before:.3f} on {len(test)} held-out prompts; e.g. {examples}", flush=True)
+    before, right, examples = validity("smollm2-135m-instruct", test)
+    print(f"before: format validity {before:.3f}, right number {right:.3f} on {len(test)} held-out prompts; "
+          f"e.g. {examples}", flush=True)
     config = work / "grpo.yaml"
     config.write_text(
         "task: {name: generation, max_new_tokens: 16}\n"
@@ -73,14 +79,16 @@ def main() -> None:
         f"             rewards: [{{name: regex, pattern: '{FORMAT}'}},\n"
         "                       {name: regex, pattern: '(?si).*answer\\W+(is\\W+)?-?\\d+.*', weight: 0.5},\n"
         "                       {name: regex, pattern: '(?si).*answer.*', weight: 0.25},\n"
-        "                       {name: length, target: 2, weight: 0.1}]}\n", encoding="utf-8")
+        "                       {name: length, target: 2, weight: 0.1}"
+        + (f",\n                       {{name: exact_match, weight: {args.correctness}}}" if args.correctness else "")
+        + "]}\n", encoding="utf-8")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lmforge.cli", "train", str(config)], check=True)
     seconds = time.perf_counter() - started
     steps = [json.loads(line) for line in (args.output / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if "mean_reward" in s]
-    after, examples = validity(str(args.output), [r["source"] for r in test])
-    print(f"after: format validity {after:.3f}; e.g. {examples}")
+    after, right, examples = validity(str(args.output), test)
+    print(f"after: format validity {after:.3f}, right number {right:.3f}; e.g. {examples}")
     print(f"training: {len(steps)} steps, {len(steps) * 4 * args.samples} sampled outputs, {seconds:.0f} s "
           f"(with the before/after measurements' model loads outside); "
           f"mean reward first 5 steps {sum(s['mean_reward'] for s in steps[:5]) / 5:.3f}, last 5 "

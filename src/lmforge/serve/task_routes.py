@@ -10,7 +10,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -54,19 +54,6 @@ class QAItem(BaseModel):
     context: str = Field(..., min_length=1)
 
 
-class QARequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(..., min_length=1)
-    input: QAItem | list[QAItem]
-
-    def rows(self) -> list[dict]:
-        items = [self.input] if isinstance(self.input, QAItem) else self.input
-        if not items or len(items) > MAX_INPUTS:
-            raise ValueError(f"input: give 1 to {MAX_INPUTS} {{question, context}} objects")
-        return [item.model_dump() for item in items]
-
-
 class PairItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,21 +61,34 @@ class PairItem(BaseModel):
     candidate: str = Field(..., min_length=1)
 
 
-class PairsRequest(BaseModel):
+class ObjectsRequest(BaseModel):
+    """{model, input}: one input object or a list of them; errors name the field (input.N.field)."""
+
     model_config = ConfigDict(extra="forbid")
+    described: ClassVar[str]
 
     model: str = Field(..., min_length=1)
-    input: list[PairItem] = Field(..., description="A {query, candidate} object or a list of them.")
 
-    @field_validator("input", mode="before")
+    @field_validator("input", mode="before", check_fields=False)
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict) else value  # errors then name input.N.field
+        return [value] if isinstance(value, dict) else value
 
     def rows(self) -> list[dict]:
-        if not self.input or len(self.input) > MAX_INPUTS:
-            raise ValueError(f"input: give 1 to {MAX_INPUTS} {{query, candidate}} objects")
-        return [item.model_dump() for item in self.input]
+        items = self.input  # type: ignore[attr-defined]
+        if not items or len(items) > MAX_INPUTS:
+            raise ValueError(f"input: give 1 to {MAX_INPUTS} {self.described} objects")
+        return [item.model_dump() for item in items]
+
+
+class QARequest(ObjectsRequest):
+    described: ClassVar[str] = "{question, context}"
+    input: list[QAItem] = Field(..., description="A {question, context} object or a list of them.")
+
+
+class PairsRequest(ObjectsRequest):
+    described: ClassVar[str] = "{query, candidate}"
+    input: list[PairItem] = Field(..., description="A {query, candidate} object or a list of them.")
 
 
 def add_task_routes(app: FastAPI, served: ServedTask, bad_request: Callable[..., Exception]) -> None:
