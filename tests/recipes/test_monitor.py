@@ -14,7 +14,7 @@ from lmforge.recipes.monitor import Item, Monitor, negative_label, parse_line, r
 from tests.conftest import make_sentences
 
 
-def test_input_lines_plain_tabbed_and_json():
+def test_input_lines_plain_tabbed_and_json(capsys):
     assert parse_line("a fine day\n", 1, "s") == Item(1, "all", "a fine day")
     assert parse_line("bank\tshares fell\n", 2, "s") == Item(2, "bank", "shares fell")
     assert parse_line('{"text": "up again", "topic": "tech"}', 3, "s") == Item(3, "tech", "up again")
@@ -23,8 +23,9 @@ def test_input_lines_plain_tabbed_and_json():
         parse_line('{"text": ', 5, "feed.txt")
     with pytest.raises(DataError, match='line 6: a JSON line needs a non-empty "text"'):
         parse_line('{"topic": "x"}', 6, "feed.txt")
-    batches = list(read_batches(io.StringIO("a\n\nb\nc\n"), "feed.txt", size=2))
-    assert [[i.text for i in b] for b in batches] == [["a", "b"], ["c"]]
+    batches = list(read_batches(io.StringIO('a\n\nb\n{"text": \nc\n'), "feed.txt", size=2))
+    assert [[i.text for i in b] for b in batches] == [["a", "b"], ["c"]]  # the broken line 4 is skipped
+    assert "feed.txt, line 4: not valid JSON" in capsys.readouterr().err
 
 
 def test_a_topic_alerts_once_when_its_window_crosses_and_recovers_below():

@@ -57,11 +57,17 @@ def parse_line(line: str, number: int, source: str) -> Item | None:
 
 def read_batches(stream: TextIO, source: str, size: int, wait_s: float = 0.5) -> Iterator[list[Item]]:
     """Items in batches of up to `size`; a live stream (a pipe, a terminal) hands over what it has after
-    `wait_s` without input, so alerts are not held back waiting for a full batch."""
+    `wait_s` without input, so alerts are not held back waiting for a full batch. A malformed line is
+    reported on stderr and skipped."""
     live = source == "<stdin>"
     batch: list[Item] = []
     for number, line in enumerate(stream, start=1):
-        if (item := parse_line(line, number, source)) is not None:
+        try:
+            item = parse_line(line, number, source)
+        except DataError as error:  # one bad line must not stop a live monitor
+            print(f"lmforge: {error}; line skipped", file=sys.stderr)
+            item = None
+        if item is not None:
             batch.append(item)
         idle = live and batch and not select.select([stream], [], [], wait_s)[0]
         if len(batch) >= size or idle:
