@@ -276,8 +276,8 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
-    "serve": (cmd_serve, "serve a model or generation run over an OpenAI-compatible HTTP API (completions, chat, "
-                         "streaming)"),
+    "serve": (cmd_serve, "serve a model or run over HTTP: OpenAI-compatible completions/chat with continuous "
+                         "batching, or a task run's /v1/classify|ner|qa|score; playground at /"),
     "monitor": (cmd_monitor, "classify a stream of texts and alert when a topic's negative rate crosses a threshold"),
     "models": (cmd_models, "list the packaged models that work offline"),
     "demo": (cmd_demo, "fine-tune MiniLM on chatterbot-corpus topics (the embedded default)"),
@@ -372,13 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="add each text paired with another image as an irrelevant pair (default on)")
             sub.add_argument("--seed", type=int, default=0, help="seed for the shuffled pairs")
         elif name == "serve":
-            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias, a model folder, or a generation run")
+            sub.add_argument("target", metavar="MODEL|RUN_DIR",
+                             help="a packaged alias, a model folder, a generation run, or a classification / NER / "
+                                  "QA / relevance-scoring run")
             sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
             sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
             sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests")
             sub.add_argument("--served-model-name", help="the model name clients send (default: the folder or alias name)")
             sub.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
-            sub.add_argument("--max-batch", type=int, default=8, help="prompts decoded together (default 8)")
+            sub.add_argument("--max-batch", type=int, default=8,
+                             help="rows in the continuous batch (default 8; sampling's n counts each copy)")
             sub.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
             sub.add_argument("--faq", type=Path, metavar="FILE",
                              help="ground chat answers in the nearest entries of this FAQ (jsonl/csv: question, answer)")
