@@ -31,7 +31,7 @@ from lmforge.errors import ConfigError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
 from lmforge.models.load import saved_submodule
 from lmforge.vision.images import load_image
-from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageNetwork, load_image_network
+from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageFeatures
 from lmforge.vision.prefix import ImagePrefix
 
 IGNORE = -100
@@ -80,8 +80,7 @@ class ImageCaptioning:
         self.params = params
         self.labels: list[str] = []
         self.tokenizer: PreTrainedTokenizerBase | None = None
-        self._network: ImageNetwork | None = None
-        self._features: dict[Path, list[float]] = {}
+        self.images = ImageFeatures(params.image_network)
         self._classes: dict[Path, str] = {}
 
     @property
@@ -128,11 +127,6 @@ class ImageCaptioning:
     def adapt_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
 
-    def network(self) -> ImageNetwork:
-        if self._network is None:
-            self._network = load_image_network(self.params.image_network)
-        return self._network
-
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,
                                                      trust_remote_code=trust_remote_code)
@@ -140,7 +134,7 @@ class ImageCaptioning:
             raise ConfigError("task image-captioning needs a decoder-only model (the image becomes its first inputs)")
         if not self.params.train_lm:
             model.requires_grad_(False)
-        prefix = ImagePrefix(self.network().feature_size, model.config.hidden_size, self.params.prefix_length)
+        prefix = ImagePrefix(self.images.network.feature_size, model.config.hidden_size, self.params.prefix_length)
         saved = saved_submodule(Path(path), PREFIX_MODULE)
         if saved:
             prefix.load_state_dict(saved)
@@ -149,7 +143,7 @@ class ImageCaptioning:
 
     def _class_line(self, path: Path) -> str:
         """'Objects: tabby cat, Egyptian cat, tiger cat.' — the image network's top classes in words."""
-        network = self.network()
+        network = self.images.network
         if not hasattr(network, "class_probabilities"):
             raise ConfigError(f"task.class_names needs an image classifier ({DEFAULT_IMAGE_NETWORK}); "
                               f"{self.params.image_network} has no class names")
@@ -158,18 +152,13 @@ class ImageCaptioning:
             self._classes[path] = "Objects: " + ", ".join(network.class_names[i].split(", ")[0] for i in top) + "."
         return self._classes[path]
 
-    def _image_features(self, path: Path) -> list[float]:
-        if path not in self._features:
-            self._features[path] = self.network().features([load_image(path)])[0].tolist()
-        return self._features[path]
-
     def encode(self, examples: list[ImageCaptionExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         """One feature per (image, reference) with labels; one per image without references."""
         self.tokenizer = tokenizer
         prompt = tokenizer(self.params.prompt, add_special_tokens=False)["input_ids"] if self.params.prompt else []
         features = []
         for index, example in enumerate(examples):
-            image = self._image_features(example.image)
+            image = self.images.of(example.image)
             context = tokenizer(self._class_line(example.image), add_special_tokens=False)["input_ids"] \
                 if self.params.class_names else []
             start = [tokenizer.pad_token_id] * self.params.prefix_length + context + prompt

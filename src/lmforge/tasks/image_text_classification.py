@@ -29,7 +29,7 @@ from lmforge.models.labels import config_with_labels, saved_labels
 from lmforge.models.load import saved_submodule
 from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
-from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageNetwork, load_image_network
+from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageFeatures
 from lmforge.vision.scorer import ImageTextScorer, load_scorer
 
 HEAD_MODULE = "fusion_head"
@@ -80,8 +80,7 @@ class ImageTextClassification:
     def __init__(self, params: ImageTextClassificationParams, labels: list[str] | None = None):
         self.params = params
         self.labels = list(labels or [])
-        self._network: ImageNetwork | None = None
-        self._features: dict[Path, list[float]] = {}
+        self.images = ImageFeatures(params.image_network)
         self._gate: tuple[RelevanceGate, ImageTextScorer] | None = None
 
     @property
@@ -131,16 +130,11 @@ class ImageTextClassification:
                                  f"{path}, line {n}") for n, r in read_records(path)]
 
     # --- model ----------------------------------------------------------------------------------
-    def network(self) -> ImageNetwork:
-        if self._network is None:
-            self._network = load_image_network(self.params.image_network)
-        return self._network
-
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         model = AutoModel.from_pretrained(path, config=config, local_files_only=local_files_only,
                                           trust_remote_code=trust_remote_code)
-        head = FusionHead(model.config.hidden_size, self.network().feature_size, len(self.labels))
+        head = FusionHead(model.config.hidden_size, self.images.network.feature_size, len(self.labels))
         saved = saved_submodule(Path(path), HEAD_MODULE)
         if saved:
             head.load_state_dict(saved)
@@ -150,11 +144,11 @@ class ImageTextClassification:
     def _image_features(self, example: ImageTextExample) -> tuple[list[float], float, float | None]:
         """(features, 1.0, gate probability) for a usable image; zeros and 0.0 without one or when the gate
         rejects it (the probability is None without a gate)."""
-        size = self.network().feature_size
+        size = self.images.network.feature_size
         if example.image is None:
             return [0.0] * size, 0.0, None
         probability = None
-        image = load_image(example.image) if self.params.gate or example.image not in self._features else None
+        image = load_image(example.image) if self.params.gate or not self.images.cached(example.image) else None
         if self.params.gate:
             if self._gate is None:
                 gate = RelevanceGate.load(self.params.gate)
@@ -163,9 +157,7 @@ class ImageTextClassification:
             use, probability = gate.decide(rate_images(scorer, [image], [example.text]))[0]
             if not use:
                 return [0.0] * size, 0.0, probability
-        if example.image not in self._features:
-            self._features[example.image] = self.network().features([image])[0].tolist()
-        return self._features[example.image], 1.0, probability
+        return self.images.of(example.image, image), 1.0, probability
 
     def encode(self, examples: list[ImageTextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)

