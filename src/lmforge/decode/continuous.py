@@ -21,12 +21,11 @@ from lmforge.decode.engine import Engine
 from lmforge.decode.generate import build_rules, output_automaton, stop_string_check, stop_token_ids
 from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.rules import apply_rules
 from lmforge.decode.strategies.sampling import (
     OnTokens,
+    RowOutputs,
     argmax_choice,
-    explain_step,
-    record_step,
+    choose_next,
     sampled_choice,
 )
 
@@ -74,9 +73,7 @@ class _Rows:
     choose: Callable[[torch.Tensor], torch.Tensor]
     history: torch.Tensor  # (alive rows, length): what the rules see, as in `token_by_token`
     alive: list[int]  # the request's row of each live row
-    generated: list[list[int]]
-    logprob_sums: list[float]
-    steps: list[list[dict]]
+    outputs: RowOutputs
     stop_check: Callable[[list[int]], bool] | None
     taken: int = 0  # tokens generated so far per live row
     copies: int = 1
@@ -122,6 +119,8 @@ class ContinuousBatch:
             members = [self._member(request, width) for request in requests]
             engine = Engine(self.model, prompts, self.pad_id)
             logits = engine.prefill()
+            if self.engine is not None:
+                self.engine.merge(engine)  # checks before it changes anything
         except Exception as error:  # noqa: BLE001 — find the request at fault, start the others
             if len(requests) == 1:
                 requests[0].future.set_exception(error)
@@ -137,7 +136,6 @@ class ContinuousBatch:
         if self.engine is None:
             self.engine, self.logits = engine, logits
         else:
-            self.engine.merge(engine)
             self.logits = torch.cat([self.logits, logits])
         self.members.extend(members)
 
@@ -148,8 +146,8 @@ class ContinuousBatch:
         generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
         choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
         rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, self._automaton(params))
-        return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), [[] for _ in range(rows)], [0.0] * rows,
-                     [[] for _ in range(rows)], stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
+        return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), RowOutputs.empty(rows),
+                     stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
                      on_tokens=self._hearing(request, copies))
 
     def _automaton(self, params: DecodeParams) -> RegexIndex | None:
@@ -214,17 +212,8 @@ class ContinuousBatch:
 
     def _advance(self, member: _Rows, logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
         """Choose and record `member`'s next tokens; (its rows that go on, their tokens)."""
-        tokens = member.choose(apply_rules(member.rules, member.history, logits))
-        logprobs = logits.log_softmax(dim=-1)
-        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-        stops = torch.tensor(self.stop_ids, dtype=torch.long, device=tokens.device)
-        done = record_step(member.alive, tokens, stops, chosen, member.generated, member.logprob_sums,
-                           member.stop_check, member.on_tokens)
-        if member.request.params.explain:
-            for row, (index, token) in enumerate(zip(member.alive, tokens.tolist(), strict=True)):
-                if token not in self.stop_ids:  # as the text, the explanation leaves the stop token out
-                    member.steps[index].append(explain_step(token, chosen[row], logprobs[row],
-                                                            member.request.params.explain))
+        tokens, done = choose_next(logits, member.history, member.alive, member.rules, member.choose, self.stop_ids,
+                                   member.outputs, member.stop_check, member.on_tokens, member.request.params.explain)
         member.taken += 1
         if member.taken >= member.request.max_new_tokens:
             done[:] = True
@@ -235,7 +224,6 @@ class ContinuousBatch:
 
     @staticmethod
     def _candidates(member: _Rows) -> list[list[Candidate]]:
-        flat = [Candidate(tokens, total / max(len(tokens), 1), steps)
-                for tokens, total, steps in zip(member.generated, member.logprob_sums, member.steps, strict=True)]
+        flat = member.outputs.candidates()
         copies = member.copies
         return [sorted(flat[i:i + copies], key=lambda c: -c.score) for i in range(0, len(flat), copies)]

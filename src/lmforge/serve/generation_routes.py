@@ -101,15 +101,14 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 while (piece := await asyncio.wait_for(pieces.get(), max(deadline - time.perf_counter(), 0))) is not None:
                     yield f"data: {json.dumps(chunk(piece, None))}\n\n"
             except TimeoutError:
-                error = {"error": {"message": f"no answer within {options.request_timeout_s:g} s", "type": "timeout",
-                                   "param": None, "code": "timeout"}}
+                error = R.error_body(f"no answer within {options.request_timeout_s:g} s", kind="timeout", code="timeout")
                 yield f"data: {json.dumps(error)}\n\n"
                 return
             finally:
                 if not future.done():  # the client went away or time ran out mid-stream: free its row
                     job.abandon()
             if future.exception() is not None:
-                error = {"error": {"message": str(future.exception()), "type": "server_error", "param": None, "code": None}}
+                error = R.error_body(str(future.exception()), kind="server_error")
                 yield f"data: {json.dumps(error)}\n\n"
             else:
                 candidate = future.result()[0][0]

@@ -21,10 +21,16 @@ class BadRequest(Exception):
         self.param, self.status, self.code = param, status, code
 
 
+def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error",
+               code: str | None = None) -> dict[str, Any]:
+    """{"error": {message, type, param, code}}, as the OpenAI API answers (also as a streamed event)."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
 def error_response(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
                    code: str | None = None) -> JSONResponse:
-    """{"error": {message, type, param, code}} with `status`, as the OpenAI API answers."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
+    """The error body with `status`."""
+    return JSONResponse(error_body(message, param, kind, code), status_code=status)
 
 
 def new_id(prefix: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lmforge.decode.continuous import Abandoned, ContinuousBatch, Request
+from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.generate import generate
 from lmforge.models.precision import autocast_for
 
@@ -132,13 +132,8 @@ class Scheduler:
                 blocked = True  # let the batch drain so this job gets its turn
         self._held = still
         if joining:
-            try:
-                with self._autocast():
-                    self.batch.add(*joining)
-            except Exception as error:  # noqa: BLE001 — these requests fail; the batch goes on
-                for job in joining:
-                    if not job.future.done():
-                        job.future.set_exception(error)
+            with self._autocast():
+                self.batch.add(*joining)  # a request that cannot start fails alone
 
     def _wave(self, first: Job, later: list[Job]) -> list[Job]:
         """Decode `first` with every later job that joins it (within max_batch prompts); the jobs left over."""
@@ -172,5 +167,3 @@ class Scheduler:
     def _autocast(self):
         return autocast_for(self.precision, self.batch.device)
 
-
-__all__ = ["Abandoned", "Job", "QueueFull", "Scheduler"]

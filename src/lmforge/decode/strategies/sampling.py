@@ -8,6 +8,7 @@ for the rows still running only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -30,6 +31,41 @@ def sampled_choice(generator: torch.Generator | None) -> Choose:
     return choose
 
 
+@dataclass
+class RowOutputs:
+    """What each row has generated so far: its tokens, their summed log-probs and (with explain) the steps."""
+
+    generated: list[list[int]]
+    logprob_sums: list[float]
+    steps: list[list[dict]]
+
+    @classmethod
+    def empty(cls, rows: int) -> RowOutputs:
+        return cls([[] for _ in range(rows)], [0.0] * rows, [[] for _ in range(rows)])
+
+    def candidates(self) -> list[Candidate]:
+        """One candidate per row, scored by its mean log-prob."""
+        return [Candidate(tokens, total / max(len(tokens), 1), steps)
+                for tokens, total, steps in zip(self.generated, self.logprob_sums, self.steps, strict=True)]
+
+
+def choose_next(logits: torch.Tensor, history: torch.Tensor, alive: list[int], rules: Sequence[Rule], choose: Choose,
+                stop_ids: list[int], outputs: RowOutputs, stop_check: StopCheck | None = None,
+                on_tokens: OnTokens | None = None, explain: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose the next token of each live row (`alive` names their rows in `outputs`) from its ruled logits
+    and record it; (tokens, which rows are done), each (live rows,)."""
+    tokens = choose(apply_rules(rules, history, logits))
+    logprobs = logits.log_softmax(dim=-1)
+    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
+    stops = torch.tensor(stop_ids, dtype=torch.long, device=tokens.device)
+    done = record_step(alive, tokens, stops, chosen, outputs.generated, outputs.logprob_sums, stop_check, on_tokens)
+    if explain:
+        for row, (index, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+            if token not in stop_ids:  # as the text, the explanation leaves the stop token out
+                outputs.steps[index].append(explain_step(token, chosen[row], logprobs[row], explain))
+    return tokens, done
+
+
 @torch.no_grad()
 def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_new_tokens: int, stop_ids: list[int],
                    stop_check: StopCheck | None = None, explain: int = 0,
@@ -40,20 +76,11 @@ def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_ne
     likely alternatives; `on_tokens` hears each step's tokens (stop tokens left out) as they come."""
     alive = torch.arange(engine.rows)  # the original row of each engine row
     history = engine.first_tokens()  # (rows, length): what rules see, as in HF
-    generated: list[list[int]] = [[] for _ in range(engine.rows)]
-    logprob_sums = [0.0] * engine.rows
-    steps: list[list[dict]] = [[] for _ in range(engine.rows)]
-    stops = torch.tensor(stop_ids, dtype=torch.long, device=history.device)
+    outputs = RowOutputs.empty(engine.rows)
     logits = engine.prefill()  # (rows, vocab)
     for step in range(max_new_tokens):
-        tokens = choose(apply_rules(rules, history, logits))  # (rows,)
-        logprobs = logits.log_softmax(dim=-1)
-        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-        done = record_step(alive.tolist(), tokens, stops, chosen, generated, logprob_sums, stop_check, on_tokens)
-        if explain:
-            for row, (index, token) in enumerate(zip(alive.tolist(), tokens.tolist(), strict=True)):
-                if token not in stop_ids:  # as the text, the explanation leaves the stop token out
-                    steps[index].append(explain_step(token, chosen[row], logprobs[row], explain))
+        tokens, done = choose_next(logits, history, alive.tolist(), rules, choose, stop_ids, outputs, stop_check,
+                                   on_tokens, explain)
         if step + 1 == max_new_tokens or bool(done.all()):
             break
         history = torch.cat([history, tokens[:, None]], dim=1)
@@ -62,8 +89,7 @@ def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_ne
             engine.select(keep)
             alive, history, tokens = alive[keep], history[keep], tokens[keep]
         logits = engine.step(tokens[:, None])[:, -1]
-    return [Candidate(tokens, total / max(len(tokens), 1), row_steps)
-            for tokens, total, row_steps in zip(generated, logprob_sums, steps, strict=True)]
+    return outputs.candidates()
 
 
 def record_step(alive: list[int], tokens: torch.Tensor, stops: torch.Tensor, logprobs: list[float],
