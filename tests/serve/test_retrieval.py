@@ -7,10 +7,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from lmforge.data.faq import FaqEntry, read_faq
 from lmforge.errors import DataError
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.serve.app import create_app
-from lmforge.serve.retrieval import FaqEntry, FaqRetriever, read_faq
+from lmforge.serve.retrieval import FaqRetriever
 from tests.serve.conftest import NAME, served
 
 ENTRIES = [FaqEntry("what a great film", "a very good answer"), FaqEntry("an awful boring film", "a bad answer"),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, PretrainedConfig
 
+from lmforge.errors import ConfigError
+
 
 def set_labels(config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:
     """Name the model's outputs (num_labels follows from id2label)."""
@@ -24,3 +26,17 @@ def saved_labels(model_dir: Path) -> list[str]:
     """The label set a trained model was saved with, in output order."""
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     return [config.id2label[i] for i in range(len(config.id2label))]
+
+
+def label_meaning(labels: list[str], chosen: str | None, names: tuple[str, ...], setting: str, meaning: str) -> str:
+    """The label that means `meaning`: `chosen` (the value of `setting`) when given, else the one label whose
+    lower-cased name is in `names`; a ConfigError naming `setting` when neither settles it."""
+    if chosen is not None:
+        if chosen not in labels:
+            raise ConfigError(f"{setting}: {chosen!r} is not one of the labels {labels}")
+        return chosen
+    named = [label for label in labels if label.lower() in names]
+    if len(named) != 1:
+        raise ConfigError(f"{setting}: say which of the labels {labels} {meaning}")
+    return named[0]
+

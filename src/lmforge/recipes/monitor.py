@@ -21,6 +21,7 @@ from typing import TextIO
 
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.plots import plot_trend
+from lmforge.models.labels import label_meaning
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.recipes.serve import served_task
 
@@ -136,14 +137,8 @@ def alert_line(record: dict) -> str:
 
 
 def negative_label(labels: list[str], chosen: str | None) -> str:
-    if chosen is not None:
-        if chosen not in labels:
-            raise ConfigError(f"--negative-label {chosen!r} is not one of the run's labels {labels}")
-        return chosen
-    named = [label for label in labels if label.lower() in NEGATIVE_NAMES]
-    if len(named) != 1:
-        raise ConfigError(f"--negative-label: say which of the run's labels {labels} is negative")
-    return named[0]
+    """The run's negative label: --negative-label, or the one named negative/neg/bad/0."""
+    return label_meaning(labels, chosen, NEGATIVE_NAMES, "--negative-label", "is negative")
 
 
 def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5, min_count: int = 10,

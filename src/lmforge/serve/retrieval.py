@@ -10,7 +10,6 @@ from pathlib import Path
 from lmforge.data.faq import INSTRUCTIONS, FaqEntry, grounding_message, read_faq
 from lmforge.models.sentence import SentenceEncoder
 
-__all__ = ["FaqEntry", "FaqRetriever", "read_faq"]
 
 class FaqRetriever:
     """Finds the FAQ entries nearest to a text and grounds a chat in them."""

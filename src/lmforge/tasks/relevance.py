@@ -18,7 +18,7 @@ from lmforge.data.params import DataParams
 from lmforge.data.splits import Splits
 from lmforge.errors import ConfigError
 from lmforge.metrics.ranking import ranking_metrics
-from lmforge.models.labels import saved_labels
+from lmforge.models.labels import label_meaning, saved_labels
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 
 RELEVANT_NAMES = ("relevant", "1", "yes", "true", "positive")
@@ -59,17 +59,10 @@ class RelevanceScoring(TextClassification):
 
     def relevant_label(self) -> str:
         """The label of relevant pairs."""
-        wanted = self.relevance_params.relevant_label
         if len(self.labels) != 2:
             raise ConfigError(f"relevance-scoring needs two labels (relevant or not), found {self.labels}")
-        if wanted is not None:
-            if wanted not in self.labels:
-                raise ConfigError(f"task.relevant_label: {wanted!r} is not a label; labels are {self.labels}")
-            return wanted
-        named = [label for label in self.labels if label.lower() in RELEVANT_NAMES]
-        if len(named) != 1:
-            raise ConfigError(f"task.relevant_label: say which of {self.labels} marks a relevant pair")
-        return named[0]
+        return label_meaning(self.labels, self.relevance_params.relevant_label, RELEVANT_NAMES, "task.relevant_label",
+                             "marks a relevant pair")
 
     def decode(self, outputs, features, examples) -> list[dict]:
         relevant = self.relevant_label()
