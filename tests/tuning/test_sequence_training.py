@@ -29,6 +29,8 @@ def test_token_logprobs_match_a_plain_forward(tiny_chat_llama):
     with torch.no_grad():
         logits = model(torch.tensor([[8, 11, 12, 13]])).logits.log_softmax(-1)[0]
     assert picked[1].tolist() == pytest.approx([logits[0, 11].item(), logits[1, 12].item(), logits[2, 13].item()], abs=1e-5)
+    shorter_first, _ = token_logprobs(model, [[5, 6, 7], [4, 8]], [[9, 10], [11]], pad_id=0)  # logits kept from position 1
+    assert shorter_first[0].tolist() == pytest.approx(picked[0, :2].tolist(), abs=1e-5)
 
 
 def sequence_config(tmp_path, model, method: str, extra: str = "") -> str:

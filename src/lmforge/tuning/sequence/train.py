@@ -53,14 +53,15 @@ def token_logprobs(model: PreTrainedModel, prompts: list[list[int]], outputs: li
     longest = max(len(r) for r in rows)
     ids = torch.tensor([r + [pad_id] * (longest - len(r)) for r in rows], device=model.device)
     mask = torch.tensor([[1] * len(r) + [0] * (longest - len(r)) for r in rows], device=model.device)
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    first = min(len(p) for p in prompts) - 1  # the earliest position that predicts an output token
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, first:].float()  # fp32 only where it is read
     width = max(len(o) for o in outputs)
     picked = torch.zeros(len(rows), width, device=logits.device)
     out_mask = torch.zeros(len(rows), width, device=logits.device)
     for row, (prompt, output) in enumerate(zip(prompts, outputs, strict=True)):
         if not output:
             continue
-        positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(output), device=logits.device)
+        positions = torch.arange(len(prompt) - 1 - first, len(prompt) - 1 - first + len(output), device=logits.device)
         scores = logits[row, positions].log_softmax(-1)
         picked[row, : len(output)] = scores.gather(1, torch.tensor(output, device=logits.device)[:, None]).squeeze(1)
         out_mask[row, : len(output)] = 1
