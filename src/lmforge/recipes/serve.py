@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmforge.data.faq import read_faq
 from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
+from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.generate import open_generator
 from lmforge.recipes.run_dir import load_run_config
@@ -67,13 +69,14 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     is_task_run = (run_dir / "config.yaml").is_file() and load_run_config(run_dir).task.name in TASK_ENDPOINTS
     if is_task_run and faq is not None:
         raise ConfigError(f"--faq grounds chat answers; {target} is a {load_run_config(run_dir).task.name} run")
+    entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     if is_task_run:
         served: ServedModel | ServedTask = served_task(run_dir, name)
     else:
         served = served_model(target, name)
         if faq is not None:
-            served.retriever = FaqRetriever.from_file(faq.path, faq.encoder, faq.top_k, faq.min_score)
-            print(f"lmforge: chat answers grounded in {len(served.retriever.entries)} FAQ entries of {faq.path}")
+            served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
+            print(f"lmforge: chat answers grounded in {len(entries)} FAQ entries of {faq.path}")
     app = create_app(served, options)
     print(f"lmforge: serving {app.state.served_name!r} on http://{host}:{port}/v1 "
           f"({'API key required' if options.api_key else 'no API key'})")
