@@ -3,21 +3,22 @@
 SmolLM2-135M-Instruct (the packaged weights), chat prompts, exactly --new-tokens new tokens
 (min = max, so every peer does the same work) — except the `lookup` mode: prompts that ask the
 model to copy a text with its typos fixed, decoded until EOS by greedy and by prompt-lookup
-speculative decoding (HF's and ours) — and the `weights` mode: lmforge decoding with fp32 and bf16
-weights (plus bf16's perplexity on 300 chatterbot-corpus utterances, against fp32's). Each mode
+speculative decoding (HF's and ours) — and the `weights` mode: lmforge decoding with fp32, bf16 and
+weight-only int8 weights (plus their perplexity on 300 chatterbot-corpus utterances, against fp32's). Each mode
 runs the peers in turn, --runs times;
 the table gives tokens/s as min / median / max, the ratio of medians to HF, the share of the
 memory-bandwidth roofline (bytes of weights read per decoding step ÷ measured read bandwidth) and
 whether the tokens are identical to HF's.
 
     python bench/decode_speed.py --runs 5
-    python bench/decode_speed.py --runs 5 --modes greedy,beam4,batch16,lookup,weights --ctranslate2
+    python bench/decode_speed.py --runs 5 --modes greedy,beam4,batch16,lookup,weights --ctranslate2 --compile
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -67,7 +68,7 @@ def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams
     ids, mask = pad_prompts(prompts, tokenizer.pad_token_id, left=True)
     options = {"min_new_tokens": new_tokens} if exact else {}
     if lookup:
-        options["prompt_lookup_num_tokens"] = 10
+        options["prompt_lookup_num_tokens"] = DecodeParams().prompt_lookup_num_tokens  # the same drafts as lmforge
 
     def run() -> list[list[int]]:
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
@@ -77,8 +78,10 @@ def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams
 
 
 def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
-                   lookup: bool = False, weights: str = "fp32") -> Callable[[], list[list[int]]]:
+                   lookup: bool = False, weights: str = "fp32", compiled: bool = False) -> Callable[[], list[list[int]]]:
     knobs: dict = {"min_new_tokens": new_tokens} if exact else {}
+    if compiled:
+        knobs |= {"cache": "static", "compile": True}
     if weights != "fp32":  # convert once, outside the timed runs
         model = decoding_weights(model, weights)
     if beams > 1:
@@ -92,21 +95,45 @@ def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, 
     return run
 
 
-def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tokens: int, beams: int,
-                       quantization: str) -> Callable[[], list[list[int]]] | None:
+def _ctranslate2_worker(pipe, folder: str, tokens: list[list[str]], new_tokens: int, beams: int, quantization: str,
+                        threads: int, eos: int) -> None:
+    """Holds a CTranslate2 generator in its own process and decodes whenever the parent sends "run"."""
     try:
         import ctranslate2
     except ImportError:
-        return None
+        pipe.send(None)
+        return
     target = tempfile.mkdtemp(prefix=f"ct2-{quantization}-")
     ctranslate2.converters.TransformersConverter(folder).convert(target, quantization=quantization, force=True)
-    generator = ctranslate2.Generator(target, device="cpu", compute_type=quantization, intra_threads=torch.get_num_threads())
-    tokens = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
-
-    def run() -> list[list[int]]:
+    generator = ctranslate2.Generator(target, device="cpu", compute_type=quantization, intra_threads=threads)
+    pipe.send("ready")
+    while True:
+        try:
+            if pipe.recv() != "run":
+                return
+        except EOFError:  # the parent finished
+            return
         results = generator.generate_batch(tokens, max_length=new_tokens, min_length=new_tokens, beam_size=beams,
                                            include_prompt_in_result=False)
-        return until_eos([r.sequences_ids[0] for r in results], tokenizer.eos_token_id)
+        pipe.send(until_eos([r.sequences_ids[0] for r in results], eos))
+
+
+def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tokens: int, beams: int,
+                       quantization: str) -> Callable[[], list[list[int]]] | None:
+    """CTranslate2 in a separate process: loaded beside torch, its OpenMP runtime slowed torch's own
+    threaded kernels (int8 decoding 42.7 → 25.7 tok/s in one process)."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    tokens = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
+    context.Process(target=_ctranslate2_worker, daemon=True,
+                    args=(child, folder, tokens, new_tokens, beams, quantization, torch.get_num_threads(),
+                          tokenizer.eos_token_id)).start()
+    if parent.recv() is None:
+        return None
+
+    def run() -> list[list[int]]:
+        parent.send("run")
+        return parent.recv()
     return run
 
 
@@ -152,6 +179,8 @@ def main() -> None:
     parser.add_argument("--modes", default="greedy,beam4,batch16,lookup",
                         help="greedy, beamN, batchN (greedy over N prompts), lookup (copying prompts, until EOS)")
     parser.add_argument("--ctranslate2", action="store_true", help="add CTranslate2 fp32 and int8 as peers (if installed)")
+    parser.add_argument("--compile", action="store_true", help="weights mode: add int8 with a static cache and "
+                                                               "torch.compile (compiling takes minutes, before the timing)")
     parser.add_argument("--invariance", action="store_true", help="only check: are greedy outputs the same at batch 1 "
                                                                   "and batch 8 (mixed prompt lengths)?")
     args = parser.parse_args()
@@ -180,8 +209,11 @@ def main() -> None:
         if mode == "weights":
             prompts = encoded[:1]
             peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, 1, exact=True)}
-            for kind in ("fp32", "bf16"):
+            for kind in ("fp32", "bf16", "int8"):
                 peers[f"lmforge {kind}"] = lmforge_runner(model, tokenizer, prompts, args.new_tokens, 1, True, weights=kind)
+            if args.compile:
+                peers["lmforge int8, static cache, compiled"] = lmforge_runner(model, tokenizer, prompts, args.new_tokens, 1,
+                                                                             True, weights="int8", compiled=True)
         elif mode == "lookup":
             peers = {"HF generate": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, exact=False),
                      "HF prompt lookup": hf_runner(model, tokenizer, copying[:1], 2 * args.new_tokens, 1, False, True),
@@ -203,6 +235,7 @@ def main() -> None:
         for _ in range(args.runs):
             for name, run in peers.items():
                 times[name].append(measure(run)[0])
+                time.sleep(1.0)  # CTranslate2's OpenMP threads spin after a call: let them sleep before the next peer
         base = statistics.median(times["HF generate"])
         for name in peers:
             produced = sum(len(row) for row in outputs[name])
@@ -215,7 +248,7 @@ def main() -> None:
         if mode == "weights":
             texts = [row["text"] for row in chatterbot_topics()][:300]
             reference = perplexity(model, tokenizer, texts)
-            for kind in ("bf16",):
+            for kind in ("bf16", "int8"):
                 value = perplexity(decoding_weights(model, kind), tokenizer, texts)
                 print(f"perplexity on {len(texts)} chatterbot utterances: fp32 {reference:.3f}, {kind} {value:.3f} "
                       f"({100 * (value / reference - 1):+.2f}%)", flush=True)

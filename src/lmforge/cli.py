@@ -195,6 +195,8 @@ def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
             group.add_argument(flag, choices=list(get_args(field.annotation)), help=field.description)
         elif name == "early_stopping":
             group.add_argument(flag, choices=["true", "false", "never"], help=field.description)
+        elif field.annotation is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.description)
         else:
             kind = {int: int, int | None: int, str: str, str | None: str}.get(field.annotation, float)
             group.add_argument(flag, type=kind, help=field.description)
@@ -245,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                            request_timeout_s=args.timeout)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
-    serve(args.target, args.host, args.port, args.served_model_name, options, faq)
+    serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
@@ -389,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--faq-min-score", type=float, default=0.3,
                              help="least cosine similarity for an entry to be used (default 0.3)")
             sub.add_argument("--faq-encoder", default="minilm-l6", help="sentence encoder for the FAQ (default minilm-l6)")
+            sub.add_argument("--weights", choices=["fp32", "bf16", "int8"], default="fp32",
+                             help="weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 "
+                                  "(about 2.5x faster at batch 1 on CPU; outputs may differ slightly)")
         elif name == "monitor":
             sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a trained text-classification run")
             sub.add_argument("--input", required=True, metavar="FILE|-",

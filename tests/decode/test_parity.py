@@ -10,10 +10,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
     LlamaForCausalLM,
-    T5Config,
-    T5ForConditionalGeneration,
 )
 
 from lmforge.decode.engine import Engine, pad_prompts
@@ -24,8 +21,7 @@ from lmforge.decode.strategies.contrastive import contrastive_search
 from lmforge.decode.strategies.prompt_lookup import find_draft, lookup_proposer
 from lmforge.decode.strategies.sampling import argmax_choice, token_by_token
 from lmforge.decode.strategies.speculative import DraftModel, speculative_decode
-
-PAD, VOCAB = 0, 300
+from tests.decode.conftest import PAD, VOCAB
 
 
 def until_stop(row: list[int], stops: list[int]) -> list[int]:
@@ -49,28 +45,6 @@ def prompt_lookup(engine: Engine, max_new_tokens: int, stops: list[int]):
 def random_prompts(count: int = 32, seed: int = 0) -> list[list[int]]:
     rng = random.Random(seed)
     return [[rng.randrange(3, VOCAB) for _ in range(rng.randint(1, 20))] for _ in range(count)]
-
-
-@pytest.fixture(scope="module")
-def llama() -> tuple[torch.nn.Module, list[int]]:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, pad_token_id=PAD, eos_token_id=2, bos_token_id=1)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight[2] *= 3  # EOS likely enough that rows stop at different steps
-    return model, [2]
-
-
-@pytest.fixture(scope="module")
-def t5() -> tuple[torch.nn.Module, list[int]]:
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, num_heads=2, d_ff=64, num_layers=1, num_decoder_layers=1,
-                      pad_token_id=PAD, eos_token_id=1, decoder_start_token_id=0)
-    model = T5ForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight[1] *= 3
-    return model, [1]
 
 
 @pytest.mark.parametrize("name", ["llama", "t5"])

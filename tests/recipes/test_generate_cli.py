@@ -52,6 +52,15 @@ def test_compare_prints_one_line_per_strategy(tiny_chat_llama, capsys):
     assert names == ["greedy", "beam3", "topp0.9", "minp0.1", "contrastive", "lookup"]
 
 
+def test_int8_weights_and_a_static_cache_from_the_command_line(tiny_chat_llama, capsys):
+    args = [str(tiny_chat_llama), "--prompt", "a red dog", "--max-new-tokens", "6"]
+    _, greedy, _ = run(capsys, *args)
+    code, static, _ = run(capsys, *args, "--cache", "static")
+    assert code == 0 and static == greedy
+    code, int8, _ = run(capsys, *args, "--weights", "int8", "--cache", "static", "--no-compile")
+    assert code == 0 and int8.strip()
+
+
 def test_bad_flags_are_one_line_errors(tiny_chat_llama, tmp_path, capsys):
     cases = [
         (["--prompt", "a", "--num-beams", "3"], "num_beams does not apply to strategy 'greedy'"),
@@ -60,6 +69,8 @@ def test_bad_flags_are_one_line_errors(tiny_chat_llama, tmp_path, capsys):
         (["--prompt", "a", "--prompt", "b", "--stream"], "--stream follows one prompt"),
         ([], "give at least one --prompt"),
         (["--prompt", "a", "--strategy", "beam", "--num-beams", "2", "--num-return-sequences", "3"], "cannot exceed"),
+        (["--prompt", "a", "--compile"], "compile needs cache: static"),
+        (["--prompt", "a", "--cache", "static", "--strategy", "beam"], "works with strategies greedy and sample"),
     ]
     for args, message in cases:
         code, _, err = run(capsys, str(tiny_chat_llama), *args)

@@ -96,9 +96,10 @@ class ContinuousBatch:
         self._automata: dict[tuple, RegexIndex | None] = {}
 
     def takes(self, params: DecodeParams) -> bool:
-        """Whether a request decoded with `params` can join this batch (greedy or sampling, weights as loaded)."""
+        """Whether a request decoded with `params` can join this batch (greedy or sampling, weights as loaded,
+        a dynamic cache)."""
         return (self.merges and params.strategy in STRATEGIES and params.weights == "fp32" and not params.image_weight
-                and not params.image_gate)
+                and not params.image_gate and params.cache == "dynamic")
 
     @property
     def rows(self) -> int:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
+from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel, StaticCache
 from transformers.cache_utils import DynamicLayer
+
+from lmforge.decode.kernels import compiled_forward, weight_first_linear
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,9 +58,11 @@ class Engine:
     """
 
     def __init__(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int,
-                 prompt_embeds: torch.Tensor | None = None):
+                 prompt_embeds: torch.Tensor | None = None, static_length: int | None = None, compiled: bool = False):
         """`prompt_embeds` (rows, k, hidden), decoder-only models: a soft prompt read before each row's tokens
-        (e.g. an image projected into the LM's input space); it takes k placeholder positions."""
+        (e.g. an image projected into the LM's input space); it takes k placeholder positions.
+        `static_length`: a KV cache allocated once for that many positions (decoder-only; no `crop` or `merge`),
+        with a mask of fixed width; `compiled` then runs each step through `torch.compile`."""
         if prompt_embeds is not None:
             if model.config.is_encoder_decoder or prompt_embeds.shape[0] != len(prompts):
                 raise ValueError("prompt_embeds needs a decoder-only model and one (k, hidden) soft prompt per prompt")
@@ -71,7 +75,12 @@ class Engine:
         ids, mask = pad_prompts(prompts, pad_id, left=not self.encoder_decoder)
         self.prompt_ids, self.prompt_mask = ids.to(self.device), mask.to(self.device)
         text_config = model.config.get_text_config(decoder=True)
-        self.cache = DynamicCache(config=text_config)
+        self.static = static_length is not None
+        if self.static and (self.encoder_decoder or static_length < ids.shape[1]):
+            raise ValueError("a static cache needs a decoder-only model and room for the prompt")
+        self.cache = StaticCache(config=text_config, max_cache_len=static_length) if self.static else \
+            DynamicCache(config=text_config)
+        self._compiled_step = compiled_forward(model) if compiled else None
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         if self.encoder_decoder:
             self.cache = EncoderDecoderCache(self.cache, DynamicCache(config=text_config))
@@ -80,6 +89,8 @@ class Engine:
             self.next_position = None
         else:
             self.mask = None if bool(mask.all()) else self.prompt_mask  # HF drops an all-ones mask: same kernels
+            if self.static and self.mask is not None:  # fixed width: later positions are hidden by causality
+                self.mask = _pad_left(self.mask.flip(1), static_length, 1, 1).flip(1)
             positions = self.prompt_mask.cumsum(-1) - 1
             self.positions = positions.masked_fill(self.prompt_mask == 0, 0)
             self.next_position = self.positions[:, -1] + 1  # (rows,)
@@ -122,7 +133,11 @@ class Engine:
                 kwargs["attention_mask"] = self.mask
         if self.keep_hidden:
             kwargs["output_hidden_states"] = True
-        out = self.model(**kwargs, return_dict=True)
+        if self.length and self._compiled_step is not None:  # compiled steps: shapes fixed, no patching
+            out = self._compiled_step(**kwargs, return_dict=True)
+        else:
+            with weight_first_linear(self.model, tokens.numel()):
+                out = self.model(**kwargs, return_dict=True)
         if self.keep_hidden:
             self.last_hidden = (out.decoder_hidden_states if self.encoder_decoder else out.hidden_states)[-1].float()
         self.length += tokens.shape[1]
@@ -148,7 +163,7 @@ class Engine:
         """Append `tokens` (rows, k) to every row; the logits of the last `keep` positions, (rows, keep, vocab)."""
         if self.encoder_decoder:
             return self._forward(tokens, keep)
-        if self.mask is not None:
+        if self.mask is not None and not self.static:
             self.mask = torch.cat([self.mask, self.mask.new_ones(tokens.shape)], dim=1)
         positions = self.next_position[:, None] + torch.arange(tokens.shape[1], device=self.device)  # (rows, k)
         self.next_position = positions[:, -1] + 1
@@ -179,6 +194,8 @@ class Engine:
         masked positions; each row keeps its own positions, so its logits do not depend on its neighbours."""
         if self.encoder_decoder or other.encoder_decoder or not self.length or not other.length:
             raise ValueError("merge joins prefilled engines of a decoder-only model")
+        if self.static or other.static:
+            raise ValueError("merge needs dynamic caches")
         if not all(type(layer) is DynamicLayer for layer in [*self.cache.layers, *other.cache.layers]):
             raise ValueError(f"merge needs a full-attention cache; {type(self.model).__name__} uses another layer kind")
         length = max(self.length, other.length)
@@ -202,7 +219,7 @@ class Engine:
 
     def compact(self) -> None:
         """Drop leading cache positions no row attends to (left after the longer rows of a merge finished)."""
-        if self.encoder_decoder or self.mask is None or not self.length:
+        if self.encoder_decoder or self.static or self.mask is None or not self.length:
             return
         unused = int((self.mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())
         if unused == 0:
@@ -218,6 +235,8 @@ class Engine:
         removed = self.length - length
         if removed <= 0:
             return
+        if self.static:
+            raise ValueError("a static cache cannot be cropped (speculative strategies need cache: dynamic)")
         self.cache.crop(-removed)
         self.length = length
         if not self.encoder_decoder:

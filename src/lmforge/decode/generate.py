@@ -110,6 +110,18 @@ def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
     return model.to(device).eval()
 
 
+STATIC_CACHE_STEP = 256  # static caches round their length up to this, so compiled steps serve many calls
+
+
+def static_cache_length(params: DecodeParams, prompts: list[list[int]], prompt_embeds: torch.Tensor | None,
+                        max_new_tokens: int) -> int | None:
+    """Positions a static cache needs for these prompts (rounded up), or None for a dynamic cache."""
+    if params.cache != "static":
+        return None
+    needed = max(len(p) for p in prompts) + (0 if prompt_embeds is None else prompt_embeds.shape[1]) + max_new_tokens
+    return -(-needed // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
+
+
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
@@ -148,8 +160,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     try:
         for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
             indices = order[start:start + batch_size]
-            engine = Engine(model, [prompts[i] for i in indices], pad_id,
-                            None if prompt_embeds is None else prompt_embeds[indices])
+            batch_prompts = [prompts[i] for i in indices]
+            engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
+                            static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import weakref
 
 import torch
 
@@ -15,13 +16,25 @@ def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+_DECODING_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def decoding_weights(model: torch.nn.Module, kind: str) -> torch.nn.Module:
-    """The model with the weights decoding should read: as loaded ("fp32") or a bf16 copy (half the bytes
-    per token; perplexity within 1% on SmolLM2). int8 is not offered: torch's dynamic quantization (int8
-    activations too) costs SmolLM2 +17% to +350% perplexity, and weight-only int8 is slower than fp32 on
-    CPU (docs/benchmarks.md)."""
+    """The model with the weights decoding should read: as loaded ("fp32"), a bf16 copy (half the bytes per
+    token) or a copy with weight-only int8 linear layers (a quarter; `models.quantize`). A copy is made once
+    and reused while the model's parameters are unchanged (an optimizer step makes a new one)."""
     if kind == "fp32":
         return model
+    if kind not in ("bf16", "int8"):
+        raise ValueError(f"unknown decoding weights {kind!r}; use fp32, bf16 or int8")
+    versions = tuple(p._version for p in model.parameters())
+    cached = _DECODING_COPIES.get(model, {}).get(kind)
+    if cached is not None and cached[0] == versions:
+        return cached[1]
     if kind == "bf16":
-        return copy.deepcopy(model).to(torch.bfloat16)
-    raise ValueError(f"unknown decoding weights {kind!r}; use fp32 or bf16")
+        converted = copy.deepcopy(model).to(torch.bfloat16)
+    else:
+        from lmforge.models.quantize import int8_weights
+        converted = int8_weights(model)
+    _DECODING_COPIES.setdefault(model, {})[kind] = (versions, converted)
+    return converted

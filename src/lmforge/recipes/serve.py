@@ -11,6 +11,7 @@ from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
+from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.generate import open_generator
@@ -28,11 +29,13 @@ class FaqSettings:
     min_score: float = 0.3
 
 
-def served_model(target: str, name: str | None = None) -> ServedModel:
-    """The model (packaged alias, folder or generation run) the server decodes with."""
+def served_model(target: str, name: str | None = None, weights: str = "fp32") -> ServedModel:
+    """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
+    ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`)."""
     generator = open_generator(target)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
-    return ServedModel(name or Path(target.rstrip("/")).name, generator.model, generator.tokenizer,
+    model = decoding_weights(generator.model, weights)
+    return ServedModel(name or Path(target.rstrip("/")).name, model, generator.tokenizer,
                        generator.max_new_tokens, int(context), generator.precision)
 
 
@@ -60,7 +63,7 @@ def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
 
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
-          faq: FaqSettings | None = None) -> None:
+          faq: FaqSettings | None = None, weights: str = "fp32") -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented)."""
     import uvicorn
@@ -69,11 +72,14 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     is_task_run = (run_dir / "config.yaml").is_file() and load_run_config(run_dir).task.name in TASK_ENDPOINTS
     if is_task_run and faq is not None:
         raise ConfigError(f"--faq grounds chat answers; {target} is a {load_run_config(run_dir).task.name} run")
+    if is_task_run and weights != "fp32":
+        raise ConfigError(f"--weights {weights} applies to generation; {target} is a "
+                          f"{load_run_config(run_dir).task.name} run")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     if is_task_run:
         served: ServedModel | ServedTask = served_task(run_dir, name)
     else:
-        served = served_model(target, name)
+        served = served_model(target, name, weights)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
             print(f"lmforge: chat answers grounded in {len(entries)} FAQ entries of {faq.path}")

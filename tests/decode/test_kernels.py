@@ -1,0 +1,55 @@
+"""The weight-first product used for decoding steps over a few rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lmforge.decode.kernels import FEW_ROWS, weight_first_linear
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4, 16, 17])
+def test_weight_first_logits_equal_the_plain_forward_to_rounding(model, rows):
+    ids = torch.randint(0, 100, (rows, 1))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        with weight_first_linear(model, rows):
+            patched = "forward" in model.lm_head.__dict__
+            got = model(input_ids=ids).logits
+    assert patched == (rows in FEW_ROWS)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_model_is_as_it_was_afterwards_even_after_an_error(model):
+    with pytest.raises(RuntimeError), weight_first_linear(model, 4):
+        raise RuntimeError("boom")
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+
+def test_gradients_flow_through_the_weight_first_product(model):
+    ids = torch.randint(0, 100, (3, 1))
+    with weight_first_linear(model, 3):
+        model(input_ids=ids).logits.sum().backward()
+    assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_beam_steps_go_through_the_weight_first_product(model, monkeypatch):
+    from lmforge.decode import kernels
+    from lmforge.decode.engine import Engine
+    from lmforge.decode.strategies.beam import beam_search
+
+    calls = []
+    original = kernels._weight_first
+    monkeypatch.setattr(kernels, "_weight_first", lambda linear, x: calls.append(x.shape) or original(linear, x))
+    beam_search(Engine(model, [[5, 6, 7, 8, 9] * 4], 0), [], 4, [], 3, 1.0, False, 1)  # a 20-token prompt: plain prefill
+    assert calls and all(shape[:2] == (3, 1) for shape in calls)  # each step: 3 beams of one token
