@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from lmforge.errors import ModelError
 
@@ -33,3 +36,18 @@ def saved_submodule(folder: Path, name: str) -> dict[str, torch.Tensor]:
     marker = name + "."
     with safe_open(str(weights), framework="pt") as handle:
         return {key[len(marker):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(marker)}
+
+
+@contextlib.contextmanager
+def quiet_about_own_keys(saved: dict[str, torch.Tensor]) -> Iterator[None]:
+    """While a model whose folder holds a task's own submodule (`saved`, from `saved_submodule`) loads,
+    transformers' load report (which lists those keys as UNEXPECTED) stays quiet; the task loads them itself."""
+    if not saved:
+        yield
+        return
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)

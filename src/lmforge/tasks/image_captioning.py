@@ -29,7 +29,7 @@ from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
-from lmforge.models.load import saved_submodule
+from lmforge.models.load import quiet_about_own_keys, saved_submodule
 from lmforge.vision.images import load_image
 from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageFeatures
 from lmforge.vision.prefix import ImagePrefix
@@ -128,14 +128,15 @@ class ImageCaptioning:
         self.tokenizer = tokenizer
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,
-                                                     trust_remote_code=trust_remote_code)
+        saved = saved_submodule(Path(path), PREFIX_MODULE)
+        with quiet_about_own_keys(saved):
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,
+                                                         trust_remote_code=trust_remote_code)
         if model.config.is_encoder_decoder:
             raise ConfigError("task image-captioning needs a decoder-only model (the image becomes its first inputs)")
         if not self.params.train_lm:
             model.requires_grad_(False)
         prefix = ImagePrefix(self.images.network.feature_size, model.config.hidden_size, self.params.prefix_length)
-        saved = saved_submodule(Path(path), PREFIX_MODULE)
         if saved:
             prefix.load_state_dict(saved)
         model.add_module(PREFIX_MODULE, prefix)

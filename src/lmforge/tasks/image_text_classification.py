@@ -26,7 +26,7 @@ from lmforge.data.splits import Splits, assemble_splits
 from lmforge.errors import DataError
 from lmforge.metrics.classification import majority_label, single_label_metrics
 from lmforge.models.labels import config_with_labels, saved_labels
-from lmforge.models.load import saved_submodule
+from lmforge.models.load import quiet_about_own_keys, saved_submodule
 from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
 from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageFeatures
@@ -132,10 +132,11 @@ class ImageTextClassification:
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
-        model = AutoModel.from_pretrained(path, config=config, local_files_only=local_files_only,
-                                          trust_remote_code=trust_remote_code)
-        head = FusionHead(model.config.hidden_size, self.images.network.feature_size, len(self.labels))
         saved = saved_submodule(Path(path), HEAD_MODULE)
+        with quiet_about_own_keys(saved):
+            model = AutoModel.from_pretrained(path, config=config, local_files_only=local_files_only,
+                                              trust_remote_code=trust_remote_code)
+        head = FusionHead(model.config.hidden_size, self.images.network.feature_size, len(self.labels))
         if saved:
             head.load_state_dict(saved)
         model.add_module(HEAD_MODULE, head)
