@@ -17,7 +17,8 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
-from lmforge.decode.params import DecodeParams
+from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
+from lmforge.decode.policy import load_policy, prompt_features
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
@@ -133,6 +134,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     `decode.image_weight` > 0, `images` holds one image per prompt that guides its text (None: that prompt is not
     guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here. `prompt_embeds` (prompts, k, hidden)
     is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`)."""
+    if params.strategy == "auto":
+        return _generate_by_policy(model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size, precision,
+                                   progress, on_tokens)
     if params.image_weight and (images is None or len(images) != len(prompts)):
         raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
                           f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
@@ -173,4 +177,28 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             outputs.update(zip(indices, batch, strict=True))
     finally:
         model.train(was_training)
+    return [outputs[i] for i in range(len(prompts))]
+
+
+def _generate_by_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+                        params: DecodeParams, max_new_tokens: int, stop_strings: list[str] | None, batch_size: int,
+                        precision: str, progress: bool, on_tokens: OnTokens | None) -> list[list[Candidate]]:
+    """strategy auto: each prompt decoded with the arm `decode.policy` picks for it; the shared rules
+    (stops, constraints, weights, seed …) of `params` apply to every arm."""
+    policy = load_policy(params.policy)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    picks = policy.choose(prompt_features(decoding_weights(model, params.weights), prompts, pad_id, batch_size))
+    strategy_knobs = set().union(*STRATEGY_FIELDS.values()) | {"strategy"}
+    shared = {k: v for k, v in params.model_dump().items() if k not in strategy_knobs}
+    outputs: dict[int, list[Candidate]] = {}
+    for arm, fields in policy.arms.items():
+        chosen = [i for i, pick in enumerate(picks) if pick == arm]
+        if not chosen:
+            continue
+        relay = None if on_tokens is None else \
+            lambda rows, tokens, chosen=chosen: on_tokens([chosen[r] for r in rows], tokens)
+        arm_params = DecodeParams.model_validate(shared | fields)
+        batch = generate(model, tokenizer, [prompts[i] for i in chosen], arm_params, max_new_tokens, stop_strings,
+                         batch_size, precision, progress, relay)
+        outputs.update(zip(chosen, batch, strict=True))
     return [outputs[i] for i in range(len(prompts))]

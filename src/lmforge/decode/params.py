@@ -20,15 +20,18 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "prompt_lookup": LOOKUP_FIELDS,
     "contrastive": frozenset({"penalty_alpha", "top_k", "image_weight", "image_scorer", "image_gate"}),
     "speculative": frozenset({"draft_model", "num_draft_tokens"}),
+    "auto": frozenset({"policy"}),
 }
 
 
 class DecodeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Literal["greedy", "sample", "beam", "contrastive", "prompt_lookup", "speculative"] = Field(
-        "greedy", description="greedy | sample | beam | contrastive | prompt_lookup | speculative (the last two give "
-                              "greedy's output, several tokens a step: drafted from the prompt or by a draft model).")
+    strategy: Literal["greedy", "sample", "beam", "contrastive", "prompt_lookup", "speculative", "auto"] = Field(
+        "greedy", description="greedy | sample | beam | contrastive | prompt_lookup | speculative (these two give "
+                              "greedy's output, several tokens a step: drafted from the prompt or by a draft model) | "
+                              "auto (a learned policy picks one per prompt).")
+    policy: str | None = Field(None, description="auto: the folder of a trained decoding policy (policy.json).")
     # sampling
     temperature: float = Field(1.0, gt=0, description="sample: divide scores by this (< 1 sharper, > 1 flatter).")
     top_k: int | None = Field(None, gt=0, description="sample: draw only from the k most likely tokens; contrastive: "
@@ -104,6 +107,8 @@ class DecodeParams(BaseModel):
             raise ValueError("compile needs cache: static (a step of fixed shapes compiles once)")
         if self.cache == "static" and self.strategy not in ("greedy", "sample"):
             raise ValueError(f"cache: static works with strategies greedy and sample, not {self.strategy!r}")
+        if self.strategy == "auto" and not self.policy:
+            raise ValueError("strategy auto needs policy: the folder of a trained decoding policy")
         if self.strategy == "speculative" and not self.draft_model:
             raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
         if self.strategy == "beam" and self.num_beams % self.num_beam_groups:

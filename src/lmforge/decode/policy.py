@@ -1,0 +1,81 @@
+"""A learned decoding policy: per prompt, the decoding strategy (an *arm*) with the best predicted reward
+minus compute cost.
+
+The policy reads the prompt's mean top-layer hidden state from the model being decoded and scores every
+arm with one linear map (standardised features → predicted utility per arm), fitted as a contextual bandit
+from logged rewards (`lmforge.tuning.decoding_policy`). `decode: {strategy: auto, policy: RUN_DIR}` decodes
+each prompt with the arm its features pick.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
+
+from lmforge.decode.engine import pad_prompts
+from lmforge.errors import ConfigError
+from lmforge.files import atomic_write_text, atomic_write_with
+
+POLICY_FILE = "policy.json"
+WEIGHTS_FILE = "policy.safetensors"
+
+
+@dataclass
+class DecodingPolicy:
+    """Arms (name → `DecodeParams` fields) and a linear utility model over standardised prompt features."""
+
+    arms: dict[str, dict]
+    mean: torch.Tensor  # (features,)
+    scale: torch.Tensor  # (features,)
+    weight: torch.Tensor  # (features + 1, arms): the last row is the bias
+    cost_weight: float = 0.0  # reward given up per second of decoding, as trained
+
+    def utilities(self, features: torch.Tensor) -> torch.Tensor:
+        """(prompts, arms): predicted reward minus cost of each arm for each prompt's features."""
+        standard = (features.float() - self.mean) / self.scale
+        return torch.cat([standard, torch.ones(len(standard), 1)], dim=1) @ self.weight
+
+    def choose(self, features: torch.Tensor) -> list[str]:
+        """The arm with the highest predicted utility, per prompt."""
+        names = list(self.arms)
+        return [names[i] for i in self.utilities(features).argmax(dim=1).tolist()]
+
+    def save(self, folder: Path) -> None:
+        """policy.json (arms, cost weight) and policy.safetensors, each written atomically."""
+        tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight}
+        atomic_write_with(folder / WEIGHTS_FILE, lambda path: save_file({k: v.contiguous() for k, v in tensors.items()}, path))
+        atomic_write_text(folder / POLICY_FILE, json.dumps({"arms": self.arms, "cost_weight": self.cost_weight}, indent=2))
+
+
+def load_policy(folder: str | Path) -> DecodingPolicy:
+    """The policy saved in `folder` (by `lmforge.tuning.decoding_policy.train_policy`)."""
+    folder = Path(folder)
+    if not (folder / POLICY_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ConfigError(f"decode.policy: {folder} holds no decoding policy ({POLICY_FILE} and {WEIGHTS_FILE}); "
+                          "train one with bench/decoding_policy.py or lmforge.tuning.decoding_policy.train_policy")
+    meta = json.loads((folder / POLICY_FILE).read_text())
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    return DecodingPolicy(meta["arms"], tensors["mean"], tensors["scale"], tensors["weight"], meta.get("cost_weight", 0.0))
+
+
+@torch.no_grad()
+def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: int, batch_size: int = 16) -> torch.Tensor:
+    """(prompts, hidden): each prompt's top-layer hidden states averaged over its tokens (the encoder's for
+    encoder-decoder models)."""
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = pad_prompts(prompts[start:start + batch_size], pad_id, left=False)
+        ids, mask = ids.to(device), mask.to(device)
+        if model.config.is_encoder_decoder:
+            hidden = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        weights = mask[..., None].to(hidden.dtype)
+        rows.append(((hidden * weights).sum(1) / weights.sum(1)).float().cpu())
+    return torch.cat(rows)

@@ -1,0 +1,86 @@
+"""Train a learned decoding policy (`decode: {strategy: auto, policy: DIR}`) as a contextual bandit.
+
+Every training prompt is decoded with every arm (a strategy and its settings); each (prompt, arm) logs the
+reward of the output (any `RewardFn` of sequence training: BLEU, chrF, exact match, …) and the seconds it
+took. The utility of an arm is reward − cost_weight × seconds; a ridge regression from the prompt's
+features (`decode.policy.prompt_features`) to each arm's utility is the policy, which then picks the arm
+with the highest predicted utility.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmforge.decode.generate import generate
+from lmforge.decode.params import DecodeParams
+from lmforge.decode.policy import DecodingPolicy
+from lmforge.tuning.sequence.rewards import RewardFn
+
+
+@dataclass
+class ArmLog:
+    """What each arm did on each prompt: (prompts, arms) rewards and seconds, and the output texts."""
+
+    arms: list[str]
+    rewards: torch.Tensor
+    seconds: torch.Tensor
+    texts: list[list[str]]
+
+    def utilities(self, cost_weight: float) -> torch.Tensor:
+        return self.rewards - cost_weight * self.seconds
+
+
+def log_arms(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+             references: list[list[str]], arms: dict[str, DecodeParams], reward: RewardFn, max_new_tokens: int,
+             stop_strings: list[str] | None = None) -> ArmLog:
+    """Decode each prompt alone with each arm (so the seconds are the prompt's own) and score the outputs."""
+    rewards = torch.zeros(len(prompts), len(arms))
+    seconds = torch.zeros(len(prompts), len(arms))
+    texts: list[list[str]] = [[] for _ in prompts]
+    for i, prompt in enumerate(prompts):
+        for j, params in enumerate(arms.values()):
+            start = time.perf_counter()
+            [best, *_] = generate(model, tokenizer, [prompt], params, max_new_tokens, stop_strings)[0]
+            seconds[i, j] = time.perf_counter() - start
+            texts[i].append(tokenizer.decode(best.tokens, skip_special_tokens=True).strip())
+        rewards[i] = torch.tensor(reward(texts[i], [references[i]] * len(arms)))
+    return ArmLog(list(arms), rewards, seconds, texts)
+
+
+RIDGES = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def _design(features: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return torch.cat([(features - mean) / scale, torch.ones(len(features), 1)], dim=1).double()
+
+
+def _penalty(size: int, ridge: float) -> torch.Tensor:
+    penalty = ridge * torch.eye(size, dtype=torch.float64)
+    penalty[-1, -1] = 0.0  # the bias is not shrunk
+    return penalty
+
+
+def leave_one_out_value(inputs: torch.Tensor, utilities: torch.Tensor, ridge: float) -> float:
+    """Mean utility of the arms a ridge policy picks for each prompt when fitted without that prompt."""
+    hat = inputs @ torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T)
+    leverage = hat.diagonal()[:, None]
+    predicted = (hat @ utilities - leverage * utilities) / (1 - leverage).clamp(min=1e-6)
+    return float(utilities.gather(1, predicted.argmax(dim=1, keepdim=True)).mean())
+
+
+def fit_policy(features: torch.Tensor, utilities: torch.Tensor, arms: dict[str, dict], cost_weight: float = 0.0,
+               ridge: float | None = None) -> DecodingPolicy:
+    """Ridge regression from standardised features to each arm's utility, (prompts, arms). Without `ridge`,
+    the one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the simpler policy)."""
+    features = features.float()
+    mean = features.mean(dim=0)
+    scale = features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones(features.shape[1])
+    inputs, targets = _design(features, mean, scale), utilities.double()
+    if ridge is None:
+        ridge = max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, targets, r), 9), r))
+    weight = torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T @ targets)
+    return DecodingPolicy(arms, mean, scale, weight.float(), cost_weight)

@@ -1,0 +1,79 @@
+"""The learned decoding policy: fitted as a contextual bandit, saved and loaded, and used by strategy auto."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmforge.decode.generate import generate
+from lmforge.decode.params import DecodeParams
+from lmforge.decode.policy import load_policy, prompt_features
+from lmforge.errors import ConfigError
+from lmforge.tuning.decoding_policy import fit_policy, log_arms
+from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
+
+ARMS = {"greedy": {}, "beam2": {"strategy": "beam", "num_beams": 2}}
+
+
+def test_the_fitted_policy_picks_the_arm_that_pays_in_each_region_of_feature_space():
+    torch.manual_seed(0)
+    features = torch.randn(200, 5)
+    utilities = torch.stack([features[:, 0], -features[:, 0]], dim=1) + 0.05 * torch.randn(200, 2)
+    policy = fit_policy(features, utilities, ARMS)
+    test = torch.randn(100, 5)
+    expected = ["greedy" if x > 0 else "beam2" for x in test[:, 0].tolist()]
+    assert sum(a == b for a, b in zip(policy.choose(test), expected, strict=True)) >= 95
+
+
+def test_a_cost_weight_moves_choices_to_the_cheaper_arm():
+    features = torch.randn(50, 3)
+    rewards = torch.tensor([[0.50, 0.52]]).repeat(50, 1)  # beam slightly better …
+    seconds = torch.tensor([[1.0, 3.0]]).repeat(50, 1)  # … at three times the cost
+    assert set(fit_policy(features, rewards, ARMS).choose(features)) == {"beam2"}
+    assert set(fit_policy(features, rewards - 0.05 * seconds, ARMS, cost_weight=0.05).choose(features)) == {"greedy"}
+
+
+def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "a longer prompt about rain", "cats", "ok")]
+    features = prompt_features(model, prompts, tokenizer.pad_token_id)
+    assert features.shape == (4, model.config.hidden_size)
+    utilities = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # alternate arms
+    fit_policy(features, utilities, ARMS, ridge=1e-3).save(tmp_path)
+    policy = load_policy(tmp_path)
+    picks = policy.choose(features)
+    assert picks == ["greedy", "beam2", "greedy", "beam2"]
+    auto = generate(model, tokenizer, prompts, DecodeParams(strategy="auto", policy=str(tmp_path), min_new_tokens=3), 6)
+    for prompt, pick, candidates in zip(prompts, picks, auto, strict=True):
+        alone = generate(model, tokenizer, [prompt], DecodeParams(min_new_tokens=3, **ARMS[pick]), 6)[0]
+        assert candidates[0].tokens == alone[0].tokens
+
+
+def test_logged_rewards_and_seconds_per_arm(tiny_chat_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "cats")]
+    reward = build_reward([RewardSpec(name="length", target=3)])
+    log = log_arms(model, tokenizer, prompts, [["x"], ["y"]], {k: DecodeParams(**v) for k, v in ARMS.items()}, reward, 4)
+    assert log.rewards.shape == log.seconds.shape == (2, 2) and (log.seconds > 0).all()
+    assert len(log.texts[0]) == 2
+
+
+def test_auto_needs_a_trained_policy(tmp_path):
+    with pytest.raises(ValidationError, match="strategy auto needs policy"):
+        DecodeParams(strategy="auto")
+    with pytest.raises(ValidationError, match="policy does not apply to strategy 'greedy'"):
+        DecodeParams(policy=str(tmp_path))
+    with pytest.raises(ConfigError, match="holds no decoding policy"):
+        load_policy(tmp_path)
+
+
+def test_without_signal_in_the_features_the_policy_keeps_the_best_arm_on_average():
+    torch.manual_seed(1)
+    features = torch.randn(40, 30)  # more features than a few prompts can pin down
+    utilities = torch.tensor([[0.6, 0.4]]) + 0.3 * torch.randn(40, 2)
+    policy = fit_policy(features, utilities, ARMS)  # ridge chosen by leave-one-out
+    assert set(policy.choose(torch.randn(50, 30))) == {"greedy"}
