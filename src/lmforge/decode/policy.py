@@ -53,11 +53,11 @@ class DecodingPolicy:
 
 
 def load_policy(folder: str | Path) -> DecodingPolicy:
-    """The policy saved in `folder` (by `lmforge.tuning.decoding_policy.train_policy`)."""
+    """The policy saved in `folder` (`DecodingPolicy.save`, after `lmforge.tuning.decoding_policy.fit_policy`)."""
     folder = Path(folder)
     if not (folder / POLICY_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(f"decode.policy: {folder} holds no decoding policy ({POLICY_FILE} and {WEIGHTS_FILE}); "
-                          "train one with bench/decoding_policy.py or lmforge.tuning.decoding_policy.train_policy")
+                          "fit one with lmforge.tuning.decoding_policy (log_arms, then fit_policy; see bench/decoding_policy.py)")
     meta = json.loads((folder / POLICY_FILE).read_text())
     tensors = load_file(str(folder / WEIGHTS_FILE))
     return DecodingPolicy(meta["arms"], tensors["mean"], tensors["scale"], tensors["weight"], meta.get("cost_weight", 0.0))
