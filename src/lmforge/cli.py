@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,15 +93,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def _write_atomically(target: Path, write: Callable[[Any], int]) -> int:
     """Run `write(handle)` into a temporary file beside `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            count = write(handle)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return count
+    from lmforge.files import atomic_write_with
+
+    def fill(tmp: str) -> int:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            return write(handle)
+    return atomic_write_with(target, fill)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -18,7 +18,13 @@ from transformers.cache_utils import DynamicLayer
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
-from lmforge.decode.generate import build_rules, output_automaton, stop_string_check, stop_token_ids
+from lmforge.decode.generate import (
+    build_rules,
+    output_automaton,
+    pad_id_of,
+    stop_string_check,
+    stop_token_ids,
+)
 from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies.sampling import (
@@ -85,7 +91,7 @@ class ContinuousBatch:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_id_of(tokenizer)
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.device = next(model.parameters()).device
         self.engine: Engine | None = None

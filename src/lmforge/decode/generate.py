@@ -17,7 +17,7 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
-from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
+from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.decode.policy import load_policy, prompt_features
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
@@ -25,6 +25,11 @@ from lmforge.errors import ConfigError
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.resolve import resolve_model
 from lmforge.vision.scorer import ImageTextScorer, load_scorer
+
+
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token that pads prompts: the tokenizer's pad token, else its EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -150,7 +155,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         image_scorer = load_scorer(params.image_scorer)
     strategy = STRATEGIES[params.strategy]
     model = decoding_weights(model, params.weights)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
@@ -186,10 +191,9 @@ def _generate_by_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     """strategy auto: each prompt decoded with the arm `decode.policy` picks for it; the shared rules
     (stops, constraints, weights, seed …) of `params` apply to every arm."""
     policy = load_policy(params.policy)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    picks = policy.choose(prompt_features(decoding_weights(model, params.weights), prompts, pad_id, batch_size))
-    strategy_knobs = set().union(*STRATEGY_FIELDS.values()) | {"strategy"}
-    shared = {k: v for k, v in params.model_dump().items() if k not in strategy_knobs}
+    features = prompt_features(decoding_weights(model, params.weights), prompts, pad_id_of(tokenizer), batch_size)
+    picks = policy.choose(features)
+    shared = shared_fields(params.model_dump())
     outputs: dict[int, list[Candidate]] = {}
     for arm, fields in policy.arms.items():
         chosen = [i for i, pick in enumerate(picks) if pick == arm]

@@ -22,6 +22,13 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "speculative": frozenset({"draft_model", "num_draft_tokens"}),
     "auto": frozenset({"policy"}),
 }
+STRATEGY_KNOBS = frozenset().union(*STRATEGY_FIELDS.values()) | {"strategy"}  # every field a strategy owns
+
+
+def shared_fields(fields: dict) -> dict:
+    """`fields` of a decode section without the strategy and its knobs: the rules every strategy applies
+    (stops, constraints, weights, seed …)."""
+    return {name: value for name, value in fields.items() if name not in STRATEGY_KNOBS}
 
 
 class DecodeParams(BaseModel):
@@ -94,7 +101,7 @@ class DecodeParams(BaseModel):
     @model_validator(mode="after")
     def _knobs_match_strategy(self) -> DecodeParams:
         own = STRATEGY_FIELDS[self.strategy]
-        others = set().union(*STRATEGY_FIELDS.values()) - own
+        others = STRATEGY_KNOBS - own - {"strategy"}
         fields = type(self).model_fields
         foreign = sorted(name for name in others if getattr(self, name) != fields[name].default)  # saved configs list all
         if foreign:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
 from pathlib import Path
 
 import matplotlib
@@ -11,13 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lmforge.files import atomic_write_with  # noqa: E402
+
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
@@ -98,8 +98,6 @@ def plot_trend(trend: dict[str, list[tuple[int, float]]], alerts: list[dict], th
 
 def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
     """Sequence-level training: mean reward (and KL to the reference, when logged) per logged step."""
-    import json
-
     entries = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = [e for e in entries if "mean_reward" in e]
     if not steps:

@@ -8,6 +8,8 @@ import weakref
 
 import torch
 
+from lmforge.models.quantize import int8_weights
+
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast when asked for, else a no-op."""
@@ -34,7 +36,6 @@ def decoding_weights(model: torch.nn.Module, kind: str) -> torch.nn.Module:
     if kind == "bf16":
         converted = copy.deepcopy(model).to(torch.bfloat16)
     else:
-        from lmforge.models.quantize import int8_weights
         converted = int8_weights(model)
     _DECODING_COPIES.setdefault(model, {})[kind] = (versions, converted)
     return converted

@@ -24,7 +24,7 @@ from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import generate
-from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
+from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.errors import ConfigError
 from lmforge.models.resolve import resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
@@ -105,7 +105,7 @@ def decode_params(base: DecodeParams, flags: dict[str, Any]) -> DecodeParams:
     given = {k: v for k, v in flags.items() if v is not None and v != [] and v != {}}
     kept = base.model_dump(exclude_unset=True)
     if "strategy" in given and given["strategy"] != base.strategy:
-        kept = {k: v for k, v in kept.items() if k not in set().union(*STRATEGY_FIELDS.values()) and k != "strategy"}
+        kept = shared_fields(kept)
     try:
         return DecodeParams.model_validate(kept | given)
     except ValidationError as exc:

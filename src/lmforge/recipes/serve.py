@@ -69,12 +69,12 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     import uvicorn
 
     run_dir = Path(target)
-    is_task_run = (run_dir / "config.yaml").is_file() and load_run_config(run_dir).task.name in TASK_ENDPOINTS
+    task_name = load_run_config(run_dir).task.name if (run_dir / "config.yaml").is_file() else None
+    is_task_run = task_name in TASK_ENDPOINTS
     if is_task_run and faq is not None:
-        raise ConfigError(f"--faq grounds chat answers; {target} is a {load_run_config(run_dir).task.name} run")
+        raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} run")
     if is_task_run and weights != "fp32":
-        raise ConfigError(f"--weights {weights} applies to generation; {target} is a "
-                          f"{load_run_config(run_dir).task.name} run")
+        raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} run")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     if is_task_run:
         served: ServedModel | ServedTask = served_task(run_dir, name)

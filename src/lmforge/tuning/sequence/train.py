@@ -15,7 +15,7 @@ import copy
 import torch
 from transformers import PreTrainedModel
 
-from lmforge.decode.generate import generate
+from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError
 from lmforge.tuning.sequence.losses import group_advantages, grpo_loss, mrt_loss, scst_loss
@@ -109,7 +109,7 @@ class SequenceObjective:
     def __call__(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, None]:
         p = self.params
         tokenizer = self.task.tokenizer
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad_id = pad_id_of(tokenizer)
         prompts, replies = split_rows(batch)
         references = [[self.task.text(r)] for r in replies]
         sampled = DecodeParams(strategy="sample", num_return_sequences=p.samples, temperature=p.temperature, top_k=p.top_k)
