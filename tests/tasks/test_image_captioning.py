@@ -8,6 +8,7 @@ import json
 import sys
 
 import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 
@@ -75,3 +76,34 @@ def test_class_names_need_an_image_classifier(tmp_path, tiny_chat_llama, tiny_cl
     assert main(["train", str(config), f"data.train={train}", f"data.validation={train}",
                  f"train.output_dir={tmp_path / 'run'}"]) == 2
     assert "task.class_names needs an image classifier" in capsys.readouterr().err
+
+
+def test_lora_captioner_saves_its_prefix_with_the_adapter(tmp_path, tiny_chat_llama, tiny_clip, capsys):
+    rows = image_rows(tmp_path)
+    train, dev = write(tmp_path / "train.jsonl", rows), write(tmp_path / "dev.jsonl", rows[::6])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"task: {{name: image-captioning, image_network: {tiny_clip}, prefix_length: 2, max_new_tokens: 4}}\n"
+                      f"model: {tiny_chat_llama}\ntuning: {{peft: {{method: lora, r: 4}}}}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"train.output_dir={run}",
+                 "train.epochs=2", "train.lr=1e-3", "train.batch_size=8", "train.tensorboard=false"]) == 0
+    with safe_open(str(run / "model" / "adapter_model.safetensors"), framework="pt") as handle:
+        keys = list(handle.keys())
+    assert any("lora_A" in k for k in keys) and any("image_prefix" in k for k in keys)
+    trained = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["validation"]
+    report = json.loads((run / "report.json").read_text())  # scored after reloading the saved run
+    assert report["cider"] == pytest.approx(trained["cider"]) and report["bleu_4"] == pytest.approx(trained["bleu_4"])
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads((run / "evaluations" / "validation" / "report.json").read_text())["cider"] == pytest.approx(report["cider"])
+
+    from lmforge.recipes.evaluate import load_trained
+    from lmforge.recipes.run_dir import load_run_config
+
+    loads = []
+    for seed in (1, 2):  # a prefix the adapter did not restore would be initialised differently each time
+        torch.manual_seed(seed)
+        _, model, _ = load_trained(run, load_run_config(run))
+        loads.append({k: v.clone() for k, v in model.named_parameters()
+                      if "image_prefix" in k and "original_module" not in k})  # the copy PEFT trains and saves
+    assert loads[0] and all(torch.equal(loads[0][k], loads[1][k]) for k in loads[0])

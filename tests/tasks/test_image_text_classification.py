@@ -52,3 +52,20 @@ def test_the_label_only_the_image_shows_is_learnt_and_the_gate_can_withhold_imag
                  "train.tensorboard=false"]) == 0
     rows = [json.loads(line) for line in (gated / "predictions.jsonl").read_text().splitlines()]
     assert all(not r["image_used"] and r["image_relevance"] < 0.01 for r in rows)
+
+
+def test_lora_fusion_classifier_saves_its_head_with_the_adapter(tmp_path, tiny_bert, tiny_clip):
+    for colour in ("red", "blue"):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
+    rows = [{"text": "what is this", "image": f"{c}.png", "label": label} for c, label in (("red", "hot"), ("blue", "cold"))]
+    train, dev = write(tmp_path / "train.jsonl", rows * 40), write(tmp_path / "dev.jsonl", rows * 2)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"task: {{name: image-text-classification, image_network: {tiny_clip}, image_dropout: 0.0}}\n"
+                      f"model: {tiny_bert}\ntuning: {{peft: {{method: lora, r: 4}}}}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"data.test={dev}",
+                 f"train.output_dir={run}", "train.epochs=5", "train.lr=1e-2", "train.batch_size=8",
+                 "train.tensorboard=false"]) == 0
+    assert (run / "model" / "adapter_model.safetensors").is_file()
+    report = json.loads((run / "report.json").read_text())  # scored after reloading the adapter and its head
+    assert report["accuracy"] == 1.0 and report["images_used"] == 4

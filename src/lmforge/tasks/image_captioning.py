@@ -74,7 +74,7 @@ class ImageCaptioning:
 
     default_metric = "cider"
     metric_names = CAPTION_METRICS
-    supports_peft = False  # the prefix would have to ride along as a PEFT modules_to_save: not wired yet
+    supports_peft = True  # with PEFT the prefix trains and is saved as one of the adapter's modules_to_save
 
     def __init__(self, params: ImageCaptioningParams, labels: list[str] | None = None):
         self.params = params

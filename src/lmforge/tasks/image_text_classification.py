@@ -75,7 +75,7 @@ class ImageTextClassification:
 
     default_metric = "accuracy"
     metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
-    supports_peft = False  # the head would have to ride along as a PEFT modules_to_save: not wired yet
+    supports_peft = True  # with PEFT the fusion head trains and is saved as one of the adapter's modules_to_save
 
     def __init__(self, params: ImageTextClassificationParams, labels: list[str] | None = None):
         self.params = params

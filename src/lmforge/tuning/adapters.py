@@ -46,7 +46,7 @@ def peft_config(params: PeftParams, model: torch.nn.Module, modules_to_save: lis
     if params.method in ("lora", "dora"):
         return LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout, use_dora=params.method == "dora",
                           target_modules=params.target_modules or "all-linear", task_type=task_type,
-                          modules_to_save=modules_to_save)
+                          modules_to_save=modules_to_save, exclude_modules=modules_to_save)  # they train fully
     if params.method == "ia3":
         return IA3Config(target_modules=params.target_modules, task_type=task_type, modules_to_save=modules_to_save,
                          feedforward_modules=[] if params.target_modules else None)
