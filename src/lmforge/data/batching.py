@@ -59,6 +59,40 @@ class BatchOrder:
         yield from self.batches()[self.skip:]
 
 
+class TaskSampledOrder(BatchOrder):
+    """Multi-task batches, each from one task: the task of every batch is drawn with probability ∝ n_t^(1/T)
+    (n_t: the task's examples; T = 1 proportional, large T uniform), small tasks cycling through fresh
+    shuffles. An epoch has as many batches as one pass over the data would; seeded by (seed, epoch) as
+    BatchOrder, so resuming works the same."""
+
+    def __init__(self, tasks: Sequence[int], batch_size: int, seed: int, temperature: float = 1.0,
+                 process_index: int = 0, num_processes: int = 1):
+        super().__init__([1] * len(tasks), batch_size, seed, process_index=process_index, num_processes=num_processes)
+        self.tasks = list(tasks)
+        self.temperature = temperature
+
+    def batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        members: dict[int, list[int]] = {}
+        for index, task in enumerate(self.tasks):
+            members.setdefault(task, []).append(index)
+        names = sorted(members)
+        queues: dict[int, list[list[int]]] = {task: [] for task in names}
+
+        def next_batch(task: int) -> list[int]:
+            if not queues[task]:
+                order = [members[task][i] for i in torch.randperm(len(members[task]), generator=generator).tolist()]
+                queues[task] = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return queues[task].pop(0)
+
+        total = sum(-(-len(members[task]) // self.batch_size) for task in names)
+        weights = torch.tensor([len(members[task]) ** (1 / self.temperature) for task in names], dtype=torch.float64)
+        draws = torch.multinomial(weights, total, replacement=True, generator=generator).tolist()
+        batches = [next_batch(names[draw]) for draw in draws]
+        usable = len(batches) - len(batches) % self.num_processes if self.num_processes > 1 else len(batches)
+        return batches[self.process_index:usable:self.num_processes]
+
+
 PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100}
 
 

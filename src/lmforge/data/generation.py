@@ -23,9 +23,11 @@ class GenerationExample:
     where: str  # "file, line N", for error messages
     messages: list[dict[str, str]] | None = None  # dialogue turns before the target reply
     references: list[str] | None = None  # every reference when the row gave several (target is the first)
+    task: str | None = None  # which task the row belongs to (multi-task data: the row's "task" field)
 
     def to_record(self) -> dict:
-        record: dict = {"messages": self.messages} if self.messages is not None else {"source": self.source}
+        record: dict = {"task": self.task} if self.task is not None else {}
+        record |= {"messages": self.messages} if self.messages is not None else {"source": self.source}
         target = self.references if self.references else self.target
         return record | ({"target": target} if target is not None else {})
 
@@ -76,17 +78,22 @@ def _dialogue(turns: object, labelled: bool) -> tuple[list[dict[str, str]], str 
 
 
 def read_generation(path: str, source_column: str, target_column: str, messages_column: str, errors: RowErrors,
-                    labelled: bool, fmt: str = "auto") -> list[GenerationExample]:
-    """Rows with a source and target column, or with a messages column (chat)."""
+                    labelled: bool, fmt: str = "auto", task_column: str = "task") -> list[GenerationExample]:
+    """Rows with a source and target column, or with a messages column (chat); a `task_column` string, when
+    present, names the row's task."""
     examples = []
     for number, record in read_records(path, fmt, errors):
         where = f"{path}, line {number}"
+        task = record.get(task_column)
+        if task is not None and (not isinstance(task, str) or not task.strip()):
+            errors.report(where, f"column '{task_column}' must be a task name (a non-empty string)")
+            continue
         if messages_column in record:
             parsed = _dialogue(record[messages_column], labelled)
             if isinstance(parsed, str):
                 errors.report(where, parsed)
                 continue
-            examples.append(GenerationExample(None, parsed[1], where, parsed[0]))
+            examples.append(GenerationExample(None, parsed[1], where, parsed[0], task=task))
             continue
         source = record.get(source_column)
         if not isinstance(source, str) or not source.strip():
@@ -99,7 +106,7 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
                                  "a list of strings gives several references)")
             continue
         examples.append(GenerationExample(source, target if labelled else None, where,
-                                          references=references if labelled else None))
+                                          references=references if labelled else None, task=task))
     return examples
 
 
@@ -129,5 +136,6 @@ def load_saved(path: Path) -> list[GenerationExample]:
     for number, record in read_records(path):
         where = f"{path}, line {number}"
         target, references = split_references(record.get("target"))
-        examples.append(GenerationExample(record.get("source"), target, where, record.get("messages"), references))
+        examples.append(GenerationExample(record.get("source"), target, where, record.get("messages"), references,
+                                          record.get("task")))
     return examples

@@ -25,6 +25,9 @@ from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.tasks.base import Task
 from lmforge.tuning.adapters import base_model_path, is_adapter_dir, load_adapter
+from lmforge.tuning.strategy_network.experts import is_strategy_network_dir, load_strategy_network
+from lmforge.tuning.strategy_network.params import StrategyNetworkParams
+from lmforge.tuning.strategy_network.task import with_strategy_network
 
 
 def task_tokenizer(task: Task, path: str, local_files_only: bool = True,
@@ -42,7 +45,14 @@ def load_trained(run_dir: Path, config: RunConfig,
     adapters list`) loads its adapters side by side and switches that one on."""
     folder = model_dir(run_dir)
     check_adapter(run_dir, adapter)
-    task = build_task(config.task).from_saved(folder)
+    task = build_task(config.task)
+    if is_strategy_network_dir(folder):  # experts + router; the task routes each input
+        task = with_strategy_network(task, config.tuning.strategy_network or StrategyNetworkParams()).from_saved(folder)
+        tokenizer = task_tokenizer(task, str(folder))
+        model, _ = load_strategy_network(folder, lambda path: task.build_model(
+            path, local_files_only=True, trust_remote_code=config.model.trust_remote_code))
+        return task, model, tokenizer
+    task = task.from_saved(folder)
     tokenizer = task_tokenizer(task, str(folder))
     if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
         base = task.build_model(base_model_path(folder), local_files_only=True,

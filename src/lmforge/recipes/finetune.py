@@ -39,6 +39,7 @@ from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
 from lmforge.tuning.regularise import configure_regularisation
 from lmforge.tuning.sequence.train import use_sequence_objective
+from lmforge.tuning.strategy_network.task import with_strategy_network
 
 
 def say(line: str) -> None:
@@ -62,7 +63,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     previous = open_previous_run(config.tuning.continual, config) if config.tuning.continual else None
     if previous is not None:
         path = previous.model_path
-    task = build_task(config.task)
+    task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)
     if params.metric is not None and params.metric not in task.metric_names:

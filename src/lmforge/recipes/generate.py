@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.decode.candidate import Candidate
-from lmforge.decode.generate import generate
+from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.errors import ConfigError
 from lmforge.models.resolve import resolve_model
@@ -60,8 +60,15 @@ class Generator:
     def run_ids(self, prompts: list[list[int]], params: DecodeParams, batch_size: int = 8,
                 images: list[Image.Image | None] | None = None,
                 image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
-        return generate(self.model, self.tokenizer, prompts, params, self.max_new_tokens, self.stop_strings, batch_size,
-                        self.precision, images=images, image_scorer=image_scorer)
+        def decode(rows: list[int]) -> list[list[Candidate]]:
+            return generate(self.model, self.tokenizer, [prompts[i] for i in rows], params, self.max_new_tokens,
+                            self.stop_strings, batch_size, self.precision,
+                            images=None if images is None else [images[i] for i in rows], image_scorer=image_scorer)
+
+        if hasattr(self.task, "decode_by_expert"):  # a strategy network: its router picks each prompt's expert
+            return self.task.decode_by_expert(self.model, prompts, batch_size, pad_id_of(self.tokenizer),
+                                              self.precision, decode)[0]
+        return decode(list(range(len(prompts))))
 
 
 def gate_images(texts: list[str], images: list[Image.Image], params: DecodeParams,

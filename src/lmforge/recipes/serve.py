@@ -69,7 +69,11 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     import uvicorn
 
     run_dir = Path(target)
-    task_name = load_run_config(run_dir).task.name if (run_dir / "config.yaml").is_file() else None
+    config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
+    task_name = config.task.name if config is not None else None
+    if config is not None and config.tuning.strategy_network is not None:
+        raise ConfigError(f"{target} is a strategy-network run; the server does not route requests between experts "
+                          f"yet: use `lmforge generate {target}` or `lmforge predict {target}`")
     is_task_run = task_name in TASK_ENDPOINTS
     if is_task_run and faq is not None:
         raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} run")

@@ -70,6 +70,8 @@ class GenerationParams(BaseModel):
     source_column: str = Field("source", description="jsonl/csv field holding the source text.")
     target_column: str = Field("target", description="jsonl/csv field holding the reference output.")
     messages_column: str = Field("messages", description="jsonl field holding chat turns [{role, content}, …] (dialogue rows).")
+    task_column: str = Field("task", description="jsonl field naming a row's task (multi-task data, "
+                                                 "tuning.strategy_network); optional.")
     prompt: str = Field("{source}", description="How a source becomes the user's message, e.g. 'Translate to French: {source}'.")
     system: str | None = Field(None, description="System message put before every source → target prompt.")
     chat_template: bool | None = Field(None, description="Use the tokenizer's chat template (default: when it has one, "
@@ -102,7 +104,7 @@ class Generation:
     def __init__(self, params: GenerationParams, labels: list[str] | None = None):
         self.params = params
         captions = tuple(f"coco_{name}" for name in CAPTION_METRICS) if params.caption_metrics else ()
-        self.metric_names = ("bleu", "chrf", *ROUGE_TYPES, *captions)
+        self.metric_names = ("bleu", "chrf", *ROUGE_TYPES, "exact_match", *captions)
         self.labels: list[str] = []
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.encoder_decoder = False
@@ -118,7 +120,8 @@ class Generation:
         target_path = self.target_paths.get(path)
         if target_path is None and detect_format(locate(path), data.format) != "text":
             p = self.params
-            return read_generation(path, p.source_column, p.target_column, p.messages_column, errors, labelled, data.format)
+            return read_generation(path, p.source_column, p.target_column, p.messages_column, errors, labelled, data.format,
+                                   p.task_column)
         if labelled and target_path is None:
             raise DataError(f"{path}: a plain-text file holds only sources; give the references as "
                             f"{{path: {path}, target_path: FILE}} or use .jsonl rows {{source, target}}")

@@ -123,9 +123,13 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
     to every batch's loss (EWC)."""
     accelerator = make_accelerator()
-    order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
-                       group_by_length=params.group_by_length, process_index=accelerator.process_index,
-                       num_processes=accelerator.num_processes)
+    if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
+        order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
+                                 accelerator.num_processes)
+    else:
+        order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
+                           group_by_length=params.group_by_length, process_index=accelerator.process_index,
+                           num_processes=accelerator.num_processes)
     total_steps = math.ceil(len(order) / params.gradient_accumulation_steps) * params.epochs
     warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr, fused=True)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lmforge.tuning.adversarial import AdversarialParams
 from lmforge.tuning.continual import ContinualParams
 from lmforge.tuning.sequence.params import SequenceParams
+from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
 PeftMethod = Literal["lora", "dora", "ia3", "prompt", "prefix"]
 
@@ -46,6 +47,10 @@ class TuningParams(BaseModel):
     sequence: SequenceParams | None = Field(None, description="Sequence-level training of a generation task on its "
                                                               "own decoded outputs: {method: mrt|scst|grpo, rewards: "
                                                               "[{name: chrf}], samples: 4}; null = cross-entropy.")
+    strategy_network: StrategyNetworkParams | None = Field(
+        None, description="Multi-task strategy network for a generation task over rows from several tasks (their "
+                          "'task' field): one LoRA expert per task and a router that picks the expert per input from "
+                          "its hidden state, e.g. {r: 8, temperature: 2.0}; null = off.")
     rdrop: float = Field(0.0, ge=0, description="R-Drop weight: run each batch twice (two dropout masks) and add "
                                                 "rdrop × the symmetric KL of the two predictions; 0 = off. Typical 0.5–5.")
 
@@ -53,4 +58,11 @@ class TuningParams(BaseModel):
     def _one_strategy_for_the_body(self) -> TuningParams:
         if self.peft is not None and (self.freeze_layers or self.freeze_embeddings or self.train_only_head):
             raise ValueError("peft already freezes the pretrained body; drop freeze_layers/freeze_embeddings/train_only_head")
+        if self.strategy_network is not None:
+            others = [name for name in ("peft", "sequence", "continual", "adversarial")
+                      if getattr(self, name) is not None]
+            others += [name for name in ("freeze_layers", "freeze_embeddings", "train_only_head", "rdrop")
+                       if getattr(self, name)]
+            if others:
+                raise ValueError(f"strategy_network brings its own LoRA experts and loss; drop {', '.join(others)}")
         return self
