@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,15 +44,21 @@ def test_rows_need_an_existing_image_and_a_caption(tmp_path):
         task.read_file(str(path), DataParams(), RowErrors("raise"), labelled=True)
 
 
-def test_train_evaluate_and_predict_a_captioner(tmp_path, tiny_chat_llama, tiny_clip, capsys):
+def train_captioner(tmp_path, model, image_network, epochs: int, tuning: str = "") -> Path:
+    """A captioning run on the colour images (dev: one row per colour); its run directory."""
     rows = image_rows(tmp_path)
     train, dev = write(tmp_path / "train.jsonl", rows), write(tmp_path / "dev.jsonl", rows[::6])
     config = tmp_path / "config.yaml"
-    config.write_text(f"task: {{name: image-captioning, image_network: {tiny_clip}, prefix_length: 2, max_new_tokens: 4}}\n"
-                      f"model: {tiny_chat_llama}\n", encoding="utf-8")
+    config.write_text(f"task: {{name: image-captioning, image_network: {image_network}, prefix_length: 2, "
+                      f"max_new_tokens: 4}}\nmodel: {model}\n{tuning}", encoding="utf-8")
     run = tmp_path / "run"
     assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"train.output_dir={run}",
-                 "train.epochs=3", "train.lr=1e-3", "train.batch_size=8", "train.tensorboard=false"]) == 0
+                 f"train.epochs={epochs}", "train.lr=1e-3", "train.batch_size=8", "train.tensorboard=false"]) == 0
+    return run
+
+
+def test_train_evaluate_and_predict_a_captioner(tmp_path, tiny_chat_llama, tiny_clip, capsys):
+    run = train_captioner(tmp_path, tiny_chat_llama, tiny_clip, epochs=3)
     captured = capsys.readouterr()
     assert "training" in captured.err and captured.out.startswith("validation: cider ")
     report = json.loads((run / "report.json").read_text())
@@ -79,14 +86,7 @@ def test_class_names_need_an_image_classifier(tmp_path, tiny_chat_llama, tiny_cl
 
 
 def test_lora_captioner_saves_its_prefix_with_the_adapter(tmp_path, tiny_chat_llama, tiny_clip, capsys):
-    rows = image_rows(tmp_path)
-    train, dev = write(tmp_path / "train.jsonl", rows), write(tmp_path / "dev.jsonl", rows[::6])
-    config = tmp_path / "config.yaml"
-    config.write_text(f"task: {{name: image-captioning, image_network: {tiny_clip}, prefix_length: 2, max_new_tokens: 4}}\n"
-                      f"model: {tiny_chat_llama}\ntuning: {{peft: {{method: lora, r: 4}}}}\n", encoding="utf-8")
-    run = tmp_path / "run"
-    assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"train.output_dir={run}",
-                 "train.epochs=2", "train.lr=1e-3", "train.batch_size=8", "train.tensorboard=false"]) == 0
+    run = train_captioner(tmp_path, tiny_chat_llama, tiny_clip, epochs=2, tuning="tuning: {peft: {method: lora, r: 4}}\n")
     with safe_open(str(run / "model" / "adapter_model.safetensors"), framework="pt") as handle:
         keys = list(handle.keys())
     assert any("lora_A" in k for k in keys) and any("image_prefix" in k for k in keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -23,18 +24,25 @@ def write(path, rows):
     return path
 
 
-def test_the_label_only_the_image_shows_is_learnt_and_the_gate_can_withhold_images(tmp_path, tiny_bert, tiny_clip, capsys):
+def train_on_colours(tmp_path, model, image_network, tuning: str = "") -> tuple[Path, Path, Path]:
+    """A run where only the image tells the label (red → hot, blue → cold; the text is always the same);
+    (run directory, config, dev file)."""
     for colour in ("red", "blue"):
         Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
     rows = [{"text": "what is this", "image": f"{c}.png", "label": label} for c, label in (("red", "hot"), ("blue", "cold"))]
     train, dev = write(tmp_path / "train.jsonl", rows * 40), write(tmp_path / "dev.jsonl", rows * 2)
     config = tmp_path / "config.yaml"
-    config.write_text(f"task: {{name: image-text-classification, image_network: {tiny_clip}, image_dropout: 0.0}}\n"
-                      f"model: {tiny_bert}\n", encoding="utf-8")
+    config.write_text(f"task: {{name: image-text-classification, image_network: {image_network}, image_dropout: 0.0}}\n"
+                      f"model: {model}\n{tuning}", encoding="utf-8")
     run = tmp_path / "run"
     assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"data.test={dev}",
                  f"train.output_dir={run}", "train.epochs=5", "train.lr=1e-2", "train.batch_size=8",
                  "train.tensorboard=false"]) == 0
+    return run, config, dev
+
+
+def test_the_label_only_the_image_shows_is_learnt_and_the_gate_can_withhold_images(tmp_path, tiny_bert, tiny_clip, capsys):
+    run, config, dev = train_on_colours(tmp_path, tiny_bert, tiny_clip)
     report = json.loads((run / "report.json").read_text())
     assert report["accuracy"] == 1.0 and report["images_used"] == 4  # the text is the same: only the image tells
     predictions = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
@@ -55,17 +63,7 @@ def test_the_label_only_the_image_shows_is_learnt_and_the_gate_can_withhold_imag
 
 
 def test_lora_fusion_classifier_saves_its_head_with_the_adapter(tmp_path, tiny_bert, tiny_clip):
-    for colour in ("red", "blue"):
-        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
-    rows = [{"text": "what is this", "image": f"{c}.png", "label": label} for c, label in (("red", "hot"), ("blue", "cold"))]
-    train, dev = write(tmp_path / "train.jsonl", rows * 40), write(tmp_path / "dev.jsonl", rows * 2)
-    config = tmp_path / "config.yaml"
-    config.write_text(f"task: {{name: image-text-classification, image_network: {tiny_clip}, image_dropout: 0.0}}\n"
-                      f"model: {tiny_bert}\ntuning: {{peft: {{method: lora, r: 4}}}}\n", encoding="utf-8")
-    run = tmp_path / "run"
-    assert main(["train", str(config), f"data.train={train}", f"data.validation={dev}", f"data.test={dev}",
-                 f"train.output_dir={run}", "train.epochs=5", "train.lr=1e-2", "train.batch_size=8",
-                 "train.tensorboard=false"]) == 0
+    run, _, _ = train_on_colours(tmp_path, tiny_bert, tiny_clip, "tuning: {peft: {method: lora, r: 4}}\n")
     assert (run / "model" / "adapter_model.safetensors").is_file()
     report = json.loads((run / "report.json").read_text())  # scored after reloading the adapter and its head
     assert report["accuracy"] == 1.0 and report["images_used"] == 4

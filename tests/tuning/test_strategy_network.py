@@ -4,7 +4,6 @@ through `lmforge train` / `evaluate` / `predict` whose router picks each input's
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from lmforge.cli import main
 from lmforge.data.batching import TaskSampledOrder
-from lmforge.tuning.strategy_network.experts import attach_experts, prompt_features, router_of
+from lmforge.tuning.strategy_network.experts import attach_experts, prompt_features
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 from lmforge.tuning.strategy_network.task import prompt_mask
 from tests.conftest import make_pairs, write_jsonl
