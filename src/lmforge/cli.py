@@ -108,7 +108,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from lmforge.decode.stream import stream_text
     from lmforge.errors import ConfigError
     from lmforge.recipes import generate as recipe
-    from lmforge.vision.scorer import load_scorer
 
     texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
     generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
@@ -131,16 +130,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print()
         return
     images = recipe.read_prompt_images(args.image or [], args.input, args.image_column, len(texts))
-    scorer, gated = None, [{} for _ in texts]
-    if images is not None and params.image_weight:
-        scorer = load_scorer(params.image_scorer)
-        images, gated = recipe.gate_images(texts, images, params, scorer)
-        params = params.model_copy(update={"image_gate": None})
-    outputs = generator.run(texts, params, args.batch_size, images, scorer)
+    outputs = generator.run(texts, params, args.batch_size, images)
     if args.input or args.output:
-        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | gate
+        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | c[0].gate_fields()
                    | ({"candidates": [generator.task.text(x.tokens) for x in c]} if len(c) > 1 else {})
-                   for t, c, gate in zip(texts, outputs, gated, strict=True)]
+                   for t, c in zip(texts, outputs, strict=True)]
         lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
         if args.output:
             count = _write_atomically(Path(args.output), lambda h: sum(h.write(line) > 0 for line in lines))
@@ -151,9 +145,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for n, (text, candidates) in enumerate(zip(texts, outputs, strict=True)):
         if len(texts) > 1:
             print(f"### {n + 1}: {text}")
-        if gated[n]:
-            print(f"(image {'used' if gated[n]['image_relevant'] else 'not used'}: gate probability "
-                  f"{gated[n]['image_relevance']:.3f})")
+        gate = candidates[0].gate_fields()
+        if gate:
+            print(f"(image {'used' if gate['image_relevant'] else 'not used'}: gate probability "
+                  f"{gate['image_relevance']:.3f})")
         for rank, candidate in enumerate(candidates, start=1):
             prefix = f"[{rank}] " if len(candidates) > 1 else ""
             print(prefix + generator.task.text(candidate.tokens))

@@ -58,6 +58,25 @@ def test_each_row_is_steered_towards_its_own_image(llama):
     assert "chien" in texts[0] and "chien" in texts[2] and "chat" in texts[1] and "chien" not in texts[1]
 
 
+def test_the_gate_lets_only_relevant_images_guide(llama, tmp_path):
+    from lmforge.vision.gate import RelevanceGate
+
+    model, tokenizer = llama
+    RelevanceGate(weight=1.0, bias=-25.0).save(tmp_path / "gate.json")  # relevant iff the scorer rates the pair 50
+    guided = DecodeParams(strategy="contrastive", top_k=len(tokenizer), penalty_alpha=0.0, image_weight=5.0)
+    gated = guided.model_copy(update={"image_gate": str(tmp_path / "gate.json")})
+    # the red image is relevant to a text holding 'chien' (what WordScorer wants for red), not to 'a dog'
+    out = generate(model, tokenizer, prompts(tokenizer), gated, 4, images=[RED, RED], image_scorer=WordScorer(),
+                   prompt_texts=["a chien", "a dog"])
+    expected = generate(model, tokenizer, prompts(tokenizer), guided, 4, images=[RED, None], image_scorer=WordScorer())
+    assert [c[0].tokens for c in out] == [c[0].tokens for c in expected]
+    assert [c[0].gate_fields()["image_relevant"] for c in out] == [True, False]
+    assert out[0][0].image_relevance > 0.99 > 0.01 > out[1][0].image_relevance
+    # without prompt_texts the gate reads the decoded prompts ('red dog': no 'chien', so not relevant)
+    plain = generate(model, tokenizer, prompts(tokenizer), gated, 4, images=[RED, RED], image_scorer=WordScorer())
+    assert [c[0].image_relevant for c in plain] == [False, False]
+
+
 def test_images_and_weight_come_together(llama):
     model, tokenizer = llama
     with pytest.raises(ConfigError, match="one image per prompt"):
@@ -65,10 +84,8 @@ def test_images_and_weight_come_together(llama):
                  images=[RED], image_scorer=WordScorer())
     with pytest.raises(ConfigError, match="image_weight is 0"):
         generate(model, tokenizer, prompts(tokenizer), DecodeParams(strategy="contrastive"), 4, images=[RED, BLUE])
-    with pytest.raises(ConfigError, match="image_gate is applied where the prompt texts are known"):
-        generate(model, tokenizer, prompts(tokenizer), DecodeParams(strategy="contrastive", image_weight=1.0,
-                                                                    image_gate="gate.json"), 4, images=[RED, BLUE],
-                 image_scorer=WordScorer())
+    with pytest.raises(ValueError, match="image_gate decides whether a prompt's image guides the text"):
+        DecodeParams(strategy="contrastive", image_gate="gate.json")
     with pytest.raises(ValueError, match="image_weight does not apply to strategy 'greedy'"):
         DecodeParams(image_weight=1.0)
 

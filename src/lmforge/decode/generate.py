@@ -24,6 +24,7 @@ from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.resolve import resolve_model
+from lmforge.vision.gate import gate_images
 from lmforge.vision.scorer import ImageTextScorer, load_scorer
 
 
@@ -132,13 +133,16 @@ def static_cache_length(params: DecodeParams, prompts: list[list[int]], prompt_e
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
              progress: bool = False, on_tokens: OnTokens | None = None, images: list[Image.Image | None] | None = None,
-             image_scorer: ImageTextScorer | None = None, prompt_embeds: torch.Tensor | None = None) -> list[list[Candidate]]:
+             image_scorer: ImageTextScorer | None = None, prompt_embeds: torch.Tensor | None = None,
+             prompt_texts: list[str] | None = None) -> list[list[Candidate]]:
     """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
 
     `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`). With
     `decode.image_weight` > 0, `images` holds one image per prompt that guides its text (None: that prompt is not
     guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here. `prompt_embeds` (prompts, k, hidden)
-    is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`)."""
+    is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`). With
+    `decode.image_gate`, an image guides only when the gate finds it relevant to its prompt's text (`prompt_texts`,
+    default the decoded prompt tokens); the candidates carry the decision."""
     if params.strategy == "auto":
         return _generate_by_policy(model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size, precision,
                                    progress, on_tokens)
@@ -148,11 +152,18 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     if images is not None and not params.image_weight:
         raise ConfigError("images were given but decode.image_weight is 0: set it (1.0 suits the default scorer) with "
                           "strategy contrastive, or leave the images out")
-    if params.image_gate:
-        raise ConfigError("decode.image_gate is applied where the prompt texts are known (`lmforge generate`), not "
-                          "here; gate the images first and pass None for the irrelevant ones")
     if params.image_weight and image_scorer is None:
         image_scorer = load_scorer(params.image_scorer)
+    if params.image_gate:
+        texts = prompt_texts or [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+        images, decisions = gate_images(params.image_gate, image_scorer, images, texts)
+        found = generate(model, tokenizer, prompts, params.model_copy(update={"image_gate": None}), max_new_tokens,
+                         stop_strings, batch_size, precision, progress, on_tokens, images, image_scorer, prompt_embeds)
+        for candidates, decision in zip(found, decisions, strict=True):
+            for candidate in candidates:
+                if decision is not None:
+                    candidate.image_relevant, candidate.image_relevance = decision
+        return found
     strategy = STRATEGIES[params.strategy]
     model = decoding_weights(model, params.weights)
     pad_id = pad_id_of(tokenizer)

@@ -114,6 +114,8 @@ class DecodeParams(BaseModel):
             raise ValueError("compile needs cache: static (a step of fixed shapes compiles once)")
         if self.cache == "static" and self.strategy not in ("greedy", "sample"):
             raise ValueError(f"cache: static works with strategies greedy and sample, not {self.strategy!r}")
+        if self.image_gate and not self.image_weight:
+            raise ValueError("image_gate decides whether a prompt's image guides the text: set image_weight too")
         if self.strategy == "auto" and not self.policy:
             raise ValueError("strategy auto needs policy: the folder of a trained decoding policy")
         if self.strategy == "speculative" and not self.draft_model:

@@ -30,7 +30,6 @@ from lmforge.models.resolve import resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.tasks.generation import Generation, GenerationParams
-from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
 from lmforge.vision.scorer import ImageTextScorer
 
@@ -55,33 +54,23 @@ class Generator:
 
     def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8, images: list[Image.Image | None] | None = None,
             image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
-        return self.run_ids(self.prompt_ids(texts), params, batch_size, images, image_scorer)
+        return self.run_ids(self.prompt_ids(texts), params, batch_size, images, image_scorer, texts)
 
     def run_ids(self, prompts: list[list[int]], params: DecodeParams, batch_size: int = 8,
-                images: list[Image.Image | None] | None = None,
-                image_scorer: ImageTextScorer | None = None) -> list[list[Candidate]]:
+                images: list[Image.Image | None] | None = None, image_scorer: ImageTextScorer | None = None,
+                texts: list[str] | None = None) -> list[list[Candidate]]:
+        """Candidates per prompt; `texts` (the prompts as the user wrote them) are what `decode.image_gate` judges."""
         def decode(rows: list[int]) -> list[list[Candidate]]:
-            return generate(self.model, self.tokenizer, [prompts[i] for i in rows], params, self.max_new_tokens,
-                            self.stop_strings, batch_size, self.precision,
-                            images=None if images is None else [images[i] for i in rows], image_scorer=image_scorer)
+            def pick(values: list | None) -> list | None:
+                return None if values is None else [values[i] for i in rows]
+            return generate(self.model, self.tokenizer, pick(prompts), params, self.max_new_tokens, self.stop_strings,
+                            batch_size, self.precision, images=pick(images), image_scorer=image_scorer,
+                            prompt_texts=pick(texts))
 
         if hasattr(self.task, "decode_by_expert"):  # a strategy network: its router picks each prompt's expert
             return self.task.decode_by_expert(self.model, prompts, batch_size, pad_id_of(self.tokenizer),
                                               self.precision, decode)[0]
         return decode(list(range(len(prompts))))
-
-
-def gate_images(texts: list[str], images: list[Image.Image], params: DecodeParams,
-                scorer: ImageTextScorer) -> tuple[list[Image.Image | None], list[dict]]:
-    """Each prompt's image, or None where `decode.image_gate` finds it irrelevant to the prompt; and the gate's
-    decision per prompt ({"image_relevant", "image_relevance"}) for the output. Decode with the gate taken out
-    of the params (`decode.generate` refuses a gate it cannot apply)."""
-    if not params.image_gate:
-        return list(images), [{} for _ in texts]
-    gate = RelevanceGate.load(params.image_gate)
-    decisions = gate.decide(rate_images(scorer, images, texts))
-    kept = [image if use else None for image, (use, _) in zip(images, decisions, strict=True)]
-    return kept, [{"image_relevant": use, "image_relevance": round(p, 4)} for use, p in decisions]
 
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,

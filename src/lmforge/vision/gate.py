@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
 
 from lmforge.errors import DataError
 from lmforge.files import atomic_write_text
@@ -79,7 +78,23 @@ def rate_pairs(scorer: ImageTextScorer, rows: Sequence[ImageText]) -> torch.Tens
 def fit_gate(ratings: torch.Tensor, labels: Sequence[bool], threshold: float = 0.5,
              scorer: str = "efficientnet-minilm") -> RelevanceGate:
     """A gate fitted (logistic regression) on ratings of pairs labelled relevant or not."""
+    from sklearn.linear_model import LogisticRegression  # only fitting needs it; decoding imports this module
+
     if len(set(labels)) < 2:
         raise DataError("fitting the gate needs both relevant and irrelevant pairs")
     model = LogisticRegression().fit(ratings.float().view(-1, 1).numpy(), list(labels))
     return RelevanceGate(float(model.coef_[0, 0]), float(model.intercept_[0]), threshold, scorer)
+
+
+def gate_images(gate_path: str, scorer: ImageTextScorer, images: Sequence[Image.Image | None],
+                texts: Sequence[str]) -> tuple[list[Image.Image | None], list[tuple[bool, float] | None]]:
+    """Each image, or None where the gate at `gate_path` finds it irrelevant to its text; and the decision
+    (use, probability) per pair (None where there was no image to judge)."""
+    gate = RelevanceGate.load(gate_path)
+    present = [i for i, image in enumerate(images) if image is not None]
+    decided = gate.decide(rate_images(scorer, [images[i] for i in present], [texts[i] for i in present])) if present else []
+    decisions: list[tuple[bool, float] | None] = [None] * len(images)
+    for i, decision in zip(present, decided, strict=True):
+        decisions[i] = decision
+    kept = [image if decision is not None and decision[0] else None for image, decision in zip(images, decisions, strict=True)]
+    return kept, decisions
