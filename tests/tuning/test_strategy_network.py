@@ -147,9 +147,11 @@ def test_generate_routes_each_prompt_to_its_expert(trained_run):
     assert generator.model.active_adapter == "copy"  # routing leaves the active expert as it was
 
 
-def test_serve_refuses_a_strategy_network_run(trained_run, capsys):
+def test_serve_and_export_refuse_a_strategy_network_run(trained_run, tmp_path, capsys):
     assert main(["serve", str(trained_run)]) == 2
     assert "strategy-network run" in capsys.readouterr().err
+    assert main(["export", str(trained_run), "--output", str(tmp_path / "merged")]) == 2
+    assert "no single set of weights to merge" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -18,6 +18,9 @@ def export(run_dir: Path, output: Path) -> Path:
     if output.exists() and any(output.iterdir()):
         raise RunDirError(f"{output} already exists and is not empty; choose a new --output folder")
     config = load_run_config(run_dir)
+    if config.tuning.strategy_network is not None:
+        raise RunDirError(f"{run_dir} is a strategy network (one expert per task, routed per input): it has no single "
+                          f"set of weights to merge; use it through lmforge evaluate/predict/generate")
     _, model, tokenizer = load_trained(run_dir, config)
     if isinstance(model, PeftModel):
         model = merged(model)
