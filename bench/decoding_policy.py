@@ -1,4 +1,5 @@
-"""Learned decoding policy vs fixed strategies: Multi30k en→fr with SmolLM2-135M-Instruct (zero-shot), chrF reward.
+"""Learned decoding policy vs fixed strategies: Multi30k en→fr, chrF reward; SmolLM2-135M-Instruct zero-shot,
+or a fine-tuned translation run (`--model RUN_DIR`, which formats the English sources itself).
 
 The first --train validation sentences are decoded with every arm (greedy, beam-4, top-p 0.9 …), each
 alone and timed; the policy (ridge regression from the prompt's mean hidden state to reward − cost_weight
@@ -7,6 +8,7 @@ and `decode.strategy: auto` with the saved policy is run for real; the table giv
 auto's mean reward (sentence chrF / 100) and mean seconds per sentence.
 
     python bench/decoding_policy.py --train 60 --test 60 --cost-weight 0.0,0.05
+    python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 200 --test 200
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ def main() -> None:
     parser.add_argument("--arms", default="greedy,beam4,topp0.9")
     parser.add_argument("--cost-weight", default="0.0,0.05", help="reward (chrF/100) given up per second, comma-separated")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--model", default="smollm2-135m-instruct",
+                        help="a model (zero-shot, with an instruction) or a generation run directory (its own prompt)")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"Multi30k not found at {DATA}")
     english, french = read_lines("val.en.gz"), read_lines("val.fr.gz")
-    generator = open_generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
+    generator = open_generator(args.model, max_new_tokens=args.max_new_tokens)
     model, tokenizer = generator.model, generator.tokenizer
-    texts = [f"Translate this sentence into French. Reply with the translation only.\n\n{e}" for e in english]
+    is_run = (Path(args.model) / "config.yaml").is_file()
+    texts = english if is_run else [f"Translate this sentence into French. Reply with the translation only.\n\n{e}"
+                                    for e in english]
     prompts = generator.prompt_ids(texts[:args.train + args.test])
     references = [[f] for f in french[:args.train + args.test]]
     arms = {spec: compare_params(spec, seed=0) for spec in args.arms.split(",")}
