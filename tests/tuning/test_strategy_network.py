@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM
 
 from lmforge.cli import main
 from lmforge.data.batching import TaskSampledOrder
+from lmforge.tasks.strategy_network import prompt_mask
 from lmforge.tuning.strategy_network.experts import attach_experts, prompt_features
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
-from lmforge.tuning.strategy_network.task import prompt_mask
 from tests.conftest import make_pairs, write_jsonl
 
 
@@ -55,7 +55,7 @@ def test_prompt_features_see_only_the_prompt(experts_model):
 
 def test_router_and_the_batch_expert_get_gradients(experts_model, tiny_chat_llama):
     from lmforge.tasks.generation import GenerationParams
-    from lmforge.tuning.strategy_network.task import StrategyNetworkTask
+    from lmforge.tasks.strategy_network import StrategyNetworkTask
 
     task = StrategyNetworkTask(GenerationParams(), StrategyNetworkParams(r=4), ["copy", "translate"])
     batch = {"input_ids": torch.tensor([[5, 6, 7, 8, 9], [5, 7, 7, 9, 9]]),

@@ -24,10 +24,10 @@ from lmforge.recipes.run_dir import create_run_dir, load_run_config, model_dir, 
 from lmforge.recipes.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.tasks.base import Task
+from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.tuning.adapters import base_model_path, is_adapter_dir, load_adapter
 from lmforge.tuning.strategy_network.experts import is_strategy_network_dir, load_strategy_network
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
-from lmforge.tuning.strategy_network.task import with_strategy_network
 
 
 def task_tokenizer(task: Task, path: str, local_files_only: bool = True,

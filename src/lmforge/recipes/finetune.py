@@ -34,12 +34,12 @@ from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
+from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.loop import FitData, fit
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
 from lmforge.tuning.regularise import configure_regularisation
 from lmforge.tuning.sequence.train import use_sequence_objective
-from lmforge.tuning.strategy_network.task import with_strategy_network
 
 
 def say(line: str) -> None:
