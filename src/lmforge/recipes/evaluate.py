@@ -47,9 +47,9 @@ def load_trained(run_dir: Path, config: RunConfig,
     check_adapter(run_dir, adapter)
     task = build_task(config.task)
     if is_strategy_network_dir(folder):  # experts + router; the task routes each input
-        task = with_strategy_network(task, config.tuning.strategy_network or StrategyNetworkParams()).from_saved(folder)
+        task = with_strategy_network(task, config.tuning.strategy_network or StrategyNetworkParams())
         tokenizer = task_tokenizer(task, str(folder))
-        model, _ = load_strategy_network(folder, lambda path: task.build_model(
+        model, task.experts = load_strategy_network(folder, lambda path: task.build_model(
             path, local_files_only=True, trust_remote_code=config.model.trust_remote_code))
         return task, model, tokenizer
     task = task.from_saved(folder)

@@ -9,7 +9,6 @@ scores, the router's expert usage per task and its routing accuracy.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.metrics.generation import generation_scores
 from lmforge.models.precision import autocast_for
 from lmforge.tasks.generation import IGNORE, Generation, GenerationParams
-from lmforge.tuning.strategy_network.experts import SPEC_FILE, prompt_features, router_of
+from lmforge.tuning.strategy_network.experts import prompt_features, router_of, saved_spec
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -183,8 +182,7 @@ class StrategyNetworkTask(Generation):
         return metrics
 
     def from_saved(self, model_dir: Path) -> StrategyNetworkTask:
-        experts = json.loads((Path(model_dir) / SPEC_FILE).read_text(encoding="utf-8"))["experts"]
-        return StrategyNetworkTask(self.params, self.network, experts)
+        return StrategyNetworkTask(self.params, self.network, saved_spec(model_dir)["experts"])
 
 
 def with_strategy_network(task, params: StrategyNetworkParams | None):

@@ -85,11 +85,16 @@ def is_strategy_network_dir(folder: Path) -> bool:
     return (Path(folder) / SPEC_FILE).is_file()
 
 
+def saved_spec(folder: Path) -> dict:
+    """The saved experts' order and the router's input size ({"experts": [...], "hidden_size": n})."""
+    return json.loads((Path(folder) / SPEC_FILE).read_text(encoding="utf-8"))
+
+
 def load_strategy_network(folder: Path, build_model: Callable[[str], torch.nn.Module]) -> tuple[PeftModel, list[str]]:
     """(model with every expert and the router, expert names) from a saved folder; `build_model(path)` builds
     the base model the experts were trained on."""
     folder = Path(folder)
-    spec = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    spec = saved_spec(folder)
     experts = spec["experts"]
     missing = [name for name in experts if not (folder / name / "adapter_config.json").is_file()]
     if missing:
