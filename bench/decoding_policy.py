@@ -2,8 +2,9 @@
 or a fine-tuned translation run (`--model RUN_DIR`, which formats the English sources itself).
 
 The first --train validation sentences are decoded with every arm (greedy, beam-4, top-p 0.9 …), each
-alone and timed; the policy (ridge regression from the prompt's mean hidden state to reward − cost_weight
-× seconds, per arm) is fitted on them and saved. On the next --test sentences every arm is decoded again,
+alone and timed; the policy (ridge regression from the prompt's features — the mean hidden state of --layer,
+with --length also log(1 + prompt length) — to reward − cost_weight × seconds, per arm) is fitted on them
+and saved. On the next --test sentences every arm is decoded again,
 and `decode.strategy: auto` with the saved policy is run for real; the table gives each fixed arm's and
 auto's mean reward (sentence chrF / 100) and mean seconds per sentence.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.policy import load_policy, prompt_features
+from lmforge.decode.policy import PolicyFeatures, load_policy
 from lmforge.recipes.generate import compare_params, open_generator
 from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
@@ -42,6 +43,9 @@ def main() -> None:
     parser.add_argument("--arms", default="greedy,beam4,topp0.9")
     parser.add_argument("--cost-weight", default="0.0,0.05", help="reward (chrF/100) given up per second, comma-separated")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--layer", type=int, default=-1,
+                        help="the policy reads this layer's mean hidden state (0: the input embeddings, no forward pass)")
+    parser.add_argument("--length", action="store_true", help="the policy also reads log(1 + prompt length)")
     parser.add_argument("--model", default="smollm2-135m-instruct",
                         help="a model (zero-shot, with an instruction) or a generation run directory (its own prompt)")
     args = parser.parse_args()
@@ -65,7 +69,8 @@ def main() -> None:
                     generator.stop_strings)
     print(f"logged {len(arms)} arms on {args.train} + {args.test} sentences in {time.perf_counter() - start:.0f} s")
     pad = tokenizer.pad_token_id
-    features = prompt_features(model, prompts[:args.train], pad)
+    reader = PolicyFeatures(args.layer, args.length)
+    features = reader.read(model, prompts[:args.train], pad)
 
     print("| decoding | cost weight | mean reward (chrF/100) | mean s / sentence | arms chosen |")
     print("|---|---|---|---|---|")
@@ -74,7 +79,8 @@ def main() -> None:
     for cost_weight in (float(c) for c in args.cost_weight.split(",")):
         folder = Path(tempfile.mkdtemp(prefix="policy-"))
         fit_policy(features, train.utilities(cost_weight),
-                   {name: p.model_dump(exclude_defaults=True) for name, p in arms.items()}, cost_weight).save(folder)
+                   {name: p.model_dump(exclude_defaults=True) for name, p in arms.items()}, cost_weight,
+                   reader=reader).save(folder)
         policy = load_policy(folder)
         rewards, seconds, picks = [], [], []
         params = DecodeParams(strategy="auto", policy=str(folder))
@@ -84,7 +90,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - begin)
             text = tokenizer.decode(best.tokens, skip_special_tokens=True).strip()
             rewards.append(reward([text], [references[args.train + i]])[0])
-            picks.append(policy.choose(prompt_features(model, [prompt], pad))[0])
+            picks.append(policy.choose(reader.read(model, [prompt], pad))[0])
         usage = ", ".join(f"{name} {picks.count(name)}" for name in train.arms)
         print(f"| auto | {cost_weight} | {statistics.mean(rewards):.4f} | {statistics.mean(seconds):.3f} | {usage} |",
               flush=True)

@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--reward", default="bleu", help="reward name(s), comma-separated, equal weights")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--sharpness", type=float, default=1.0)
+    parser.add_argument("--candidates", choices=("sample", "beam"), default="sample")
+    parser.add_argument("--ce-weight", type=float, default=0.0, help="+ this × token cross-entropy (the control's loss)")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--stages", default="ce,sequence,control,evaluate")
@@ -80,7 +82,7 @@ def main() -> None:
                    f"train.lr={args.lr}", "train.warmup_ratio=0.0", "train.log_every_steps=5"]
     if "sequence" in stages and not (out / "sequence" / "model").is_dir():
         sequence = (f"tuning.sequence={{method: {args.method}, samples: {args.samples}, sharpness: {args.sharpness}, "
-                    f"max_new_tokens: 64, rewards: {rewards}}}")
+                    f"candidates: {args.candidates}, ce_weight: {args.ce_weight}, max_new_tokens: 64, rewards: {rewards}}}")
         seconds["sequence"] = lmforge("train", str(CONFIG), *further_run, sequence, f"train.output_dir={out / 'sequence'}")
     if "control" in stages and not (out / "control" / "model").is_dir():
         seconds["control"] = lmforge("train", str(CONFIG), *further_run, f"train.output_dir={out / 'control'}")

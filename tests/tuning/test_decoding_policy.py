@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -9,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.policy import load_policy, prompt_features
+from lmforge.decode.policy import PolicyFeatures, load_policy, prompt_features
 from lmforge.errors import ConfigError
 from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
@@ -35,21 +37,36 @@ def test_a_cost_weight_moves_choices_to_the_cheaper_arm():
     assert set(fit_policy(features, rewards - 0.05 * seconds, ARMS, cost_weight=0.05).choose(features)) == {"greedy"}
 
 
-def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_path):
+@pytest.mark.parametrize("reader", [PolicyFeatures(), PolicyFeatures(layer=0, length=True)])
+def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_path, reader):
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
     prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "a longer prompt about rain", "cats", "ok")]
-    features = prompt_features(model, prompts, tokenizer.pad_token_id)
-    assert features.shape == (4, model.config.hidden_size)
+    features = reader.read(model, prompts, tokenizer.pad_token_id)
+    assert features.shape == (4, model.config.hidden_size + reader.length)
     utilities = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # alternate arms
-    fit_policy(features, utilities, ARMS, ridge=1e-3).save(tmp_path)
+    fit_policy(features, utilities, ARMS, ridge=1e-3, reader=reader).save(tmp_path)
     policy = load_policy(tmp_path)
+    assert policy.features == reader
     picks = policy.choose(features)
     assert picks == ["greedy", "beam2", "greedy", "beam2"]
     auto = generate(model, tokenizer, prompts, DecodeParams(strategy="auto", policy=str(tmp_path), min_new_tokens=3), 6)
     for prompt, pick, candidates in zip(prompts, picks, auto, strict=True):
         alone = generate(model, tokenizer, [prompt], DecodeParams(min_new_tokens=3, **ARMS[pick]), 6)[0]
         assert candidates[0].tokens == alone[0].tokens
+
+
+def test_features_of_the_input_embeddings_and_the_length(tiny_chat_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    prompts = [[5, 6, 7], [8, 9]]
+    features = PolicyFeatures(layer=0, length=True).read(model, prompts, pad_id=0)
+    embeddings = model.get_input_embeddings().weight
+    assert torch.allclose(features[1, :-1], embeddings[[8, 9]].mean(0))
+    assert features[:, -1].tolist() == pytest.approx([math.log(4), math.log(3)])
+    with torch.no_grad():
+        hidden = model(torch.tensor([[5, 6, 7]]), output_hidden_states=True).hidden_states
+    assert torch.allclose(prompt_features(model, prompts, 0, layer=1)[0], hidden[1][0].mean(0), atol=1e-5)
+    assert torch.allclose(prompt_features(model, prompts, 0)[0], hidden[-1][0].mean(0), atol=1e-5)
 
 
 def test_logged_rewards_and_seconds_per_arm(tiny_chat_llama):

@@ -4,13 +4,15 @@ outputs, and GRPO / MRT / SCST runs through `lmforge train` that log rewards and
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmforge.cli import main
-from lmforge.tuning.sequence.train import split_rows, token_logprobs
+from lmforge.tuning.sequence.params import SequenceParams
+from lmforge.tuning.sequence.train import SequenceObjective, candidate_params, split_rows, token_logprobs
 from tests.conftest import make_pairs, write_jsonl
 
 
@@ -48,10 +50,11 @@ def sequence_config(tmp_path, model, method: str, extra: str = "") -> str:
     return str(config)
 
 
-@pytest.mark.parametrize("method", ["grpo", "mrt", "scst"])
-def test_sequence_training_logs_rewards_and_raises_them(tiny_chat_llama, tmp_path, capsys, method):
+@pytest.mark.parametrize(("method", "extra"), [("grpo", ""), ("mrt", ""), ("scst", ""),
+                                             ("mrt", "candidates: beam, ce_weight: 0.5,")])
+def test_sequence_training_logs_rewards_and_raises_them(tiny_chat_llama, tmp_path, capsys, method, extra):
     torch.manual_seed(0)
-    assert main(["train", sequence_config(tmp_path, tiny_chat_llama, method)]) == 0
+    assert main(["train", sequence_config(tmp_path, tiny_chat_llama, method, extra)]) == 0
     steps = [json.loads(line) for line in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if "mean_reward" in s]
     assert len(steps) >= 10 and all({"kl", "entropy", "mean_length"} <= set(s) for s in steps)
@@ -68,3 +71,28 @@ def test_sequence_training_needs_a_generation_task(tiny_config, capsys):
         config.write("tuning: {sequence: {method: grpo, rewards: [{name: chrf}]}}\n")
     assert main(["train", str(tiny_config)]) != 0
     assert "tuning.sequence trains generation tasks" in capsys.readouterr().err
+
+
+def test_beam_candidates_are_the_best_beams_and_suit_mrt_only():
+    beam = candidate_params(SequenceParams(method="mrt", samples=3, candidates="beam", rewards=[{"name": "chrf"}]))
+    assert (beam.strategy, beam.num_beams, beam.num_return_sequences) == ("beam", 3, 3)
+    sampled = candidate_params(SequenceParams(method="grpo", samples=5, temperature=0.7, rewards=[{"name": "chrf"}]))
+    assert (sampled.strategy, sampled.num_return_sequences, sampled.temperature) == ("sample", 5, 0.7)
+    with pytest.raises(ValueError, match="candidates: beam suits mrt only"):
+        SequenceParams(method="grpo", candidates="beam", rewards=[{"name": "chrf"}])
+
+
+def test_ce_weight_adds_the_tasks_own_cross_entropy(tiny_chat_llama):
+    """Beam candidates are deterministic, so the two losses differ by exactly ce_weight × the task's loss."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    task = SimpleNamespace(encoder_decoder=False, tokenizer=tokenizer, params=SimpleNamespace(stop_strings=[]),
+                           text=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+                           loss=lambda model, batch: (torch.tensor(2.5), None))
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8, 9]]), "labels": torch.tensor([[-100, -100, -100, 8, 9]]),
+             "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    def loss(ce_weight: float) -> float:
+        params = SequenceParams(method="mrt", samples=2, candidates="beam", max_new_tokens=4, ce_weight=ce_weight,
+                                rewards=[{"name": "chrf"}])
+        return SequenceObjective(task, params)(model, batch)[0].item()
+    assert loss(0.4) - loss(0.0) == pytest.approx(0.4 * 2.5, abs=1e-5)

@@ -18,7 +18,7 @@ from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.params import DecodeParams, shared_fields
-from lmforge.decode.policy import load_policy, prompt_features
+from lmforge.decode.policy import load_policy
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
@@ -202,7 +202,7 @@ def _generate_by_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     """strategy auto: each prompt decoded with the arm `decode.policy` picks for it; the shared rules
     (stops, constraints, weights, seed …) of `params` apply to every arm."""
     policy = load_policy(params.policy)
-    features = prompt_features(decoding_weights(model, params.weights), prompts, pad_id_of(tokenizer), batch_size)
+    features = policy.features.read(decoding_weights(model, params.weights), prompts, pad_id_of(tokenizer), batch_size)
     picks = policy.choose(features)
     shared = shared_fields(params.model_dump())
     outputs: dict[int, list[Candidate]] = {}

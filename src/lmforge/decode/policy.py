@@ -1,16 +1,19 @@
 """A learned decoding policy: per prompt, the decoding strategy (an *arm*) with the best predicted reward
 minus compute cost.
 
-The policy reads the prompt's mean top-layer hidden state from the model being decoded and scores every
-arm with one linear map (standardised features → predicted utility per arm), fitted as a contextual bandit
-from logged rewards (`lmforge.tuning.decoding_policy`). `decode: {strategy: auto, policy: RUN_DIR}` decodes
-each prompt with the arm its features pick.
+The policy reads the prompt's features from the model being decoded — its hidden states of one layer
+averaged over the prompt (layer 0, the input embeddings, costs no forward pass; -1, the top layer, costs one)
+and, optionally, the log of its length — and scores every arm with one linear map (standardised features →
+predicted utility per arm), fitted as a contextual bandit from logged rewards
+(`lmforge.tuning.decoding_policy`). `decode: {strategy: auto, policy: RUN_DIR}` decodes each prompt with the
+arm its features pick.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +28,22 @@ POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
 
 
+@dataclass(frozen=True)
+class PolicyFeatures:
+    """Which features a policy reads: the mean hidden state of `layer` (0 = input embeddings, -1 = top layer)
+    and, with `length`, log(1 + prompt tokens)."""
+
+    layer: int = -1
+    length: bool = False
+
+    def read(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int, batch_size: int = 16) -> torch.Tensor:
+        """(prompts, features) of `prompts` under `model`."""
+        features = prompt_features(model, prompts, pad_id, batch_size, self.layer)
+        if not self.length:
+            return features
+        return torch.cat([features, torch.tensor([[math.log1p(len(p))] for p in prompts])], dim=1)
+
+
 @dataclass
 class DecodingPolicy:
     """Arms (name → `DecodeParams` fields) and a linear utility model over standardised prompt features."""
@@ -34,6 +53,7 @@ class DecodingPolicy:
     scale: torch.Tensor  # (features,)
     weight: torch.Tensor  # (features + 1, arms): the last row is the bias
     cost_weight: float = 0.0  # reward given up per second of decoding, as trained
+    features: PolicyFeatures = PolicyFeatures()  # what `utilities` reads (the default: policies saved before layer/length)
 
     def utilities(self, features: torch.Tensor) -> torch.Tensor:
         """(prompts, arms): predicted reward minus cost of each arm for each prompt's features."""
@@ -49,7 +69,8 @@ class DecodingPolicy:
         """policy.json (arms, cost weight) and policy.safetensors, each written atomically."""
         tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight}
         atomic_write_with(folder / WEIGHTS_FILE, lambda path: save_file({k: v.contiguous() for k, v in tensors.items()}, path))
-        atomic_write_text(folder / POLICY_FILE, json.dumps({"arms": self.arms, "cost_weight": self.cost_weight}, indent=2))
+        meta = {"arms": self.arms, "cost_weight": self.cost_weight, "features": asdict(self.features)}
+        atomic_write_text(folder / POLICY_FILE, json.dumps(meta, indent=2))
 
 
 def load_policy(folder: str | Path) -> DecodingPolicy:
@@ -60,22 +81,26 @@ def load_policy(folder: str | Path) -> DecodingPolicy:
                           "fit one with lmforge.tuning.decoding_policy (log_arms, then fit_policy; see bench/decoding_policy.py)")
     meta = json.loads((folder / POLICY_FILE).read_text())
     tensors = load_file(str(folder / WEIGHTS_FILE))
-    return DecodingPolicy(meta["arms"], tensors["mean"], tensors["scale"], tensors["weight"], meta.get("cost_weight", 0.0))
+    return DecodingPolicy(meta["arms"], tensors["mean"], tensors["scale"], tensors["weight"], meta.get("cost_weight", 0.0),
+                          PolicyFeatures(**meta.get("features", {})))
 
 
 @torch.no_grad()
-def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: int, batch_size: int = 16) -> torch.Tensor:
-    """(prompts, hidden): each prompt's top-layer hidden states averaged over its tokens (the encoder's for
-    encoder-decoder models)."""
+def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: int, batch_size: int = 16,
+                    layer: int = -1) -> torch.Tensor:
+    """(prompts, hidden): each prompt's hidden states of `layer` averaged over its tokens (the encoder's for
+    encoder-decoder models); layer 0 is the input embeddings, read without running the model."""
     device = next(model.parameters()).device
     rows = []
     for start in range(0, len(prompts), batch_size):
         ids, mask = pad_prompts(prompts[start:start + batch_size], pad_id, left=False)
         ids, mask = ids.to(device), mask.to(device)
-        if model.config.is_encoder_decoder:
-            hidden = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        if layer == 0:
+            hidden = model.get_input_embeddings()(ids)
+        elif model.config.is_encoder_decoder:
+            hidden = model.get_encoder()(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
         else:
-            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
         weights = mask[..., None].to(hidden.dtype)
         rows.append(((hidden * weights).sum(1) / weights.sum(1)).float().cpu())
     return torch.cat(rows)

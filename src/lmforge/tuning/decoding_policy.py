@@ -3,7 +3,7 @@
 Every training prompt is decoded with every arm (a strategy and its settings); each (prompt, arm) logs the
 reward of the output (any `RewardFn` of sequence training: BLEU, chrF, exact match, …) and the seconds it
 took. The utility of an arm is reward − cost_weight × seconds; a ridge regression from the prompt's
-features (`decode.policy.prompt_features`) to each arm's utility is the policy, which then picks the arm
+features (`decode.policy.PolicyFeatures`) to each arm's utility is the policy, which then picks the arm
 with the highest predicted utility.
 """
 
@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.policy import DecodingPolicy
+from lmforge.decode.policy import DecodingPolicy, PolicyFeatures
 from lmforge.tuning.sequence.rewards import RewardFn
 
 
@@ -73,9 +73,10 @@ def leave_one_out_value(inputs: torch.Tensor, utilities: torch.Tensor, ridge: fl
 
 
 def fit_policy(features: torch.Tensor, utilities: torch.Tensor, arms: dict[str, dict], cost_weight: float = 0.0,
-               ridge: float | None = None) -> DecodingPolicy:
-    """Ridge regression from standardised features to each arm's utility, (prompts, arms). Without `ridge`,
-    the one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the simpler policy)."""
+               ridge: float | None = None, reader: PolicyFeatures = PolicyFeatures()) -> DecodingPolicy:
+    """Ridge regression from standardised features (read by `reader`) to each arm's utility, (prompts, arms).
+    Without `ridge`, the one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the
+    simpler policy)."""
     features = features.float()
     mean = features.mean(dim=0)
     scale = features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones(features.shape[1])
@@ -83,4 +84,4 @@ def fit_policy(features: torch.Tensor, utilities: torch.Tensor, arms: dict[str, 
     if ridge is None:
         ridge = max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, targets, r), 9), r))
     weight = torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T @ targets)
-    return DecodingPolicy(arms, mean, scale, weight.float(), cost_weight)
+    return DecodingPolicy(arms, mean, scale, weight.float(), cost_weight, reader)

@@ -68,6 +68,14 @@ def token_logprobs(model: PreTrainedModel, prompts: list[list[int]], outputs: li
     return picked, out_mask
 
 
+def candidate_params(params: SequenceParams) -> DecodeParams:
+    """How each prompt's `samples` candidates are decoded: sampling, or the best beams of a beam search."""
+    if params.candidates == "beam":
+        return DecodeParams(strategy="beam", num_beams=params.samples, num_return_sequences=params.samples)
+    return DecodeParams(strategy="sample", num_return_sequences=params.samples, temperature=params.temperature,
+                        top_k=params.top_k)
+
+
 class SequenceObjective:
     """`loss(model, batch)` for a generation task trained at the sequence level; the task's `step_stats` then hold
     the batch's mean reward, KL, entropy (of the sampled tokens) and mean output length, for the training log."""
@@ -76,6 +84,7 @@ class SequenceObjective:
         if task.encoder_decoder:
             raise ConfigError("tuning.sequence supports decoder-only models for now")
         self.task, self.params = task, params
+        self.token_loss = task.loss  # the task's own cross-entropy, for ce_weight
         self.reward = build_reward(params.rewards, load_classifier)
         self.reference: PreTrainedModel | None = None
 
@@ -112,8 +121,7 @@ class SequenceObjective:
         pad_id = pad_id_of(tokenizer)
         prompts, replies = split_rows(batch)
         references = [[self.task.text(r)] for r in replies]
-        sampled = DecodeParams(strategy="sample", num_return_sequences=p.samples, temperature=p.temperature, top_k=p.top_k)
-        outputs = self._decode(model, prompts, sampled)  # (prompts, samples) token lists
+        outputs = self._decode(model, prompts, candidate_params(p))  # (prompts, samples) token lists
         flat_prompts = [prompt for prompt in prompts for _ in range(p.samples)]
         flat_outputs = [o for group in outputs for o in group]
         texts = [self.task.text(o) for o in flat_outputs]
@@ -132,6 +140,8 @@ class SequenceObjective:
             reference = self._reference_logprobs(model, flat_prompts, flat_outputs, pad_id) if p.kl_weight else logprobs.detach()
             advantages = group_advantages(rewards).flatten()
             loss, kl = grpo_loss(logprobs, logprobs.detach(), reference, advantages, mask, p.clip, p.kl_weight)
+        if p.ce_weight:
+            loss = loss + p.ce_weight * self.token_loss(model, batch)[0]
         lengths = mask.sum(-1)
         self.task.step_stats = {"mean_reward": float(rewards.mean()), "kl": float(kl.detach()),
                                 "entropy": float(-(logprobs.detach() * mask).sum() / mask.sum().clamp_min(1)),
