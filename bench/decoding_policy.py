@@ -4,9 +4,10 @@ or a fine-tuned translation run (`--model RUN_DIR`, which formats the English so
 The first --train validation sentences are decoded with every arm (greedy, beam-4, top-p 0.9 …), each
 alone and timed; the policy (ridge regression from the prompt's features — the mean hidden state of --layer,
 with --length also log(1 + prompt length) — to reward − cost_weight × seconds, per arm) is fitted on them
-and saved. On the next --test sentences every arm is decoded again,
-and `decode.strategy: auto` with the saved policy is run for real; the table gives each fixed arm's and
-auto's mean reward (sentence chrF / 100) and mean seconds per sentence.
+and saved. On the next --test sentences every arm is decoded again
+and `decode.strategy: auto` with the saved policy is run for real, sentence by sentence right after the fixed
+arms (so the machine's speed drifts alike for all); the table gives each fixed arm's and auto's mean reward
+(sentence chrF / 100) and mean seconds per sentence.
 
     python bench/decoding_policy.py --train 60 --test 60 --cost-weight 0.0,0.05
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 200 --test 200
@@ -65,40 +66,50 @@ def main() -> None:
     start = time.perf_counter()
     train = log_arms(model, tokenizer, prompts[:args.train], references[:args.train], arms, reward, args.max_new_tokens,
                      generator.stop_strings)
-    test = log_arms(model, tokenizer, prompts[args.train:], references[args.train:], arms, reward, args.max_new_tokens,
-                    generator.stop_strings)
-    print(f"logged {len(arms)} arms on {args.train} + {args.test} sentences in {time.perf_counter() - start:.0f} s")
-    pad = tokenizer.pad_token_id
+    print(f"logged {len(arms)} arms on {args.train} sentences in {time.perf_counter() - start:.0f} s")
     reader = PolicyFeatures(args.layer, args.length)
-    features = reader.read(model, prompts[:args.train], pad)
-
-    print("| decoding | cost weight | mean reward (chrF/100) | mean s / sentence | arms chosen |")
-    print("|---|---|---|---|---|")
-    for j, name in enumerate(train.arms):
-        print(f"| {name} (fixed) | – | {test.rewards[:, j].mean():.4f} | {test.seconds[:, j].mean():.3f} | – |")
-    for cost_weight in (float(c) for c in args.cost_weight.split(",")):
+    features = reader.read(model, prompts[:args.train], tokenizer.pad_token_id)
+    cost_weights = [float(c) for c in args.cost_weight.split(",")]
+    policies = {}
+    for cost_weight in cost_weights:
         folder = Path(tempfile.mkdtemp(prefix="policy-"))
         fit_policy(features, train.utilities(cost_weight),
                    {name: p.model_dump(exclude_defaults=True) for name, p in arms.items()}, cost_weight,
                    reader=reader).save(folder)
-        policy = load_policy(folder)
-        rewards, seconds, picks = [], [], []
-        params = DecodeParams(strategy="auto", policy=str(folder))
-        for i, prompt in enumerate(prompts[args.train:]):
-            begin = time.perf_counter()
-            [best] = generate(model, tokenizer, [prompt], params, args.max_new_tokens, generator.stop_strings)[0]
-            seconds.append(time.perf_counter() - begin)
-            text = tokenizer.decode(best.tokens, skip_special_tokens=True).strip()
-            rewards.append(reward([text], [references[args.train + i]])[0])
-            picks.append(policy.choose(reader.read(model, [prompt], pad))[0])
-        usage = ", ".join(f"{name} {picks.count(name)}" for name in train.arms)
-        print(f"| auto | {cost_weight} | {statistics.mean(rewards):.4f} | {statistics.mean(seconds):.3f} | {usage} |",
-              flush=True)
-        oracle = test.utilities(cost_weight).argmax(dim=1)
-        print(f"|   (oracle per sentence) | {cost_weight} | "
-              f"{test.rewards.gather(1, oracle[:, None]).mean():.4f} | "
-              f"{test.seconds.gather(1, oracle[:, None]).mean():.3f} | – |")
+        policies[cost_weight] = (load_policy(folder), DecodeParams(strategy="auto", policy=str(folder)))
 
+    def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float]:
+        """(reward, seconds) of decoding `prompt` alone."""
+        begin = time.perf_counter()
+        [best] = generate(model, tokenizer, [prompt], params, args.max_new_tokens, generator.stop_strings)[0]
+        seconds = time.perf_counter() - begin
+        return reward([tokenizer.decode(best.tokens, skip_special_tokens=True).strip()], [reference])[0], seconds
+
+    # every held-out sentence runs each fixed arm and each policy back to back, so drifts in the machine's
+    # speed fall on all of them alike
+    fixed = {name: [] for name in arms}
+    auto = {c: [] for c in cost_weights}
+    picks = {c: [] for c in cost_weights}
+    for prompt, reference in zip(prompts[args.train:], references[args.train:], strict=True):
+        for name, params in arms.items():
+            fixed[name].append(decode(params, prompt, reference))
+        for cost_weight, (policy, params) in policies.items():
+            auto[cost_weight].append(decode(params, prompt, reference))
+            picks[cost_weight].append(policy.choose(reader.read(model, [prompt], tokenizer.pad_token_id))[0])
+    print(f"decoded {args.test} held-out sentences in {time.perf_counter() - start:.0f} s (with the logging)")
+
+    def mean(pairs: list[tuple[float, float]], index: int) -> float:
+        return statistics.mean(pair[index] for pair in pairs)
+
+    print("| decoding | cost weight | mean reward (chrF/100) | mean s / sentence | arms chosen |")
+    print("|---|---|---|---|---|")
+    for name, pairs in fixed.items():
+        print(f"| {name} (fixed) | – | {mean(pairs, 0):.4f} | {mean(pairs, 1):.3f} | – |")
+    for cost_weight in cost_weights:
+        usage = ", ".join(f"{name} {picks[cost_weight].count(name)}" for name in arms)
+        print(f"| auto | {cost_weight} | {mean(auto[cost_weight], 0):.4f} | {mean(auto[cost_weight], 1):.3f} | {usage} |")
+        best = [max(options, key=lambda pair: pair[0] - cost_weight * pair[1]) for options in zip(*fixed.values(), strict=True)]
+        print(f"|   (oracle per sentence) | {cost_weight} | {mean(best, 0):.4f} | {mean(best, 1):.3f} | – |")
 
 if __name__ == "__main__":
     main()

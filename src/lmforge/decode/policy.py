@@ -99,6 +99,8 @@ def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: in
             hidden = model.get_input_embeddings()(ids)
         elif model.config.is_encoder_decoder:
             hidden = model.get_encoder()(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+        elif layer == -1:  # the transformer without its LM head: no vocabulary-wide logits for every prompt token
+            hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
         weights = mask[..., None].to(hidden.dtype)
