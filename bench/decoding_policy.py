@@ -78,12 +78,13 @@ def main() -> None:
                    reader=reader).save(folder)
         policies[cost_weight] = (load_policy(folder), DecodeParams(strategy="auto", policy=str(folder)))
 
-    def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float]:
-        """(reward, seconds) of decoding `prompt` alone."""
+    def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float, int]:
+        """(reward, seconds, output tokens) of decoding `prompt` alone."""
         begin = time.perf_counter()
         [best] = generate(model, tokenizer, [prompt], params, args.max_new_tokens, generator.stop_strings)[0]
         seconds = time.perf_counter() - begin
-        return reward([tokenizer.decode(best.tokens, skip_special_tokens=True).strip()], [reference])[0], seconds
+        text = tokenizer.decode(best.tokens, skip_special_tokens=True).strip()
+        return reward([text], [reference])[0], seconds, len(best.tokens)
 
     # every held-out sentence runs each fixed arm and each policy back to back, so drifts in the machine's
     # speed fall on all of them alike
@@ -98,18 +99,21 @@ def main() -> None:
             picks[cost_weight].append(policy.choose(reader.read(model, [prompt], tokenizer.pad_token_id))[0])
     print(f"decoded {args.test} held-out sentences in {time.perf_counter() - start:.0f} s (with the logging)")
 
-    def mean(pairs: list[tuple[float, float]], index: int) -> float:
-        return statistics.mean(pair[index] for pair in pairs)
+    def row(name: str, cost_weight: str, runs: list[tuple[float, float, int]], usage: str = "–") -> str:
+        """A table row: mean reward, mean seconds per sentence, output tokens per second."""
+        seconds = sum(run[1] for run in runs)
+        return (f"| {name} | {cost_weight} | {statistics.mean(run[0] for run in runs):.4f} | {seconds / len(runs):.3f} | "
+                f"{sum(run[2] for run in runs) / seconds:.1f} | {usage} |")
 
-    print("| decoding | cost weight | mean reward (chrF/100) | mean s / sentence | arms chosen |")
-    print("|---|---|---|---|---|")
-    for name, pairs in fixed.items():
-        print(f"| {name} (fixed) | – | {mean(pairs, 0):.4f} | {mean(pairs, 1):.3f} | – |")
+    print("| decoding | cost weight | mean reward (chrF/100) | mean s / sentence | tokens / s | arms chosen |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in fixed.items():
+        print(row(f"{name} (fixed)", "–", runs))
     for cost_weight in cost_weights:
         usage = ", ".join(f"{name} {picks[cost_weight].count(name)}" for name in arms)
-        print(f"| auto | {cost_weight} | {mean(auto[cost_weight], 0):.4f} | {mean(auto[cost_weight], 1):.3f} | {usage} |")
-        best = [max(options, key=lambda pair: pair[0] - cost_weight * pair[1]) for options in zip(*fixed.values(), strict=True)]
-        print(f"|   (oracle per sentence) | {cost_weight} | {mean(best, 0):.4f} | {mean(best, 1):.3f} | – |")
+        print(row("auto", str(cost_weight), auto[cost_weight], usage))
+        best = [max(options, key=lambda run: run[0] - cost_weight * run[1]) for options in zip(*fixed.values(), strict=True)]
+        print(row("  (oracle per sentence)", str(cost_weight), best))
 
 if __name__ == "__main__":
     main()
