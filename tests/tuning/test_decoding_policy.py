@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -48,6 +49,11 @@ def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_pat
     fit_policy(features, utilities, ARMS, ridge=1e-3, reader=reader).save(tmp_path)
     policy = load_policy(tmp_path)
     assert policy.features == reader
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    (tmp_path / "policy.json").write_text(json.dumps(meta | {"features": {"layers": 3}}))
+    with pytest.raises(ConfigError, match="'features' takes layer and length only"):
+        load_policy(tmp_path)
+    (tmp_path / "policy.json").write_text(json.dumps(meta))
     picks = policy.choose(features)
     assert picks == ["greedy", "beam2", "greedy", "beam2"]
     auto = generate(model, tokenizer, prompts, DecodeParams(strategy="auto", policy=str(tmp_path), min_new_tokens=3), 6)

@@ -81,8 +81,12 @@ def load_policy(folder: str | Path) -> DecodingPolicy:
                           "fit one with lmforge.tuning.decoding_policy (log_arms, then fit_policy; see bench/decoding_policy.py)")
     meta = json.loads((folder / POLICY_FILE).read_text())
     tensors = load_file(str(folder / WEIGHTS_FILE))
+    try:
+        features = PolicyFeatures(**meta.get("features", {}))
+    except TypeError as error:
+        raise ConfigError(f"{folder / POLICY_FILE}: 'features' takes layer and length only ({error})") from None
     return DecodingPolicy(meta["arms"], tensors["mean"], tensors["scale"], tensors["weight"], meta.get("cost_weight", 0.0),
-                          PolicyFeatures(**meta.get("features", {})))
+                          features)
 
 
 @torch.no_grad()
