@@ -4,10 +4,9 @@ or a fine-tuned translation run (`--model RUN_DIR`, which formats the English so
 The first --train validation sentences are decoded with every arm (greedy, beam-4, top-p 0.9 …), each
 alone and timed; the policy (ridge regression from the prompt's features — the mean hidden state of --layer,
 with --length also log(1 + prompt length) — to reward − cost_weight × seconds, per arm) is fitted on them
-and saved. On the next --test sentences every arm is decoded again
-and `decode.strategy: auto` with the saved policy is run for real, sentence by sentence right after the fixed
-arms (so the machine's speed drifts alike for all); the table gives each fixed arm's and auto's mean reward
-(sentence chrF / 100) and mean seconds per sentence.
+and saved. Each of the next --test sentences is decoded with every arm and then with `decode.strategy: auto`
+and each saved policy, back to back (so drifts in the machine's speed fall on all alike); the table gives
+each fixed arm's and auto's mean reward (sentence chrF / 100), mean seconds per sentence and tokens/s.
 
     python bench/decoding_policy.py --train 60 --test 60 --cost-weight 0.0,0.05
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 200 --test 200
@@ -94,9 +93,10 @@ def main() -> None:
     for prompt, reference in zip(prompts[args.train:], references[args.train:], strict=True):
         for name, params in arms.items():
             fixed[name].append(decode(params, prompt, reference))
+        features = reader.read(model, [prompt], tokenizer.pad_token_id)  # to report the arms chosen (untimed)
         for cost_weight, (policy, params) in policies.items():
             auto[cost_weight].append(decode(params, prompt, reference))
-            picks[cost_weight].append(policy.choose(reader.read(model, [prompt], tokenizer.pad_token_id))[0])
+            picks[cost_weight].append(policy.choose(features)[0])
     print(f"decoded {args.test} held-out sentences in {time.perf_counter() - start:.0f} s (with the logging)")
 
     def row(name: str, cost_weight: str, runs: list[tuple[float, float, int]], usage: str = "–") -> str:

@@ -99,14 +99,14 @@ def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: in
     for start in range(0, len(prompts), batch_size):
         ids, mask = pad_prompts(prompts[start:start + batch_size], pad_id, left=False)
         ids, mask = ids.to(device), mask.to(device)
+        # the encoder, or the transformer without its LM head: no vocabulary-wide logits for every prompt token
+        body = model.get_encoder() if model.config.is_encoder_decoder else model.base_model
         if layer == 0:
             hidden = model.get_input_embeddings()(ids)
-        elif model.config.is_encoder_decoder:
-            hidden = model.get_encoder()(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
-        elif layer == -1:  # the transformer without its LM head: no vocabulary-wide logits for every prompt token
-            hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        elif layer == -1:
+            hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
-            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+            hidden = body(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
         weights = mask[..., None].to(hidden.dtype)
         rows.append(((hidden * weights).sum(1) / weights.sum(1)).float().cpu())
     return torch.cat(rows)
