@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.policy import PolicyFeatures, load_policy
+from lmforge.decode.policy import PolicyFeatures
 from lmforge.recipes.generate import compare_params, open_generator
 from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
@@ -75,31 +75,28 @@ def main() -> None:
         fit_policy(features, train.utilities(cost_weight),
                    {name: p.model_dump(exclude_defaults=True) for name, p in arms.items()}, cost_weight,
                    reader=reader).save(folder)
-        policies[cost_weight] = (load_policy(folder), DecodeParams(strategy="auto", policy=str(folder)))
+        policies[cost_weight] = DecodeParams(strategy="auto", policy=str(folder))
 
-    def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float, int]:
-        """(reward, seconds, output tokens) of decoding `prompt` alone."""
+    def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float, int, str | None]:
+        """(reward, seconds, output tokens, the arm auto chose) of decoding `prompt` alone."""
         begin = time.perf_counter()
         [best] = generate(model, tokenizer, [prompt], params, args.max_new_tokens, generator.stop_strings)[0]
         seconds = time.perf_counter() - begin
         text = tokenizer.decode(best.tokens, skip_special_tokens=True).strip()
-        return reward([text], [reference])[0], seconds, len(best.tokens)
+        return reward([text], [reference])[0], seconds, len(best.tokens), best.arm
 
     # every held-out sentence runs each fixed arm and each policy back to back, so drifts in the machine's
     # speed fall on all of them alike
     fixed = {name: [] for name in arms}
     auto = {c: [] for c in cost_weights}
-    picks = {c: [] for c in cost_weights}
     for prompt, reference in zip(prompts[args.train:], references[args.train:], strict=True):
         for name, params in arms.items():
             fixed[name].append(decode(params, prompt, reference))
-        features = reader.read(model, [prompt], tokenizer.pad_token_id)  # to report the arms chosen (untimed)
-        for cost_weight, (policy, params) in policies.items():
+        for cost_weight, params in policies.items():
             auto[cost_weight].append(decode(params, prompt, reference))
-            picks[cost_weight].append(policy.choose(features)[0])
     print(f"decoded {args.test} held-out sentences in {time.perf_counter() - start:.0f} s (with the logging)")
 
-    def row(name: str, cost_weight: str, runs: list[tuple[float, float, int]], usage: str = "–") -> str:
+    def row(name: str, cost_weight: str, runs: list[tuple[float, float, int, str | None]], usage: str = "–") -> str:
         """A table row: mean reward, mean seconds per sentence, output tokens per second."""
         seconds = sum(run[1] for run in runs)
         return (f"| {name} | {cost_weight} | {statistics.mean(run[0] for run in runs):.4f} | {seconds / len(runs):.3f} | "
@@ -110,7 +107,8 @@ def main() -> None:
     for name, runs in fixed.items():
         print(row(f"{name} (fixed)", "–", runs))
     for cost_weight in cost_weights:
-        usage = ", ".join(f"{name} {picks[cost_weight].count(name)}" for name in arms)
+        chosen = [run[3] for run in auto[cost_weight]]
+        usage = ", ".join(f"{name} {chosen.count(name)}" for name in arms)
         print(row("auto", str(cost_weight), auto[cost_weight], usage))
         best = [max(options, key=lambda run: run[0] - cost_weight * run[1]) for options in zip(*fixed.values(), strict=True)]
         print(row("  (oracle per sentence)", str(cost_weight), best))

@@ -132,7 +132,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     images = recipe.read_prompt_images(args.image or [], args.input, args.image_column, len(texts))
     outputs = generator.run(texts, params, args.batch_size, images)
     if args.input or args.output:
-        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | c[0].gate_fields()
+        records = [{"prompt": t, "generated": generator.task.text(c[0].tokens), "score": c[0].score} | c[0].decision_fields()
                    | ({"candidates": [generator.task.text(x.tokens) for x in c]} if len(c) > 1 else {})
                    for t, c in zip(texts, outputs, strict=True)]
         lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
@@ -145,10 +145,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for n, (text, candidates) in enumerate(zip(texts, outputs, strict=True)):
         if len(texts) > 1:
             print(f"### {n + 1}: {text}")
-        gate = candidates[0].gate_fields()
-        if gate:
-            print(f"(image {'used' if gate['image_relevant'] else 'not used'}: gate probability "
-                  f"{gate['image_relevance']:.3f})")
+        decided = candidates[0].decision_fields()
+        if "image_relevance" in decided:
+            print(f"(image {'used' if decided['image_relevant'] else 'not used'}: gate probability "
+                  f"{decided['image_relevance']:.3f})")
+        if "arm" in decided:
+            print(f"(strategy auto chose {decided['arm']})")
         for rank, candidate in enumerate(candidates, start=1):
             prefix = f"[{rank}] " if len(candidates) > 1 else ""
             print(prefix + generator.task.text(candidate.tokens))

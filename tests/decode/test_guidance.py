@@ -70,7 +70,7 @@ def test_the_gate_lets_only_relevant_images_guide(llama, tmp_path):
                    prompt_texts=["a chien", "a dog"])
     expected = generate(model, tokenizer, prompts(tokenizer), guided, 4, images=[RED, None], image_scorer=WordScorer())
     assert [c[0].tokens for c in out] == [c[0].tokens for c in expected]
-    assert [c[0].gate_fields()["image_relevant"] for c in out] == [True, False]
+    assert [c[0].decision_fields()["image_relevant"] for c in out] == [True, False]
     assert out[0][0].image_relevance > 0.99 > 0.01 > out[1][0].image_relevance
     # without prompt_texts the gate reads the decoded prompts ('red dog': no 'chien', so not relevant)
     plain = generate(model, tokenizer, prompts(tokenizer), gated, 4, images=[RED, RED], image_scorer=WordScorer())

@@ -77,3 +77,22 @@ def test_bad_flags_are_one_line_errors(tiny_chat_llama, tmp_path, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
     code, _, err = run(capsys, str(tmp_path / "missing"), "--prompt", "a")
     assert code == 2 and "does not exist" in err
+
+
+def test_strategy_auto_names_the_arm_it_chose(tiny_chat_llama, tmp_path, capsys):
+    import torch
+    from transformers import AutoConfig
+
+    from lmforge.decode.policy import DecodingPolicy
+
+    hidden = AutoConfig.from_pretrained(tiny_chat_llama).hidden_size
+    weight = torch.zeros(hidden + 1, 2)
+    weight[-1] = torch.tensor([0.0, 1.0])  # the bias alone: beam2 for every prompt
+    DecodingPolicy({"greedy": {}, "beam2": {"strategy": "beam", "num_beams": 2}}, torch.zeros(hidden), torch.ones(hidden),
+                   weight).save(tmp_path)
+    args = [str(tiny_chat_llama), "--strategy", "auto", "--policy", str(tmp_path), "--max-new-tokens", "5"]
+    code, out, _ = run(capsys, *args, "--prompt", "a red dog")
+    assert code == 0 and "(strategy auto chose beam2)" in out
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"source": "a dog"}, {"source": "the big cat"}])
+    code, out, _ = run(capsys, *args, "--input", str(prompts))
+    assert code == 0 and [json.loads(line)["arm"] for line in out.splitlines()] == ["beam2", "beam2"]

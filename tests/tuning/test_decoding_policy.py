@@ -60,6 +60,7 @@ def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_pat
     for prompt, pick, candidates in zip(prompts, picks, auto, strict=True):
         alone = generate(model, tokenizer, [prompt], DecodeParams(min_new_tokens=3, **ARMS[pick]), 6)[0]
         assert candidates[0].tokens == alone[0].tokens
+        assert candidates[0].arm == pick
 
 
 def test_features_of_the_input_embeddings_and_the_length(tiny_chat_llama):

@@ -10,11 +10,13 @@ the same weights give the same logits.
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel, StaticCache
 from transformers.cache_utils import DynamicLayer
+from transformers.modeling_outputs import BaseModelOutput
 
 from lmforge.decode.kernels import compiled_forward, weight_first_linear
 
@@ -99,6 +101,7 @@ class Engine:
         self.length = 0  # tokens in the cache (decoder side)
         self.keep_hidden = False  # set before prefill to get `last_hidden` after each forward
         self.last_hidden: torch.Tensor | None = None  # (rows, tokens run, hidden): the top layer's states
+        self._pending_logits: torch.Tensor | None = None  # a fork's prefill logits, returned by its `prefill`
 
     @property
     def prompt_length(self) -> int:
@@ -153,7 +156,11 @@ class Engine:
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
-        """Run the prompts; the next-token logits of each row, (rows, vocab) in float32."""
+        """Run the prompts; the next-token logits of each row, (rows, vocab) in float32. A `fork` returns the
+        logits of the prefill it was forked after."""
+        if self._pending_logits is not None:
+            logits, self._pending_logits = self._pending_logits, None
+            return logits
         if self.length:
             raise RuntimeError("prefill runs once per engine")
         return self._forward(self.first_tokens(), keep=1, positions=None if self.encoder_decoder else self.positions)[:, -1]
@@ -169,6 +176,33 @@ class Engine:
         self.next_position = positions[:, -1] + 1
         return self._forward(tokens, keep, positions)
 
+    def prompt_states(self) -> torch.Tensor:
+        """(rows, hidden): each row's top-layer states averaged over its prompt tokens — the encoder's, or the
+        decoder's from a prefill run with `keep_hidden`."""
+        if self.encoder_decoder and self.encoder_outputs is not None:
+            states = self.encoder_outputs.last_hidden_state.float()
+        elif not self.encoder_decoder and self.last_hidden is not None and self.length == self.prompt_length:
+            states = self.last_hidden
+        else:
+            raise RuntimeError("prompt_states needs the prefill (with keep_hidden, decoder-only models) and no step since")
+        weights = self.prompt_mask[..., None].to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1)
+
+    def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> Engine:
+        """A new engine of `rows` of this prefilled batch (own cache, same model) whose `prefill` returns `logits`
+        (rows, vocab): several strategies can continue from one prefill."""
+        if not self.length or self.static:
+            raise ValueError("fork needs a prefilled engine with a dynamic cache")
+        forked = copy.copy(self)
+        forked.cache = copy.deepcopy(self.cache)
+        forked.rows = self.rows
+        forked.select(rows)
+        forked._pending_logits = logits
+        forked.keep_hidden = False  # a strategy that needs the states (contrastive) asks again
+        if self.last_hidden is not None:
+            forked.last_hidden = self.last_hidden[rows.to(self.device)]
+        return forked
+
     def select(self, rows: torch.Tensor) -> None:
         """Keep, reorder or repeat rows: row i becomes old row `rows[i]` (beams, dropping finished rows)."""
         rows = rows.to(self.device)
@@ -180,8 +214,8 @@ class Engine:
         if self.prompt_embeds is not None:
             self.prompt_embeds = self.prompt_embeds[rows]
         if self.encoder_decoder:
-            if self.encoder_outputs is not None:
-                self.encoder_outputs["last_hidden_state"] = self.encoder_outputs.last_hidden_state[rows]
+            if self.encoder_outputs is not None:  # a new output: a fork's rows leave the original's alone
+                self.encoder_outputs = BaseModelOutput(last_hidden_state=self.encoder_outputs.last_hidden_state[rows])
         else:
             self.positions, self.next_position = self.positions[rows], self.next_position[rows]
             if self.mask is not None:

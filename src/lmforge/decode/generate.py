@@ -7,6 +7,8 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -18,7 +20,7 @@ from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.params import DecodeParams, shared_fields
-from lmforge.decode.policy import load_policy
+from lmforge.decode.policy import DecodingPolicy, load_policy
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
@@ -134,7 +136,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
              max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
              progress: bool = False, on_tokens: OnTokens | None = None, images: list[Image.Image | None] | None = None,
              image_scorer: ImageTextScorer | None = None, prompt_embeds: torch.Tensor | None = None,
-             prompt_texts: list[str] | None = None) -> list[list[Candidate]]:
+             prompt_texts: list[str] | None = None, prefilled: Engine | None = None) -> list[list[Candidate]]:
     """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
 
     `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`). With
@@ -142,7 +144,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here. `prompt_embeds` (prompts, k, hidden)
     is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`). With
     `decode.image_gate`, an image guides only when the gate finds it relevant to its prompt's text (`prompt_texts`,
-    default the decoded prompt tokens); the candidates carry the decision."""
+    default the decoded prompt tokens); the candidates carry the decision. `prefilled` is an engine whose rows are
+    `prompts`, in order, already prefilled (`Engine.fork`): the strategy continues from it, in one batch."""
     if params.strategy == "auto":
         return _generate_by_policy(model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size, precision,
                                    progress, on_tokens)
@@ -173,7 +176,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
                     draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
     automaton = output_automaton(params, tokenizer, stop_ids)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i])) if prefilled is None else list(range(len(prompts)))
+    batch_size = batch_size if prefilled is None else len(prompts)
     outputs: dict[int, list[Candidate]] = {}
     was_training = model.training
     model.eval()
@@ -181,8 +185,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
-            engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
-                            static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)
+            engine = prefilled or Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
+                                         static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens),
+                                         params.compile)
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)
@@ -200,20 +205,58 @@ def _generate_by_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
                         params: DecodeParams, max_new_tokens: int, stop_strings: list[str] | None, batch_size: int,
                         precision: str, progress: bool, on_tokens: OnTokens | None) -> list[list[Candidate]]:
     """strategy auto: each prompt decoded with the arm `decode.policy` picks for it; the shared rules
-    (stops, constraints, weights, seed …) of `params` apply to every arm."""
+    (stops, constraints, weights, seed …) of `params` apply to every arm, and each candidate names its arm.
+    A policy that reads the top layer reads it from the decoding's own prefill, which its arms then continue."""
     policy = load_policy(params.policy)
-    features = policy.features.read(decoding_weights(model, params.weights), prompts, pad_id_of(tokenizer), batch_size)
-    picks = policy.choose(features)
     shared = shared_fields(params.model_dump())
+    arms = {arm: DecodeParams.model_validate(shared | fields) for arm, fields in policy.arms.items()}
     outputs: dict[int, list[Candidate]] = {}
-    for arm, fields in policy.arms.items():
-        chosen = [i for i, pick in enumerate(picks) if pick == arm]
-        if not chosen:
-            continue
-        relay = None if on_tokens is None else \
-            lambda rows, tokens, chosen=chosen: on_tokens([chosen[r] for r in rows], tokens)
-        arm_params = DecodeParams.model_validate(shared | fields)
-        batch = generate(model, tokenizer, [prompts[i] for i in chosen], arm_params, max_new_tokens, stop_strings,
-                         batch_size, precision, progress, relay)
-        outputs.update(zip(chosen, batch, strict=True))
+    for indices, picks, engine, logits in _policy_batches(model, tokenizer, prompts, params, policy, arms.values(),
+                                                          batch_size, precision):
+        for arm, arm_params in arms.items():
+            rows = [r for r, pick in enumerate(picks) if pick == arm]
+            if not rows:
+                continue
+            chosen = [indices[r] for r in rows]
+            relay = None if on_tokens is None else \
+                lambda rows, tokens, chosen=chosen: on_tokens([chosen[r] for r in rows], tokens)
+            forked = None if engine is None else engine.fork(torch.tensor(rows), logits[rows])
+            batch = generate(model, tokenizer, [prompts[i] for i in chosen], arm_params, max_new_tokens, stop_strings,
+                             batch_size, precision, progress, relay, prefilled=forked)
+            for candidates in batch:
+                for candidate in candidates:
+                    candidate.arm = arm
+            outputs.update(zip(chosen, batch, strict=True))
     return [outputs[i] for i in range(len(prompts))]
+
+
+def _policy_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+                    params: DecodeParams, policy: DecodingPolicy, arms: Iterable[DecodeParams], batch_size: int,
+                    precision: str) -> Iterator[tuple[list[int], list[str], Engine | None, torch.Tensor | None]]:
+    """(prompt indices, the arm picked for each, their prefilled engine and its logits — or None, None when the
+    arms cannot continue a shared prefill: the policy reads another layer, or an arm needs a static cache or
+    other weights)."""
+    weights = decoding_weights(model, params.weights)
+    pad_id = pad_id_of(tokenizer)
+    shareable = policy.features.layer == -1 and all(arm.cache == "dynamic" and arm.weights == params.weights
+                                                    for arm in arms)
+    if not shareable:
+        picks = policy.choose(policy.features.read(weights, prompts, pad_id, batch_size))
+        yield list(range(len(prompts))), picks, None, None
+        return
+    device = next(weights.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    was_training = weights.training
+    weights.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            batch_prompts = [prompts[i] for i in indices]
+            engine = Engine(weights, batch_prompts, pad_id)
+            engine.keep_hidden = True
+            with autocast_for(precision, device):
+                logits = engine.prefill()
+            picks = policy.choose(policy.features.from_states(engine.prompt_states(), batch_prompts))
+            yield indices, picks, engine, logits
+    finally:
+        weights.train(was_training)

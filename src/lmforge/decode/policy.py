@@ -38,10 +38,13 @@ class PolicyFeatures:
 
     def read(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int, batch_size: int = 16) -> torch.Tensor:
         """(prompts, features) of `prompts` under `model`."""
-        features = prompt_features(model, prompts, pad_id, batch_size, self.layer)
+        return self.from_states(prompt_features(model, prompts, pad_id, batch_size, self.layer), prompts)
+
+    def from_states(self, states: torch.Tensor, prompts: list[list[int]]) -> torch.Tensor:
+        """The features of `prompts` given their mean hidden states of `layer`, (prompts, hidden)."""
         if not self.length:
-            return features
-        return torch.cat([features, torch.tensor([[math.log1p(len(p))] for p in prompts])], dim=1)
+            return states.float().cpu()
+        return torch.cat([states.float().cpu(), torch.tensor([[math.log1p(len(p))] for p in prompts])], dim=1)
 
 
 @dataclass

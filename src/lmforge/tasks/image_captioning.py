@@ -201,7 +201,7 @@ class ImageCaptioning:
         images = [load_image(e.image) for e in examples] if self.params.decode.image_weight else None  # + guidance
         outputs = generate(model, self.tokenizer, prompts, self.params.decode, self.params.max_new_tokens,
                            self.params.stop_strings, batch_size, precision, progress, prompt_embeds=soft, images=images)
-        return [{"generated": self.text(candidates[0].tokens)} | candidates[0].gate_fields() for candidates in outputs]
+        return [{"generated": self.text(candidates[0].tokens)} | candidates[0].decision_fields() for candidates in outputs]
 
     def text(self, tokens: list[int]) -> str:
         caption = cut_at_stop_strings(self.tokenizer.decode(tokens, skip_special_tokens=True), self.params.stop_strings)
