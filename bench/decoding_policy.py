@@ -10,12 +10,16 @@ each fixed arm's and auto's mean reward (sentence chrF / 100), mean seconds per 
 
     python bench/decoding_policy.py --train 60 --test 60 --cost-weight 0.0,0.05
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 200 --test 200
+    python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 100 --held-out-from 200 \
+        --test 100 --cost-weight 0.02 --save /tmp/policy-runs.json
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
+import random
 import statistics
 import tempfile
 import time
@@ -48,6 +52,8 @@ def main() -> None:
     parser.add_argument("--length", action="store_true", help="the policy also reads log(1 + prompt length)")
     parser.add_argument("--model", default="smollm2-135m-instruct",
                         help="a model (zero-shot, with an instruction) or a generation run directory (its own prompt)")
+    parser.add_argument("--held-out-from", type=int, help="the held-out sentences start here (default: after --train)")
+    parser.add_argument("--save", type=Path, help="write every held-out decode (reward, seconds, tokens, arm) as JSON")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"Multi30k not found at {DATA}")
@@ -57,8 +63,11 @@ def main() -> None:
     is_run = (Path(args.model) / "config.yaml").is_file()
     texts = english if is_run else [f"Translate this sentence into French. Reply with the translation only.\n\n{e}"
                                     for e in english]
-    prompts = generator.prompt_ids(texts[:args.train + args.test])
-    references = [[f] for f in french[:args.train + args.test]]
+    if args.held_out_from is not None and args.held_out_from < args.train:
+        parser.error(f"--held-out-from {args.held_out_from} overlaps the {args.train} training sentences")
+    held_out = range(args.held_out_from or args.train, (args.held_out_from or args.train) + args.test)
+    prompts = generator.prompt_ids(texts[:args.train] + [texts[i] for i in held_out])
+    references = [[f] for f in french[:args.train] + [french[i] for i in held_out]]
     arms = {spec: compare_params(spec, seed=0) for spec in args.arms.split(",")}
     reward = build_reward([RewardSpec(name="chrf")])
 
@@ -112,6 +121,23 @@ def main() -> None:
         print(row("auto", str(cost_weight), auto[cost_weight], usage))
         best = [max(options, key=lambda run: run[0] - cost_weight * run[1]) for options in zip(*fixed.values(), strict=True)]
         print(row("  (oracle per sentence)", str(cost_weight), best))
+    best_arm = max(fixed, key=lambda name: statistics.mean(run[0] for run in fixed[name]))
+    print(f"\nauto − {best_arm} (the best fixed arm), paired over the held-out sentences, mean [95% bootstrap interval]:")
+    for cost_weight in cost_weights:
+        pairs = list(zip(auto[cost_weight], fixed[best_arm], strict=True))
+        reward_gap = paired_interval([a[0] - b[0] for a, b in pairs])
+        seconds_gap = paired_interval([a[1] - b[1] for a, b in pairs])
+        print(f"  cost {cost_weight}: reward {reward_gap}, seconds {seconds_gap}")
+    if args.save:
+        args.save.write_text(json.dumps({"fixed": fixed, "auto": {str(c): runs for c, runs in auto.items()}}))
+
+
+def paired_interval(differences: list[float], resamples: int = 2000) -> str:
+    """'mean [low, high]': the mean of per-sentence differences and its 95% bootstrap interval."""
+    rng = random.Random(0)
+    means = sorted(statistics.mean(rng.choices(differences, k=len(differences))) for _ in range(resamples))
+    return f"{statistics.mean(differences):+.4f} [{means[int(0.025 * resamples)]:+.4f}, {means[int(0.975 * resamples)]:+.4f}]"
+
 
 if __name__ == "__main__":
     main()
