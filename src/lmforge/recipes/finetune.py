@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 
 from lmforge.config.validate import suggest
@@ -36,6 +35,7 @@ from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.loop import FitData, fit
+from lmforge.train.processes import process_state
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
 from lmforge.tuning.regularise import configure_regularisation
@@ -71,7 +71,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
     splits = task.read_splits(config.data, params.seed)
     replayed = extend_splits(previous, task, splits, params.seed) if previous is not None else []
-    processes = PartialState()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
+    processes = process_state()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
     main = processes.is_main_process
     if main:
         run_dir = Path(resume_dir) if resume_dir is not None else create_run_dir(config)

@@ -26,6 +26,7 @@ from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.params import TrainParams
+from lmforge.train.processes import process_state
 from lmforge.tuning.adversarial import adversarial_backward
 from lmforge.tuning.params import TuningParams
 from lmforge.tuning.regularise import rdrop_loss
@@ -47,6 +48,7 @@ class FitData:
 def make_accelerator() -> Accelerator:
     """Devices and DDP come from accelerate; precision is ours (autocast_for), so it never depends on
     accelerate's process-wide state and can differ between runs in one process."""
+    process_state()  # first, so that processes launched without a GPU see each other
     return Accelerator(mixed_precision="no")
 
 

@@ -1,0 +1,27 @@
+"""`accelerate launch` with two processes on a machine without a GPU (gloo): one run directory made and
+written by the main process, each process training on its half of every epoch, a model that learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from transformers import AutoModelForSequenceClassification
+
+
+def test_two_processes_train_one_run(tiny_config, tmp_path):
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "lmforge.cli", "train", str(tiny_config), "train.epochs=8"]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (finished.stdout + finished.stderr).count("run directory") == 1  # the main process speaks for both
+    run = tmp_path / "run"
+    epochs = [json.loads(line)["validation"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if line.startswith('{"validation"')]
+    assert [e["step"] for e in epochs[:2]] == [12, 24]  # 25 batches of 16 an epoch, shared by the two processes
+    assert json.loads((run / "report.json").read_text())["accuracy"] >= 0.9
+    AutoModelForSequenceClassification.from_pretrained(run / "model")
