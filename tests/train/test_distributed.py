@@ -11,12 +11,17 @@ import sys
 from transformers import AutoModelForSequenceClassification
 
 
-def test_two_processes_train_one_run(tiny_config, tmp_path):
+def launch_two(train_args: list[str]) -> subprocess.CompletedProcess:
+    """`lmforge train ARGS` under `accelerate launch` with two processes."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "lmforge.cli", "train", str(tiny_config), "train.epochs=8"]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+               "-m", "lmforge.cli", "train", *train_args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_train_one_run(tiny_config, tmp_path):
+    finished = launch_two([str(tiny_config), "train.epochs=8"])
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert (finished.stdout + finished.stderr).count("run directory") == 1  # the main process speaks for both
     run = tmp_path / "run"
@@ -25,3 +30,12 @@ def test_two_processes_train_one_run(tiny_config, tmp_path):
     assert [e["step"] for e in epochs[:2]] == [12, 24]  # 25 batches of 16 an epoch, shared by the two processes
     assert json.loads((run / "report.json").read_text())["accuracy"] >= 0.9
     AutoModelForSequenceClassification.from_pretrained(run / "model")
+
+
+def test_a_strategy_network_refuses_several_processes(tiny_chat_llama, tmp_path):
+    from tests.tuning.test_strategy_network import strategy_config
+
+    finished = launch_two([strategy_config(tmp_path, tiny_chat_llama)])
+    assert finished.returncode != 0
+    assert "\nerror: tuning.strategy_network trains in one process (2 were launched" in finished.stderr  # each rank's one line
+    assert not (tmp_path / "run").exists()

@@ -72,6 +72,10 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     splits = task.read_splits(config.data, params.seed)
     replayed = extend_splits(previous, task, splits, params.seed) if previous is not None else []
     processes = process_state()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
+    if config.tuning.strategy_network and processes.num_processes > 1:
+        raise ConfigError(f"tuning.strategy_network trains in one process ({processes.num_processes} were launched: "
+                          "its experts take turns per batch, which data-parallel gradients cannot follow yet); "
+                          "run it without accelerate launch")
     main = processes.is_main_process
     if main:
         run_dir = Path(resume_dir) if resume_dir is not None else create_run_dir(config)
