@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
@@ -61,6 +61,21 @@ def test_strategy_auto_decodes_each_prompt_with_its_arm(tiny_chat_llama, tmp_pat
         alone = generate(model, tokenizer, [prompt], DecodeParams(min_new_tokens=3, **ARMS[pick]), 6)[0]
         assert candidates[0].tokens == alone[0].tokens
         assert candidates[0].arm == pick
+
+
+def test_strategy_auto_on_an_encoder_decoder_model_reads_the_encoder_it_runs(tiny_t5, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+    prompts = [tokenizer(text)["input_ids"] for text in ("red dog", "the big cat runs", "a", "blue cat sleeps")]
+    features = PolicyFeatures().read(model, prompts, tokenizer.pad_token_id)
+    utilities = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    fit_policy(features, utilities, ARMS, ridge=1e-3).save(tmp_path)
+    picks = load_policy(tmp_path).choose(features)
+    assert picks == ["beam2", "greedy", "beam2", "greedy"]
+    auto = generate(model, tokenizer, prompts, DecodeParams(strategy="auto", policy=str(tmp_path)), 5, batch_size=3)
+    for prompt, pick, candidates in zip(prompts, picks, auto, strict=True):
+        assert candidates[0].arm == pick
+        assert candidates[0].tokens == generate(model, tokenizer, [prompt], DecodeParams(**ARMS[pick]), 5)[0][0].tokens
 
 
 def test_features_of_the_input_embeddings_and_the_length(tiny_chat_llama):
