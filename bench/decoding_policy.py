@@ -28,6 +28,7 @@ from pathlib import Path
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.policy import PolicyFeatures
+from lmforge.files import atomic_write_text
 from lmforge.recipes.generate import compare_params, open_generator
 from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
@@ -129,7 +130,7 @@ def main() -> None:
         seconds_gap = paired_interval([a[1] - b[1] for a, b in pairs])
         print(f"  cost {cost_weight}: reward {reward_gap}, seconds {seconds_gap}")
     if args.save:
-        args.save.write_text(json.dumps({"fixed": fixed, "auto": {str(c): runs for c, runs in auto.items()}}))
+        atomic_write_text(args.save, json.dumps({"fixed": fixed, "auto": {str(c): runs for c, runs in auto.items()}}))
 
 
 def paired_interval(differences: list[float], resamples: int = 2000) -> str:
