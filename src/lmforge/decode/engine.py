@@ -19,6 +19,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from lmforge.decode.kernels import compiled_forward, weight_first_linear
+from lmforge.models.pooling import masked_mean
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +186,7 @@ class Engine:
             states = self.last_hidden
         else:
             raise RuntimeError("prompt_states needs the prefill (with keep_hidden, decoder-only models) and no step since")
-        weights = self.prompt_mask[..., None].to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1)
+        return masked_mean(states, self.prompt_mask)
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> Engine:
         """A new engine of `rows` of this prefilled batch (own cache, same model) whose `prefill` returns `logits`

@@ -24,6 +24,7 @@ from lmforge.decode.policy import DecodingPolicy, load_policy
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
+from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.resolve import resolve_model
 from lmforge.vision.gate import gate_images
@@ -119,6 +120,11 @@ def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
     return model.to(device).eval()
 
 
+def longest_first(prompts: list[list[int]]) -> list[int]:
+    """Prompt indices, longest prompt first: batches of similar lengths waste little on padding."""
+    return sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+
+
 STATIC_CACHE_STEP = 256  # static caches round their length up to this, so compiled steps serve many calls
 
 
@@ -176,12 +182,10 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
                     draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
     automaton = output_automaton(params, tokenizer, stop_ids)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i])) if prefilled is None else list(range(len(prompts)))
+    order = longest_first(prompts) if prefilled is None else list(range(len(prompts)))
     batch_size = batch_size if prefilled is None else len(prompts)
     outputs: dict[int, list[Candidate]] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
@@ -196,8 +200,6 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             with autocast_for(precision, device):
                 batch = strategy(engine, params, rules, limits)
             outputs.update(zip(indices, batch, strict=True))
-    finally:
-        model.train(was_training)
     return [outputs[i] for i in range(len(prompts))]
 
 
@@ -245,10 +247,8 @@ def _policy_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         yield list(range(len(prompts))), picks, None, None
         return
     device = next(weights.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    was_training = weights.training
-    weights.eval()
-    try:
+    order = longest_first(prompts)
+    with eval_mode(weights):
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
@@ -258,5 +258,3 @@ def _policy_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
                 logits = engine.prefill()
             picks = policy.choose(policy.features.from_states(engine.prompt_states(), batch_prompts))
             yield indices, picks, engine, logits
-    finally:
-        weights.train(was_training)

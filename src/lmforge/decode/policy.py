@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from lmforge.decode.engine import pad_prompts
 from lmforge.errors import ConfigError
 from lmforge.files import atomic_write_text, atomic_write_with
+from lmforge.models.pooling import masked_mean
 
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
@@ -110,6 +111,5 @@ def prompt_features(model: PreTrainedModel, prompts: list[list[int]], pad_id: in
             hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             hidden = body(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
-        weights = mask[..., None].to(hidden.dtype)
-        rows.append(((hidden * weights).sum(1) / weights.sum(1)).float().cpu())
+        rows.append(masked_mean(hidden, mask).float().cpu())
     return torch.cat(rows)

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from lmforge.data.batching import BatchOrder, pad_batch
+from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
 
@@ -19,18 +20,16 @@ def compute_outputs(task: Task, model: torch.nn.Module, features: list[dict], ba
     """The model's logits for every feature, in the order given; per-token outputs are cut to the
     feature's own length (batches are formed longest-first to waste little on padding)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     order = BatchOrder([len(f["input_ids"]) for f in features], batch_size, seed=0, shuffle=False)
     outputs: dict[int, torch.Tensor] = {}
-    for indices in tqdm(list(order), desc="predicting", disable=not progress, leave=False):
-        batch = pad_batch([{k: v for k, v in features[i].items() if k != "labels"} for i in indices], pad_id)
-        with autocast_for(precision, device):
-            logits = task.forward(model, {k: v.to(device) for k, v in batch.items()})
-        logits = logits.float().cpu()  # (batch, labels) or (batch, tokens, labels)
-        for row, index in enumerate(indices):
-            outputs[index] = logits[row, : len(features[index]["input_ids"])] if logits.dim() == 3 else logits[row]
-    model.train(was_training)
+    with eval_mode(model):
+        for indices in tqdm(list(order), desc="predicting", disable=not progress, leave=False):
+            batch = pad_batch([{k: v for k, v in features[i].items() if k != "labels"} for i in indices], pad_id)
+            with autocast_for(precision, device):
+                logits = task.forward(model, {k: v.to(device) for k, v in batch.items()})
+            logits = logits.float().cpu()  # (batch, labels) or (batch, tokens, labels)
+            for row, index in enumerate(indices):
+                outputs[index] = logits[row, : len(features[index]["input_ids"])] if logits.dim() == 3 else logits[row]
     return [outputs[i] for i in range(len(features))]
 
 

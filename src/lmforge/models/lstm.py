@@ -24,6 +24,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
+from lmforge.models.pooling import masked_mean
+
 
 class LstmParams(BaseModel):
     """Size of the baseline; every field is a `model.lstm.<name>` key."""
@@ -89,8 +91,8 @@ class LstmForSequenceClassification(_LstmEncoder):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels=None, **unused):
         states = self.encode(input_ids, attention_mask)  # (batch, tokens, width)
-        mask = (attention_mask if attention_mask is not None else (input_ids != self.config.pad_token_id)).unsqueeze(-1)
-        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (batch, width)
+        mask = attention_mask if attention_mask is not None else (input_ids != self.config.pad_token_id)
+        pooled = masked_mean(states, mask)  # (batch, width)
         return SequenceClassifierOutput(logits=self.head(pooled))
 
 

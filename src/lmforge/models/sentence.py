@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModel
 
 from lmforge.models.load import load_tokenizer
+from lmforge.models.pooling import masked_mean
 from lmforge.models.resolve import resolve_model
 
 
@@ -27,8 +28,7 @@ class SentenceEncoder:
             batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt")
             hidden = self.model(**batch).last_hidden_state  # (batch, length, hidden)
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            pooled = masked_mean(hidden, batch["attention_mask"])
             chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
         if not chunks:
             return torch.zeros(0, self.model.config.hidden_size)

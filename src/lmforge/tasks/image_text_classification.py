@@ -27,6 +27,7 @@ from lmforge.errors import DataError
 from lmforge.metrics.classification import majority_label, single_label_metrics
 from lmforge.models.labels import config_with_labels, saved_labels
 from lmforge.models.load import quiet_about_own_keys, saved_submodule
+from lmforge.models.pooling import masked_mean
 from lmforge.vision.gate import RelevanceGate, rate_images
 from lmforge.vision.images import load_image
 from lmforge.vision.networks import DEFAULT_IMAGE_NETWORK, ImageFeatures
@@ -174,8 +175,7 @@ class ImageTextClassification:
     def forward(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "image_features", "image_present")}
         hidden = model(**inputs).last_hidden_state  # (batch, length, hidden)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        text = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (batch, hidden)
+        text = masked_mean(hidden, batch["attention_mask"])  # (batch, hidden)
         present = batch["image_present"].to(text.dtype)  # (batch,)
         if model.training and self.params.image_dropout:
             present = present * (torch.rand_like(present) >= self.params.image_dropout).to(present.dtype)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.models.modes import eval_mode
+
 
 class ContinualParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -63,19 +65,17 @@ def grow_head(model: torch.nn.Module, old_count: int, new_count: int) -> None:
 def fisher_diagonal(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
                     loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor]) -> dict[str, torch.Tensor]:
     """Mean squared gradient of each trainable parameter over `batches` (one example each), in eval mode."""
-    was_training = model.training
-    model.eval()
     squares = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
     count = 0
-    for batch in batches:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model, batch).backward()
-        for name, parameter in model.named_parameters():
-            if parameter.grad is not None and name in squares:
-                squares[name] += parameter.grad.detach() ** 2
-        count += 1
+    with eval_mode(model):
+        for batch in batches:
+            model.zero_grad(set_to_none=True)
+            loss_fn(model, batch).backward()
+            for name, parameter in model.named_parameters():
+                if parameter.grad is not None and name in squares:
+                    squares[name] += parameter.grad.detach() ** 2
+            count += 1
     model.zero_grad(set_to_none=True)
-    model.train(was_training)
     return {name: square / max(count, 1) for name, square in squares.items()}
 
 

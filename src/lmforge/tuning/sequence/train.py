@@ -92,13 +92,8 @@ class SequenceObjective:
         """Each prompt's outputs (token lists, EOS appended where the output stopped on its own)."""
         tokenizer = self.task.tokenizer
         eos = tokenizer.eos_token_id
-        was_training = model.training
-        model.eval()
-        try:
-            found = generate(model, tokenizer, prompts, params, self.params.max_new_tokens, self.task.params.stop_strings,
-                             batch_size=len(prompts))
-        finally:
-            model.train(was_training)
+        found = generate(model, tokenizer, prompts, params, self.params.max_new_tokens, self.task.params.stop_strings,
+                         batch_size=len(prompts))  # in eval mode: generate sees to it
         return [[c.tokens + ([eos] if len(c.tokens) < self.params.max_new_tokens and eos is not None else [])
                  for c in candidates] for candidates in found]
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lmforge.errors import ConfigError, ModelError
 from lmforge.files import atomic_write_text
+from lmforge.models.pooling import masked_mean
 from lmforge.tuning.adapters import base_model_path
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
@@ -45,8 +46,7 @@ def prompt_features(model: PeftModel, input_ids: torch.Tensor, attention_mask: t
     see only the prompt (causal attention) and a training row's features equal its prompt's alone."""
     with torch.no_grad(), model.disable_adapter():
         hidden = model.get_base_model().base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    weights = (attention_mask if prompt_mask is None else prompt_mask).unsqueeze(-1).to(hidden.dtype)
-    return ((hidden * weights).sum(1) / weights.sum(1).clamp_min(1)).float()
+    return masked_mean(hidden, attention_mask if prompt_mask is None else prompt_mask).float()
 
 
 def router_of(model: torch.nn.Module) -> Router:
