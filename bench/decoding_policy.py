@@ -66,7 +66,8 @@ def main() -> None:
                                     for e in english]
     if args.held_out_from is not None and args.held_out_from < args.train:
         parser.error(f"--held-out-from {args.held_out_from} overlaps the {args.train} training sentences")
-    held_out = range(args.held_out_from or args.train, (args.held_out_from or args.train) + args.test)
+    first = args.train if args.held_out_from is None else args.held_out_from
+    held_out = range(first, first + args.test)
     prompts = generator.prompt_ids(texts[:args.train] + [texts[i] for i in held_out])
     references = [[f] for f in french[:args.train] + [french[i] for i in held_out]]
     arms = {spec: compare_params(spec, seed=0) for spec in args.arms.split(",")}

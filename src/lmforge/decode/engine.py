@@ -195,7 +195,6 @@ class Engine:
             raise ValueError("fork needs a prefilled engine with a dynamic cache")
         forked = copy.copy(self)
         forked.cache = copy.deepcopy(self.cache)
-        forked.rows = self.rows
         forked.select(rows)
         forked._pending_logits = logits
         forked.keep_hidden = False  # a strategy that needs the states (contrastive) asks again
