@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from lmforge.cli import main
 from lmforge.data.batching import TaskSampledOrder
+from lmforge.decode.params import DecodeParams
 from lmforge.tasks.strategy_network import prompt_mask
 from lmforge.tuning.strategy_network.experts import attach_experts, prompt_features
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
@@ -147,11 +148,67 @@ def test_generate_routes_each_prompt_to_its_expert(trained_run):
     assert generator.model.active_adapter == "copy"  # routing leaves the active expert as it was
 
 
-def test_serve_and_export_refuse_a_strategy_network_run(trained_run, tmp_path, capsys):
-    assert main(["serve", str(trained_run)]) == 2
-    assert "strategy-network run" in capsys.readouterr().err
+def test_export_refuses_a_strategy_network_run_and_serving_it_needs_its_own_weights(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--output", str(tmp_path / "merged")]) == 2
     assert "no single set of weights to merge" in capsys.readouterr().err
+    assert main(["serve", str(trained_run), "--weights", "int8"]) == 2
+    assert "is a strategy network, served with its weights as loaded" in capsys.readouterr().err
+
+
+def test_the_scheduler_decodes_each_prompt_with_its_expert(trained_run):
+    from lmforge.decode.generate import generate
+    from lmforge.recipes.serve import served_model
+    from lmforge.serve.scheduler import Job, Scheduler
+
+    served = served_model(str(trained_run))
+    model, tokenizer = served.model, served.tokenizer
+    prompts = [tokenizer(text)["input_ids"] for text in ("Translate: red dog", "User: red dog", "Translate: blue cat",
+                                                         "User: big cat")]
+    routes = served.experts.route(prompts)
+    assert set(routes) == {"copy", "translate"}
+    expected = []
+    for expert, prompt in zip(routes, prompts, strict=True):
+        model.set_adapter(expert)
+        expected.append(generate(model, tokenizer, [prompt], DecodeParams(), 6)[0][0].tokens)
+    model.set_adapter("copy" if routes[0] == "translate" else "translate")  # the scheduler must switch
+
+    scheduler = Scheduler(model, tokenizer, experts=served.experts)
+    heard: dict[int, list[int]] = {}
+
+    def hear(rows: list[int], tokens: list[int]) -> None:
+        for row, token in zip(rows, tokens, strict=True):
+            heard.setdefault(row, []).append(token)
+
+    split = scheduler.submit(Job(prompts, DecodeParams(), 6, [], on_tokens=hear))  # one request, both experts
+    alone = [scheduler.submit(Job([p], DecodeParams(), 6, [])) for p in prompts]  # the batch, an expert at a time
+    beams = scheduler.submit(Job([prompts[1]], DecodeParams(strategy="beam", num_beams=2), 6, []))
+    assert [c[0].tokens for c in split.result(60)] == expected
+    assert [f.result(60)[0][0].tokens for f in alone] == expected
+    beams.result(60)
+    scheduler.close()
+    assert [heard.get(row, [])[:len(tokens)] for row, tokens in enumerate(expected)] == expected  # rows as asked
+    model.set_adapter(routes[1])
+    assert beams.result()[0][0].tokens == generate(model, tokenizer, [prompts[1]],
+                                                   DecodeParams(strategy="beam", num_beams=2), 6)[0][0].tokens
+
+
+def test_the_server_answers_through_the_router(trained_run):
+    from fastapi.testclient import TestClient
+
+    from lmforge.recipes.serve import served_model
+    from lmforge.serve.app import create_app
+
+    served = served_model(str(trained_run), name="multi")
+    with TestClient(create_app(served)) as client:
+        chat = [client.post("/v1/chat/completions", json={
+            "model": "multi", "max_tokens": 6, "temperature": 0,
+            "messages": [{"role": "user", "content": text}]}).json() for text in ("Translate: red dog", "User: red dog")]
+        assert [c["lmforge"]["expert"] for c in chat] == ["translate", "copy"]
+        completion = client.post("/v1/completions", json={"model": "multi", "max_tokens": 6, "temperature": 0,
+                                                          "prompt": ["Translate: red dog", "User: red dog"]}).json()
+        assert len(completion["choices"]) == 2
+        assert completion["lmforge"]["experts"] == served.experts.route(
+            [served.tokenizer(t)["input_ids"] for t in ("Translate: red dog", "User: red dog")])
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -9,16 +9,19 @@ from typing import Any
 from lmforge.data.faq import read_faq
 from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
+from lmforge.decode.generate import pad_id_of
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.evaluate import load_trained
-from lmforge.recipes.generate import open_generator
+from lmforge.recipes.generate import Generator, open_generator
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.serve.app import ServedModel, ServeOptions, create_app
 from lmforge.serve.retrieval import FaqRetriever
+from lmforge.serve.scheduler import Experts
 from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask
+from lmforge.tasks.strategy_network import StrategyNetworkTask
 
 
 @dataclass
@@ -31,12 +34,30 @@ class FaqSettings:
 
 def served_model(target: str, name: str | None = None, weights: str = "fp32") -> ServedModel:
     """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
-    ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`)."""
+    ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`). A strategy-network run brings
+    its router and experts: each prompt is decoded by the expert the router picks."""
     generator = open_generator(target)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
+    experts = _experts(generator)
+    if experts is not None and weights != "fp32":
+        raise ConfigError(f"--weights {weights}: {target} is a strategy network, served with its weights as loaded; "
+                          "drop --weights")
     model = decoding_weights(generator.model, weights)
     return ServedModel(name or Path(target.rstrip("/")).name, model, generator.tokenizer,
-                       generator.max_new_tokens, int(context), generator.precision)
+                       generator.max_new_tokens, int(context), generator.precision, experts=experts)
+
+
+def _experts(generator: Generator) -> Experts | None:
+    """A strategy network's router and expert switch, for the scheduler (None for a single model)."""
+    task = generator.task
+    if not isinstance(task, StrategyNetworkTask):
+        return None
+    pad_id = pad_id_of(generator.tokenizer)
+
+    def route(prompts: list[list[int]]) -> list[str]:
+        picks = task.route(generator.model, prompts, len(prompts), pad_id, generator.precision).argmax(-1)
+        return [task.experts[pick] for pick in picks.tolist()]
+    return Experts(route, generator.model.set_adapter)
 
 
 def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
@@ -71,9 +92,6 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
     task_name = config.task.name if config is not None else None
-    if config is not None and config.tuning.strategy_network is not None:
-        raise ConfigError(f"{target} is a strategy-network run; the server does not route requests between experts "
-                          f"yet: use `lmforge generate {target}` or `lmforge predict {target}`")
     is_task_run = task_name in TASK_ENDPOINTS
     if is_task_run and faq is not None:
         raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} run")

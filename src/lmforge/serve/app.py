@@ -25,7 +25,7 @@ from lmforge.serve.generation_routes import add_generation_routes
 from lmforge.serve.playground import playground_page
 from lmforge.serve.responses import BadRequest
 from lmforge.serve.retrieval import FaqRetriever
-from lmforge.serve.scheduler import Scheduler
+from lmforge.serve.scheduler import Experts, Scheduler
 from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask, add_task_routes
 
 
@@ -40,6 +40,7 @@ class ServedModel:
     context_length: int = 2048
     precision: str = "fp32"
     retriever: FaqRetriever | None = None  # chat answers grounded in the nearest FAQ entries
+    experts: Experts | None = None  # a strategy network: each prompt decoded by the expert its router picks
 
 
 @dataclass
@@ -68,8 +69,8 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     the app's shutdown) or a run of another task (its /v1/classify, /v1/ner or /v1/qa endpoint)."""
     options = options or ServeOptions()
     task = served if isinstance(served, ServedTask) else None
-    scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch) \
-        if task is None else None
+    scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
+                          served.experts) if task is None else None
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 

@@ -145,8 +145,9 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 choices.append({"index": len(choices), "text": text, "logprobs": logprobs, "finish_reason": reason})
         metrics["requests"].labels("completions", "200").inc()
         completion_tokens = sum(len(c.tokens) for candidates in outputs for c in candidates)
+        extra = {"lmforge": {"experts": job.routes}} if job.routes is not None else {}
         return R.envelope("text_completion", served.name, choices, request_id,
-                          usage=R.usage(sum(len(p) for p in prompts), completion_tokens))
+                          usage=R.usage(sum(len(p) for p in prompts), completion_tokens), **extra)
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
@@ -184,6 +185,8 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             choices.append({"index": len(choices), "message": {"role": "assistant", "content": text},
                             "logprobs": logprobs, "finish_reason": reason})
         metrics["requests"].labels("chat", "200").inc()
-        extra = {"lmforge": {"retrieved": retrieved}} if retrieved is not None else {}
+        decided = ({"retrieved": retrieved} if retrieved is not None else {}) | \
+            ({"expert": job.routes[0]} if job.routes is not None else {})
+        extra = {"lmforge": decided} if decided else {}
         return R.envelope("chat.completion", served.name, choices, request_id,
                           usage=R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0])), **extra)

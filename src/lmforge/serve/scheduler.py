@@ -5,12 +5,17 @@ leave it as soon as they stop (`decode/continuous.py`). Other strategies (beam, 
 speculative, …) decode in waves: once the batch has drained, the oldest such request runs together
 with every waiting request that decodes the same way. A full queue refuses new work at once (the
 server answers 429); an abandoned request (client gone, time out) leaves the batch at the next step.
+
+A strategy network's requests are routed first (the router names each prompt's expert): the batch holds
+one expert's rows at a time, and a request for another expert waits for it to drain, as a wave does; a
+request whose prompts go to several experts decodes expert by expert.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -26,13 +31,30 @@ class QueueFull(Exception):
 
 
 @dataclass
+class Experts:
+    """A strategy network's experts as the scheduler uses them: `route(prompts)` names each prompt's expert
+    (the router's pick), `switch(name)` turns that expert on."""
+
+    route: Callable[[list[list[int]]], list[str]]
+    switch: Callable[[str], None]
+
+
+@dataclass
 class Job(Request):
-    """A request to the scheduler (see `Request`)."""
+    """A request to the scheduler (see `Request`); `routes` holds each prompt's expert once routed."""
+
+    routes: list[str] | None = None
+
+    @property
+    def expert(self) -> str | None:
+        """The one expert all the prompts went to (None when unrouted or split between experts)."""
+        return self.routes[0] if self.routes and len(set(self.routes)) == 1 else None
 
     def joins(self, other: Job) -> bool:
         """Whether `other` can decode in the same wave as this job."""
         return (self.on_tokens is None and other.on_tokens is None and self.params == other.params
-                and self.max_new_tokens == other.max_new_tokens and self.stop_strings == other.stop_strings)
+                and self.max_new_tokens == other.max_new_tokens and self.stop_strings == other.stop_strings
+                and (self.routes is None or (self.expert is not None and self.expert == other.expert)))
 
     def abandon(self) -> None:
         """Give up on this job: it leaves the queue or the batch without decoding further."""
@@ -41,11 +63,13 @@ class Job(Request):
 
 
 class Scheduler:
-    """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows."""
+    """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows; with `experts`
+    (a strategy network), each job decoded by the experts its prompts are routed to."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
-                 max_queue: int = 64, max_batch: int = 8) -> None:
+                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None) -> None:
         self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
+        self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.batch = ContinuousBatch(model, tokenizer)
         self.waves = 0  # batches decoded outside the continuous batch
@@ -107,16 +131,17 @@ class Scheduler:
     def _admit(self) -> None:
         """Start held jobs in order: continuous ones while rows are free (prefilled together); a wave once the
         batch is empty."""
+        self._route_held()
         still: list[Job] = []
         joining: list[Job] = []
         rows = self.batch.rows
         blocked = False
         for index, job in enumerate(self._held):
-            if job.abandoned or job.future.cancelled():
+            if job.abandoned or job.future.done():
                 continue
             if blocked:
                 still.append(job)
-            elif self.batch.takes(job.params):
+            elif self.batch.takes(job.params) and self._same_expert(job, rows, joining):
                 if rows + self.batch.rows_of(job) <= self.max_batch or rows == 0:
                     if job.future.set_running_or_notify_cancel():
                         joining.append(job)
@@ -132,8 +157,36 @@ class Scheduler:
                 blocked = True  # let the batch drain so this job gets its turn
         self._held = still
         if joining:
+            self._switch(joining[0].expert)
             with self._autocast():
                 self.batch.add(*joining)  # a request that cannot start fails alone
+
+    def _route_held(self) -> None:
+        """Name each held job's prompts' experts (a job the router fails on gets the error)."""
+        if self.experts is None:
+            return
+        for job in self._held:
+            if job.routes is None and not job.future.done():
+                try:
+                    with self._autocast():
+                        job.routes = self.experts.route(job.prompts)
+                except Exception as error:  # noqa: BLE001 — handed to the request
+                    if job.future.set_running_or_notify_cancel():
+                        job.future.set_exception(error)
+
+    def _same_expert(self, job: Job, rows: int, joining: list[Job]) -> bool:
+        """Whether `job` may join the continuous batch now: the batch holds (or is about to hold) its expert's
+        rows, or none; a job split between experts decodes in a wave."""
+        if self.experts is None:
+            return True
+        if job.expert is None:
+            return False
+        return rows == 0 or job.expert == (joining[0].expert if joining else self.active_expert)
+
+    def _switch(self, expert: str | None) -> None:
+        if expert is not None and expert != self.active_expert:
+            self.experts.switch(expert)
+            self.active_expert = expert
 
     def _wave(self, first: Job, later: list[Job]) -> list[Job]:
         """Decode `first` with every later job that joins it (within max_batch prompts); the jobs left over."""
@@ -149,9 +202,8 @@ class Scheduler:
             prompts = [p for job in live for p in job.prompts]
             self._wave_rows, self.waves = len(prompts), self.waves + 1
             try:
-                outputs = generate(self.model, self.tokenizer, prompts, first.params, first.max_new_tokens,
-                                   first.stop_strings, batch_size=len(prompts), precision=self.precision,
-                                   on_tokens=first.on_tokens)
+                routes = [route for job in live for route in job.routes or [None] * len(job.prompts)]
+                outputs = self._decode_wave(first, prompts, routes)
             except Exception as error:  # noqa: BLE001 — handed to each waiting request
                 for job in live:
                     job.future.set_exception(error)
@@ -163,6 +215,20 @@ class Scheduler:
             finally:
                 self._wave_rows = 0
         return left
+
+    def _decode_wave(self, first: Job, prompts: list[list[int]], routes: list[str | None]) -> list:
+        """Candidates per prompt, decoded the way `first` asks, each expert's prompts with that expert on."""
+        outputs: list = [None] * len(prompts)
+        for expert in dict.fromkeys(routes):
+            rows = [i for i, route in enumerate(routes) if route == expert]
+            self._switch(expert)
+            on_tokens = first.on_tokens if first.on_tokens is None or len(rows) == len(prompts) else \
+                (lambda heard, tokens, rows=rows: first.on_tokens([rows[i] for i in heard], tokens))
+            found = generate(self.model, self.tokenizer, [prompts[i] for i in rows], first.params, first.max_new_tokens,
+                             first.stop_strings, batch_size=len(rows), precision=self.precision, on_tokens=on_tokens)
+            for row, candidates in zip(rows, found, strict=True):
+                outputs[row] = candidates
+        return outputs
 
     def _autocast(self):
         return autocast_for(self.precision, self.batch.device)
