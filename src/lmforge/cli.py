@@ -233,6 +233,16 @@ def cmd_gate(args: argparse.Namespace) -> None:
           f"saved to {args.output}")
 
 
+def cmd_policy(args: argparse.Namespace) -> None:
+    from lmforge.recipes.policy import fit_policy_run, report_table
+
+    report = fit_policy_run(args.target, args.data, args.output, args.arms, args.reward, args.cost_weight, args.layer,
+                            args.length, args.max_new_tokens, args.limit, args.resume, args.seed)
+    print(report_table(report))
+    print(f"lmforge: policy fitted on {report['rows']} rows (best fixed arm: {report['best_fixed_arm']}); saved to "
+          f"{args.output} — decode with --strategy auto --policy {args.output}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from lmforge.recipes.serve import FaqSettings, serve
     from lmforge.serve.app import ServeOptions
@@ -271,6 +281,8 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
     "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
     "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
+    "policy": (cmd_policy, "fit a learned decoding policy: every arm (greedy, beam4, …) decoded and rewarded on "
+                           "labelled prompts, then strategy auto picks per prompt (--strategy auto --policy DIR)"),
     "serve": (cmd_serve, "serve a model or run over HTTP: OpenAI-compatible completions/chat with continuous "
                          "batching, or a task run's /v1/classify|ner|qa|score; playground at /"),
     "monitor": (cmd_monitor, "classify a stream of texts and alert when a topic's negative rate crosses a threshold"),
@@ -366,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=True,
                              help="add each text paired with another image as an irrelevant pair (default on)")
             sub.add_argument("--seed", type=int, default=0, help="seed for the shuffled pairs")
+        elif name == "policy":
+            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias, a model folder or a generation run "
+                                                                     "(which formats the prompts its own way)")
+            sub.add_argument("--data", required=True, metavar="FILE",
+                             help="prompts with references: .jsonl/.csv/.tsv rows with the run's source and target "
+                                  "columns (source, target for a model)")
+            sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the policy, its log, "
+                                                                           "report.json and arms.png")
+            sub.add_argument("--arms", default="greedy,beam4", help="the decodings to choose from, as for generate "
+                                                                   "--compare (default greedy,beam4)")
+            sub.add_argument("--reward", default="chrf", help="reward names with weights, e.g. chrf or chrf:0.7,bleu:0.3, "
+                                                              "or a YAML list of reward specs (default chrf)")
+            sub.add_argument("--cost-weight", type=float, default=0.0,
+                             help="reward given up per second of decoding (default 0: reward alone)")
+            sub.add_argument("--layer", type=int, default=-1, help="the hidden layer the policy reads (default -1: the "
+                                                                   "top, read from the decoding's own prefill)")
+            sub.add_argument("--length", action="store_true", help="the policy also reads the prompt's length")
+            sub.add_argument("--max-new-tokens", type=int, help="longest output (default: the run's, else 128)")
+            sub.add_argument("--limit", type=int, help="the first N rows only")
+            sub.add_argument("--resume", action="store_true", help="continue DIR's log, or refit a finished one "
+                                                                   "(another --cost-weight, --layer or --length)")
+            sub.add_argument("--seed", type=int, default=0, help="seed of the sampling arms")
         elif name == "serve":
             sub.add_argument("target", metavar="MODEL|RUN_DIR",
                              help="a packaged alias, a model folder, a generation run, or a classification / NER / "

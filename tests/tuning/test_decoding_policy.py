@@ -14,7 +14,14 @@ from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.policy import PolicyFeatures, load_policy, prompt_features
 from lmforge.errors import ConfigError
-from lmforge.tuning.decoding_policy import fit_policy, log_arms
+from lmforge.tuning.decoding_policy import (
+    _loo_picks,
+    _penalty,
+    _standardised,
+    fit_policy,
+    held_out_picks,
+    log_arms,
+)
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
 
 ARMS = {"greedy": {}, "beam2": {"strategy": "beam", "num_beams": 2}}
@@ -97,8 +104,9 @@ def test_logged_rewards_and_seconds_per_arm(tiny_chat_llama):
     prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "cats")]
     reward = build_reward([RewardSpec(name="length", target=3)])
     log = log_arms(model, tokenizer, prompts, [["x"], ["y"]], {k: DecodeParams(**v) for k, v in ARMS.items()}, reward, 4)
-    assert log.rewards.shape == log.seconds.shape == (2, 2) and (log.seconds > 0).all()
+    assert log.rewards.shape == log.seconds.shape == log.tokens.shape == (2, 2) and (log.seconds > 0).all()
     assert len(log.texts[0]) == 2
+    assert ((log.tokens >= 0) & (log.tokens <= 4)).all() and log.tokens.sum() > 0
 
 
 def test_auto_needs_a_trained_policy(tmp_path):
@@ -116,3 +124,17 @@ def test_without_signal_in_the_features_the_policy_keeps_the_best_arm_on_average
     utilities = torch.tensor([[0.6, 0.4]]) + 0.3 * torch.randn(40, 2)
     policy = fit_policy(features, utilities, ARMS)  # ridge chosen by leave-one-out
     assert set(policy.choose(torch.randn(50, 30))) == {"greedy"}
+
+
+def test_held_out_picks_are_those_of_a_policy_refitted_without_each_prompt():
+    torch.manual_seed(2)
+    features, utilities = torch.randn(30, 4), torch.randn(30, 3).double()
+    inputs = _standardised(features)[0]
+    ridge = 1.0
+    expected = []
+    for i in range(30):
+        kept = [j for j in range(30) if j != i]
+        weight = torch.linalg.solve(inputs[kept].T @ inputs[kept] + _penalty(5, ridge), inputs[kept].T @ utilities[kept])
+        expected.append(int((inputs[i] @ weight).argmax()))
+    assert _loo_picks(inputs, utilities, ridge).tolist() == expected
+    assert held_out_picks(features, utilities, ridge).tolist() == expected

@@ -82,7 +82,7 @@ def load_policy(folder: str | Path) -> DecodingPolicy:
     folder = Path(folder)
     if not (folder / POLICY_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(f"decode.policy: {folder} holds no decoding policy ({POLICY_FILE} and {WEIGHTS_FILE}); "
-                          "fit one with lmforge.tuning.decoding_policy (log_arms, then fit_policy; see bench/decoding_policy.py)")
+                          "fit one with `lmforge policy MODEL|RUN_DIR --data FILE --output DIR`")
     meta = json.loads((folder / POLICY_FILE).read_text())
     tensors = load_file(str(folder / WEIGHTS_FILE))
     try:

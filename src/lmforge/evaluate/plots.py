@@ -113,3 +113,17 @@ def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
     left.set_title("Sequence-level training")
     _save(fig, path)
     return path
+
+
+def plot_reward_vs_seconds(points: dict[str, tuple[float, float]], path: Path, title: str) -> Path:
+    """Each decoding as a point: mean seconds per row (x) against mean reward (y), labelled."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (seconds, reward) in points.items():
+        ax.scatter([seconds], [reward], s=40, marker="*" if name.startswith("auto") else "o")
+        ax.annotate(name, (seconds, reward), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("mean seconds per row")
+    ax.set_ylabel("mean reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    return path

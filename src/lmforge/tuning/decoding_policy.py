@@ -23,12 +23,13 @@ from lmforge.tuning.sequence.rewards import RewardFn
 
 @dataclass
 class ArmLog:
-    """What each arm did on each prompt: (prompts, arms) rewards and seconds, and the output texts."""
+    """What each arm did on each prompt: (prompts, arms) rewards, seconds and output tokens, and the output texts."""
 
     arms: list[str]
     rewards: torch.Tensor
     seconds: torch.Tensor
     texts: list[list[str]]
+    tokens: torch.Tensor | None = None
 
     def utilities(self, cost_weight: float) -> torch.Tensor:
         return self.rewards - cost_weight * self.seconds
@@ -40,15 +41,17 @@ def log_arms(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     """Decode each prompt alone with each arm (so the seconds are the prompt's own) and score the outputs."""
     rewards = torch.zeros(len(prompts), len(arms))
     seconds = torch.zeros(len(prompts), len(arms))
+    tokens = torch.zeros(len(prompts), len(arms), dtype=torch.long)
     texts: list[list[str]] = [[] for _ in prompts]
     for i, prompt in enumerate(prompts):
         for j, params in enumerate(arms.values()):
             start = time.perf_counter()
             [best, *_] = generate(model, tokenizer, [prompt], params, max_new_tokens, stop_strings)[0]
             seconds[i, j] = time.perf_counter() - start
+            tokens[i, j] = len(best.tokens)
             texts[i].append(tokenizer.decode(best.tokens, skip_special_tokens=True).strip())
         rewards[i] = torch.tensor(reward(texts[i], [references[i]] * len(arms)))
-    return ArmLog(list(arms), rewards, seconds, texts)
+    return ArmLog(list(arms), rewards, seconds, texts, tokens)
 
 
 RIDGES = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -64,24 +67,45 @@ def _penalty(size: int, ridge: float) -> torch.Tensor:
     return penalty
 
 
-def leave_one_out_value(inputs: torch.Tensor, utilities: torch.Tensor, ridge: float) -> float:
-    """Mean utility of the arms a ridge policy picks for each prompt when fitted without that prompt."""
+def _loo_picks(inputs: torch.Tensor, utilities: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(prompts,) the arm a ridge policy picks for each prompt when fitted without that prompt."""
     hat = inputs @ torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T)
     leverage = hat.diagonal()[:, None]
     predicted = (hat @ utilities - leverage * utilities) / (1 - leverage).clamp(min=1e-6)
-    return float(utilities.gather(1, predicted.argmax(dim=1, keepdim=True)).mean())
+    return predicted.argmax(dim=1)
+
+
+def leave_one_out_value(inputs: torch.Tensor, utilities: torch.Tensor, ridge: float) -> float:
+    """Mean utility of the arms a ridge policy picks for each prompt when fitted without that prompt."""
+    return float(utilities.gather(1, _loo_picks(inputs, utilities, ridge)[:, None]).mean())
+
+
+def _standardised(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(design matrix with a bias column, feature means, feature scales)."""
+    features = features.float()
+    mean = features.mean(dim=0)
+    scale = features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones(features.shape[1])
+    return _design(features, mean, scale), mean, scale
+
+
+def best_ridge(features: torch.Tensor, utilities: torch.Tensor) -> float:
+    """The one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the simpler policy)."""
+    inputs = _standardised(features)[0]
+    return max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, utilities.double(), r), 9), r))
+
+
+def held_out_picks(features: torch.Tensor, utilities: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(prompts,) each prompt's arm as picked by the policy fitted on the other prompts: what to expect of the
+    policy on prompts it has not seen."""
+    return _loo_picks(_standardised(features)[0], utilities.double(), ridge)
 
 
 def fit_policy(features: torch.Tensor, utilities: torch.Tensor, arms: dict[str, dict], cost_weight: float = 0.0,
                ridge: float | None = None, reader: PolicyFeatures = PolicyFeatures()) -> DecodingPolicy:
-    """Ridge regression from standardised features (read by `reader`) to each arm's utility, (prompts, arms).
-    Without `ridge`, the one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the
-    simpler policy)."""
-    features = features.float()
-    mean = features.mean(dim=0)
-    scale = features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones(features.shape[1])
-    inputs, targets = _design(features, mean, scale), utilities.double()
-    if ridge is None:
-        ridge = max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, targets, r), 9), r))
+    """Ridge regression from standardised features (read by `reader`) to each arm's utility, (prompts, arms);
+    without `ridge`, `best_ridge`'s."""
+    inputs, mean, scale = _standardised(features)
+    ridge = best_ridge(features, utilities) if ridge is None else ridge
+    targets = utilities.double()
     weight = torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T @ targets)
     return DecodingPolicy(arms, mean, scale, weight.float(), cost_weight, reader)
