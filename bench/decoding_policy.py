@@ -12,6 +12,12 @@ each fixed arm's and auto's mean reward (sentence chrF / 100), mean seconds per 
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 200 --test 200
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 100 --held-out-from 200 \
         --test 100 --cost-weight 0.02 --save /tmp/policy-runs.json
+
+With --kinds translate,dialogue (a model, zero-shot) the prompts are a mixed stream: Multi30k sentences to
+translate and chatterbot-corpus user turns to answer (reward: chrF against the corpus's reply), half each,
+alternating; the table then also splits each decoding's reward by kind.
+
+    python bench/decoding_policy.py --kinds translate,dialogue --arms greedy,beam4,contrastive --train 80 --test 100
 """
 
 from __future__ import annotations
@@ -34,11 +40,35 @@ from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+INSTRUCTION = "Translate this sentence into French. Reply with the translation only.\n\n"
 
 
 def read_lines(name: str) -> list[str]:
     with gzip.open(DATA / name, "rt", encoding="utf-8") as handle:
         return [line.strip() for line in handle]
+
+
+def translation_rows(is_run: bool) -> list[tuple[str, str, list[str]]]:
+    """(kind, prompt text, references) of every Multi30k validation pair; a run formats the English itself."""
+    return [("translate", english if is_run else INSTRUCTION + english, [french])
+            for english, french in zip(read_lines("val.en.gz"), read_lines("val.fr.gz"), strict=True)]
+
+
+def dialogue_rows(is_run: bool) -> list[tuple[str, str, list[str]]]:
+    """(kind, the user's first turn, [the corpus's reply]) of every chatterbot-corpus dialogue."""
+    from lmforge.data.packaged import chatterbot_dialogues
+
+    if is_run:
+        raise SystemExit("--kinds dialogue: give a model (zero-shot); a run formats every prompt for its own task")
+    return [("dialogue", d["messages"][0]["content"], [d["messages"][1]["content"]]) for d in chatterbot_dialogues()]
+
+
+KINDS = {"translate": translation_rows, "dialogue": dialogue_rows}
+
+
+def interleaved(per_kind: list[list], start: int, count: int) -> list:
+    """`count` rows per kind from `start` on, taking the kinds in turn."""
+    return [rows[i] for i in range(start, start + count) for rows in per_kind]
 
 
 def main() -> None:
@@ -55,21 +85,26 @@ def main() -> None:
                         help="a model (zero-shot, with an instruction) or a generation run directory (its own prompt)")
     parser.add_argument("--held-out-from", type=int, help="the held-out sentences start here (default: after --train)")
     parser.add_argument("--save", type=Path, help="write every held-out decode (reward, seconds, tokens, arm) as JSON")
+    parser.add_argument("--kinds", default="translate", help="prompt kinds, mixed in turn: translate, dialogue")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"Multi30k not found at {DATA}")
-    english, french = read_lines("val.en.gz"), read_lines("val.fr.gz")
+    kinds = args.kinds.split(",")
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or args.train % len(kinds) or args.test % len(kinds):
+        parser.error(f"--kinds: choose from {', '.join(KINDS)}; --train and --test split evenly between them")
     generator = open_generator(args.model, max_new_tokens=args.max_new_tokens)
     model, tokenizer = generator.model, generator.tokenizer
     is_run = (Path(args.model) / "config.yaml").is_file()
-    texts = english if is_run else [f"Translate this sentence into French. Reply with the translation only.\n\n{e}"
-                                    for e in english]
-    if args.held_out_from is not None and args.held_out_from < args.train:
-        parser.error(f"--held-out-from {args.held_out_from} overlaps the {args.train} training sentences")
-    first = args.train if args.held_out_from is None else args.held_out_from
-    held_out = range(first, first + args.test)
-    prompts = generator.prompt_ids(texts[:args.train] + [texts[i] for i in held_out])
-    references = [[f] for f in french[:args.train] + [french[i] for i in held_out]]
+    per_kind = [KINDS[kind](is_run) for kind in kinds]
+    train_each, test_each = args.train // len(kinds), args.test // len(kinds)
+    if args.held_out_from is not None and args.held_out_from < train_each:
+        parser.error(f"--held-out-from {args.held_out_from} overlaps the {train_each} training rows of each kind")
+    first = train_each if args.held_out_from is None else args.held_out_from
+    rows = interleaved(per_kind, 0, train_each) + interleaved(per_kind, first, test_each)
+    prompts = generator.prompt_ids([text for _, text, _ in rows])
+    references = [refs for _, _, refs in rows]
+    held_out_kinds = [kind for kind, _, _ in rows[args.train:]]
     arms = {spec: compare_params(spec, seed=0) for spec in args.arms.split(",")}
     reward = build_reward([RewardSpec(name="chrf")])
 
@@ -106,6 +141,18 @@ def main() -> None:
         for cost_weight, params in policies.items():
             auto[cost_weight].append(decode(params, prompt, reference))
     print(f"decoded {args.test} held-out sentences in {time.perf_counter() - start:.0f} s (with the logging)")
+    if len(kinds) > 1:
+        def of_kind(runs: list, kind: str) -> list:
+            return [run for run, k in zip(runs, held_out_kinds, strict=True) if k == kind]
+        decodings = [*((f"{name} (fixed)", runs) for name, runs in fixed.items()),
+                     *((f"auto {c}", auto[c]) for c in cost_weights)]
+        for name, runs in decodings:
+            means = ", ".join(f"{kind} {statistics.mean(run[0] for run in of_kind(runs, kind)):.4f}" for kind in kinds)
+            print(f"mean reward by kind, {name}: {means}")
+        for cost_weight in cost_weights:
+            usage = "; ".join(f"{kind}: " + ", ".join(f"{arm} {sum(run[3] == arm for run in of_kind(auto[cost_weight], kind))}"
+                                                     for arm in arms) for kind in kinds)
+            print(f"arms auto {cost_weight} chose by kind: {usage}")
 
     def row(name: str, cost_weight: str, runs: list[tuple[float, float, int, str | None]], usage: str = "–") -> str:
         """A table row: mean reward, mean seconds per sentence, output tokens per second."""
@@ -131,7 +178,8 @@ def main() -> None:
         seconds_gap = paired_interval([a[1] - b[1] for a, b in pairs])
         print(f"  cost {cost_weight}: reward {reward_gap}, seconds {seconds_gap}")
     if args.save:
-        atomic_write_text(args.save, json.dumps({"fixed": fixed, "auto": {str(c): runs for c, runs in auto.items()}}))
+        atomic_write_text(args.save, json.dumps({"fixed": fixed, "auto": {str(c): runs for c, runs in auto.items()},
+                                                 "kinds": held_out_kinds}))
 
 
 def paired_interval(differences: list[float], resamples: int = 2000) -> str:
