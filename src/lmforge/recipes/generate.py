@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
+from lmforge.data.generation import GenerationExample
 from lmforge.data.params import DataParams
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import generate, pad_id_of
@@ -49,7 +50,10 @@ class Generator:
     precision: str = "fp32"
 
     def prompt_ids(self, texts: list[str]) -> list[list[int]]:
-        examples = [self.task.example_from_text(t, f"prompt {i + 1}") for i, t in enumerate(texts)]
+        return self.example_prompt_ids([self.task.example_from_text(t, f"prompt {i + 1}") for i, t in enumerate(texts)])
+
+    def example_prompt_ids(self, examples: list[GenerationExample]) -> list[list[int]]:
+        """The prompt tokens of each example, formatted the way the run (or the chat template) prompts."""
         return [f["input_ids"][: f["_prompt_length"]] for f in self.task.encode(examples, self.tokenizer, MAX_LENGTH)]
 
     def run(self, texts: list[str], params: DecodeParams, batch_size: int = 8, images: list[Image.Image | None] | None = None,

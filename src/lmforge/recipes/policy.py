@@ -28,7 +28,7 @@ from lmforge.decode.policy import PolicyFeatures
 from lmforge.errors import ConfigError, DataError, RunDirError
 from lmforge.evaluate.plots import plot_reward_vs_seconds
 from lmforge.files import atomic_write_text
-from lmforge.recipes.generate import MAX_LENGTH, Generator, compare_params, open_generator
+from lmforge.recipes.generate import Generator, compare_params, open_generator
 from lmforge.tasks.strategy_network import StrategyNetworkTask
 from lmforge.tuning.decoding_policy import best_ridge, fit_policy, held_out_picks, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
@@ -60,9 +60,7 @@ def _rows(generator: Generator, data: str, limit: int | None) -> tuple[list[list
     examples = generator.task.read_file(data, DataParams(), RowErrors("raise"), labelled=True)[:limit]
     if len(examples) < 2:
         raise DataError(f"{data}: a policy needs at least 2 rows with a reference, found {len(examples)}")
-    features = generator.task.encode(examples, generator.tokenizer, MAX_LENGTH)
-    prompts = [f["input_ids"][: f["_prompt_length"]] for f in features]
-    return prompts, [e.references or [e.target] for e in examples]
+    return generator.example_prompt_ids(examples), [e.references or [e.target] for e in examples]
 
 
 def _log(output: Path, resume: bool, settings: dict) -> list[dict]:

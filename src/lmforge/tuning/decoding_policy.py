@@ -29,7 +29,7 @@ class ArmLog:
     rewards: torch.Tensor
     seconds: torch.Tensor
     texts: list[list[str]]
-    tokens: torch.Tensor | None = None
+    tokens: torch.Tensor
 
     def utilities(self, cost_weight: float) -> torch.Tensor:
         return self.rewards - cost_weight * self.seconds
@@ -88,10 +88,13 @@ def _standardised(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return _design(features, mean, scale), mean, scale
 
 
+def _best_ridge(inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    return max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, targets, r), 9), r))
+
+
 def best_ridge(features: torch.Tensor, utilities: torch.Tensor) -> float:
     """The one of `RIDGES` whose leave-one-out picks earn the most (ties: the larger, i.e. the simpler policy)."""
-    inputs = _standardised(features)[0]
-    return max(RIDGES, key=lambda r: (round(leave_one_out_value(inputs, utilities.double(), r), 9), r))
+    return _best_ridge(_standardised(features)[0], utilities.double())
 
 
 def held_out_picks(features: torch.Tensor, utilities: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -105,7 +108,7 @@ def fit_policy(features: torch.Tensor, utilities: torch.Tensor, arms: dict[str, 
     """Ridge regression from standardised features (read by `reader`) to each arm's utility, (prompts, arms);
     without `ridge`, `best_ridge`'s."""
     inputs, mean, scale = _standardised(features)
-    ridge = best_ridge(features, utilities) if ridge is None else ridge
     targets = utilities.double()
+    ridge = _best_ridge(inputs, targets) if ridge is None else ridge
     weight = torch.linalg.solve(inputs.T @ inputs + _penalty(inputs.shape[1], ridge), inputs.T @ targets)
     return DecodingPolicy(arms, mean, scale, weight.float(), cost_weight, reader)
