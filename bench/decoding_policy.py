@@ -13,11 +13,13 @@ each fixed arm's and auto's mean reward (sentence chrF / 100), mean seconds per 
     python bench/decoding_policy.py --model /tmp/runs/mrt/ce --arms greedy,beam4 --train 100 --held-out-from 200 \
         --test 100 --cost-weight 0.02 --save /tmp/policy-runs.json
 
-With --kinds translate,dialogue (a model, zero-shot) the prompts are a mixed stream: Multi30k sentences to
-translate and chatterbot-corpus user turns to answer (reward: chrF against the corpus's reply), half each,
-alternating; the table then also splits each decoding's reward by kind.
+With --kinds translate,dialogue,grounded (a model, zero-shot) the prompts are a mixed stream, the kinds in
+turn: Multi30k sentences to translate, chatterbot-corpus user turns to answer (reward: chrF against the corpus's
+reply), and customer questions with FAQ entries in the system message (dataset:chatterbot-grounded-dialogues,
+reward: chrF against the entry's answer); the table then also splits each decoding's reward by kind.
 
     python bench/decoding_policy.py --kinds translate,dialogue --arms greedy,beam4,contrastive --train 80 --test 100
+    python bench/decoding_policy.py --kinds translate,grounded --arms greedy,beam4,contrastive --train 80 --test 120
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from lmforge.decode.params import DecodeParams
 from lmforge.decode.policy import PolicyFeatures
 from lmforge.files import atomic_write_text
 from lmforge.recipes.generate import compare_params, open_generator
+from lmforge.recipes.policy import labelled_prompts
 from lmforge.tuning.decoding_policy import fit_policy, log_arms
 from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
 
@@ -48,22 +51,39 @@ def read_lines(name: str) -> list[str]:
         return [line.strip() for line in handle]
 
 
-def translation_rows(is_run: bool) -> list[tuple[str, str, list[str]]]:
-    """(kind, prompt text, references) of every Multi30k validation pair; a run formats the English itself."""
-    return [("translate", english if is_run else INSTRUCTION + english, [french])
+def chat(user: str, reply: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}
+
+
+def translation_rows(is_run: bool) -> list[dict]:
+    """Every Multi30k validation pair as a data row; a run formats the English itself."""
+    return [{"source": english, "target": french} if is_run else chat(INSTRUCTION + english, french)
             for english, french in zip(read_lines("val.en.gz"), read_lines("val.fr.gz"), strict=True)]
 
 
-def dialogue_rows(is_run: bool) -> list[tuple[str, str, list[str]]]:
-    """(kind, the user's first turn, [the corpus's reply]) of every chatterbot-corpus dialogue."""
+def zero_shot_only(kind: str, is_run: bool) -> None:
+    if is_run:
+        raise SystemExit(f"--kinds {kind}: give a model (zero-shot); a run formats every prompt for its own task")
+
+
+def dialogue_rows(is_run: bool) -> list[dict]:
+    """The user's first turn and the corpus's reply of every chatterbot-corpus dialogue."""
     from lmforge.data.packaged import chatterbot_dialogues
 
-    if is_run:
-        raise SystemExit("--kinds dialogue: give a model (zero-shot); a run formats every prompt for its own task")
-    return [("dialogue", d["messages"][0]["content"], [d["messages"][1]["content"]]) for d in chatterbot_dialogues()]
+    zero_shot_only("dialogue", is_run)
+    return [chat(d["messages"][0]["content"], d["messages"][1]["content"]) for d in chatterbot_dialogues()]
 
 
-KINDS = {"translate": translation_rows, "dialogue": dialogue_rows}
+def grounded_rows(is_run: bool) -> list[dict]:
+    """chatterbot-corpus questions with FAQ entries in the system message (dataset:chatterbot-grounded-dialogues):
+    the reply is read off the matching entry, or passes the question on when none matches."""
+    from lmforge.data.packaged import chatterbot_grounded_dialogues
+
+    zero_shot_only("grounded", is_run)
+    return [{"messages": row["messages"]} for row in chatterbot_grounded_dialogues()]
+
+
+KINDS = {"translate": translation_rows, "dialogue": dialogue_rows, "grounded": grounded_rows}
 
 
 def interleaved(per_kind: list[list], start: int, count: int) -> list:
@@ -85,7 +105,7 @@ def main() -> None:
                         help="a model (zero-shot, with an instruction) or a generation run directory (its own prompt)")
     parser.add_argument("--held-out-from", type=int, help="the held-out sentences start here (default: after --train)")
     parser.add_argument("--save", type=Path, help="write every held-out decode (reward, seconds, tokens, arm) as JSON")
-    parser.add_argument("--kinds", default="translate", help="prompt kinds, mixed in turn: translate, dialogue")
+    parser.add_argument("--kinds", default="translate", help="prompt kinds, mixed in turn: translate, dialogue, grounded")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"Multi30k not found at {DATA}")
@@ -102,9 +122,11 @@ def main() -> None:
         parser.error(f"--held-out-from {args.held_out_from} overlaps the {train_each} training rows of each kind")
     first = train_each if args.held_out_from is None else args.held_out_from
     rows = interleaved(per_kind, 0, train_each) + interleaved(per_kind, first, test_each)
-    prompts = generator.prompt_ids([text for _, text, _ in rows])
-    references = [refs for _, _, refs in rows]
-    held_out_kinds = [kind for kind, _, _ in rows[args.train:]]
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "rows.jsonl"
+        data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        prompts, references = labelled_prompts(generator, str(data))
+    held_out_kinds = kinds * test_each
     arms = {spec: compare_params(spec, seed=0) for spec in args.arms.split(",")}
     reward = build_reward([RewardSpec(name="chrf")])
 

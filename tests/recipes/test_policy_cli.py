@@ -75,3 +75,10 @@ def test_an_existing_folder_is_kept_and_resume_checks_the_log_matches(tiny_chat_
     assert code == 2 and "exists; add --resume" in err
     code, _, err = policy(capsys, *base, "--resume", "--arms", "greedy,beam3")
     assert code == 2 and "logged with other arms" in err
+
+
+def test_a_row_without_reference_names_its_line_and_not_a_config_setting(tiny_chat_llama, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "rows.jsonl", [*make_pairs(2, seed=3), {"source": "no reference here"}])
+    code, _, err = policy(capsys, str(tiny_chat_llama), "--data", str(data), "--output", str(tmp_path / "p"))
+    assert code == 2 and f"{data}, line 3" in err and len(err.strip().splitlines()) == 1
+    assert "fix the row" in err and "on_error" not in err  # the policy command has no config to set it in

@@ -9,13 +9,15 @@ from lmforge.errors import DataError
 
 @dataclass
 class RowErrors:
-    """Collects skipped rows when `on_error: skip`, raises at once when `on_error: raise`."""
+    """Collects skipped rows when `on_error: skip`, raises at once when `on_error: raise` with `how_to_fix`
+    (commands without a config, where data.on_error cannot be set, say just "fix the row")."""
 
     mode: str = "raise"
     skipped: list[str] = field(default_factory=list)
+    how_to_fix: str = "fix the row, or set data.on_error=skip to skip such rows"
 
     def report(self, where: str, problem: str) -> None:
         message = f"{where}: {problem}"
         if self.mode == "raise":
-            raise DataError(message + " (fix the row, or set data.on_error=skip to skip such rows)")
+            raise DataError(f"{message} ({self.how_to_fix})")
         self.skipped.append(message)

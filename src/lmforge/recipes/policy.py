@@ -55,9 +55,9 @@ def parse_rewards(text: str) -> list[RewardSpec]:
                           "(e.g. --reward chrf or --reward chrf:0.7,bleu:0.3)") from None
 
 
-def _rows(generator: Generator, data: str, limit: int | None) -> tuple[list[list[int]], list[list[str]]]:
+def labelled_prompts(generator: Generator, data: str, limit: int | None = None) -> tuple[list[list[int]], list[list[str]]]:
     """(prompt ids, references) of the labelled rows of `data`, formatted the way the generator prompts."""
-    examples = generator.task.read_file(data, DataParams(), RowErrors("raise"), labelled=True)[:limit]
+    examples = generator.task.read_file(data, DataParams(), RowErrors("raise", how_to_fix="fix the row"), labelled=True)[:limit]
     if len(examples) < 2:
         raise DataError(f"{data}: a policy needs at least 2 rows with a reference, found {len(examples)}")
     return generator.example_prompt_ids(examples), [e.references or [e.target] for e in examples]
@@ -105,7 +105,7 @@ def fit_policy_run(target: str, data: str, output: str | Path, arms: str = "gree
     generator = open_generator(target, max_new_tokens=max_new_tokens)
     if isinstance(generator.task, StrategyNetworkTask):
         raise ConfigError(f"{target} is a strategy network; fit a policy on a single model or generation run")
-    prompts, references = _rows(generator, data, limit)
+    prompts, references = labelled_prompts(generator, data, limit)
     settings = {"model": str(target), "data": str(Path(data).resolve()), "arms": list(arm_params), "reward": reward,
                 "max_new_tokens": generator.max_new_tokens, "rows": len(prompts), "seed": seed}
     logged = _log(output, resume, settings)
