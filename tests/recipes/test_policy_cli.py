@@ -82,3 +82,4 @@ def test_a_row_without_reference_names_its_line_and_not_a_config_setting(tiny_ch
     code, _, err = policy(capsys, str(tiny_chat_llama), "--data", str(data), "--output", str(tmp_path / "p"))
     assert code == 2 and f"{data}, line 3" in err and len(err.strip().splitlines()) == 1
     assert "fix the row" in err and "on_error" not in err  # the policy command has no config to set it in
+    assert "give the reference there" in err

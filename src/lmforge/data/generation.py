@@ -97,13 +97,13 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
             continue
         source = record.get(source_column)
         if not isinstance(source, str) or not source.strip():
-            errors.report(where, f"missing or empty source column '{source_column}' (set task.source_column, or give "
-                                 f"'{messages_column}' turns)")
+            errors.report(where, f"no text under '{source_column}': give the input there or '{messages_column}' "
+                                 "turns (a config can name another field with task.source_column)")
             continue
         target, references = split_references(record.get(target_column))
         if labelled and target is None:
-            errors.report(where, f"empty target: column '{target_column}' is missing or blank (set task.target_column; "
-                                 "a list of strings gives several references)")
+            errors.report(where, f"empty target: no text under '{target_column}': give the reference there, a list "
+                                 "of strings for several (a config can name another field with task.target_column)")
             continue
         examples.append(GenerationExample(source, target if labelled else None, where,
                                           references=references if labelled else None, task=task))
