@@ -186,7 +186,7 @@ def read_prompts(prompts: list[str], input_path: str | None, source_column: str)
     if not input_path:
         raise ConfigError("give at least one --prompt TEXT or --input FILE")
     task = Generation(GenerationParams(source_column=source_column))
-    examples = task.read_file(input_path, DataParams(), RowErrors("raise", how_to_fix="fix the row"), labelled=False)
+    examples = task.read_file(input_path, DataParams(), RowErrors.without_config(), labelled=False)
     return [e.source if e.source is not None else json.dumps(e.messages) for e in examples]
 
 

@@ -57,7 +57,7 @@ def parse_rewards(text: str) -> list[RewardSpec]:
 
 def labelled_prompts(generator: Generator, data: str, limit: int | None = None) -> tuple[list[list[int]], list[list[str]]]:
     """(prompt ids, references) of the labelled rows of `data`, formatted the way the generator prompts."""
-    examples = generator.task.read_file(data, DataParams(), RowErrors("raise", how_to_fix="fix the row"), labelled=True)[:limit]
+    examples = generator.task.read_file(data, DataParams(), RowErrors.without_config(), labelled=True)[:limit]
     if len(examples) < 2:
         raise DataError(f"{data}: a policy needs at least 2 rows with a reference, found {len(examples)}")
     return generator.example_prompt_ids(examples), [e.references or [e.target] for e in examples]
