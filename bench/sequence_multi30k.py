@@ -8,7 +8,8 @@ Stages (each skipped when its output exists, so the script can be re-run to fini
             --sequence-rows pairs, never seen by the CE model
   control   the same further rows with plain cross-entropy, for the same number of steps: what more data
             alone gives
-  evaluate  every model on the first --eval-rows validation pairs, greedy and beam-4 (sacreBLEU, chrF)
+  evaluate  every model on the first --eval-rows validation pairs, greedy and beam-4 (sacreBLEU, chrF), and
+            the sequence model minus the control with its 95% paired-bootstrap interval
 
     python bench/sequence_multi30k.py --output /tmp/runs/mrt --ce-rows 3000 --sequence-rows 800
 """
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from lmforge.metrics.generation import paired_bleu_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "multi30k"
@@ -104,7 +107,22 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, decoder, bleu, chrf in rows:
         print(f"| {name} | {decoder} | {bleu:.2f} | {chrf:.2f} |")
+    print_paired_differences(out, validation)
     print(f"\nwall seconds: {seconds}")
+
+
+def print_paired_differences(out: Path, validation: Path) -> None:
+    """BLEU of the sequence-trained model minus the control's, per decoder, with its 95% paired-bootstrap interval."""
+    references = [json.loads(line)["target"] for line in validation.read_text(encoding="utf-8").splitlines()]
+    for decoder in DECODERS:
+        found = [out / f"eval-{name}-{decoder}" / "predictions.jsonl" for name in ("control", "sequence")]
+        if not all(path.is_file() for path in found):
+            continue
+        control, sequence = ([json.loads(line)["generated"] for line in path.read_text(encoding="utf-8").splitlines()]
+                             for path in found)
+        result = paired_bleu_difference(control, sequence, references)
+        print(f"sequence − control, {decoder}: {result.difference:+.2f} BLEU [95% paired bootstrap "
+              f"{result.low:+.2f}, {result.high:+.2f}], share of resamples not better {result.p_not_better:.3f}")
 
 
 if __name__ == "__main__":
