@@ -11,7 +11,7 @@ from lmforge.metrics.generation import paired_bleu_difference
 REFERENCES = [f"the {a} dog runs across the {b} field" for a in ("black", "brown", "small", "old", "white")
               for b in ("green", "wide", "dry", "open")]
 GOOD = list(REFERENCES)
-GOOD[::3] = [r.replace("dog", "cat") for r in REFERENCES[::3]]  # every third sentence loses a word
+GOOD[::3] = [r.replace("dog", "cat") for r in REFERENCES[::3]]  # every third sentence has one word wrong
 POOR = [r.replace("runs across", "sits in") for r in REFERENCES]
 
 
