@@ -63,12 +63,20 @@ def paired_bleu_difference(baseline: list[str], system: list[str], references: l
     if not len(baseline) == len(system) == len(references) > 0:
         raise ValueError(f"{len(baseline)} baseline, {len(system)} system and {len(references)} reference "
                          "sentences: need the same number, at least one")
-    bleu = BLEU()
-    stats = [np.asarray(bleu._extract_corpus_statistics(hypotheses, [references]), dtype=np.int64)
+    corpus_bleu, sentence_bleu = BLEU(), BLEU(effective_order=True)  # the second only counts n-grams
+
+    def statistics(hypothesis: str, reference: str) -> list[int]:
+        score = sentence_bleu.sentence_score(hypothesis, [reference])
+        return [score.sys_len, score.ref_len, *score.counts, *score.totals]
+
+    stats = [np.asarray([statistics(h, r) for h, r in zip(hypotheses, references, strict=True)], dtype=np.int64)
              for hypotheses in (baseline, system)]
+    order = corpus_bleu.max_ngram_order
 
     def corpus(rows: np.ndarray) -> float:
-        return bleu._compute_score_from_stats(rows.sum(0).tolist()).score
+        sys_len, ref_len, *rest = rows.sum(0).tolist()
+        return BLEU.compute_bleu(rest[:order], rest[order:], sys_len, ref_len, corpus_bleu.smooth_method,
+                                 corpus_bleu.smooth_value, max_ngram_order=order).score
 
     difference = corpus(stats[1]) - corpus(stats[0])
     rng = np.random.default_rng(seed)
