@@ -8,8 +8,9 @@ Stages (each skipped when its output exists, so the script can be re-run to fini
             --sequence-rows pairs, never seen by the CE model
   control   the same further rows with plain cross-entropy, for the same number of steps: what more data
             alone gives
-  evaluate  every model on the first --eval-rows validation pairs, greedy and beam-4 (sacreBLEU, chrF), and
-            the sequence model minus the control with its 95% paired-bootstrap interval
+  evaluate  every model on the first --eval-rows validation pairs (or --eval-split train from --eval-start),
+            greedy and beam-4 (sacreBLEU, chrF), and the sequence model minus the control with its 95%
+            paired-bootstrap interval
 
     python bench/sequence_multi30k.py --output /tmp/runs/mrt --ce-rows 3000 --sequence-rows 800
 """
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--ce-rows", type=int, default=3000)
     parser.add_argument("--sequence-rows", type=int, default=800)
     parser.add_argument("--eval-rows", type=int, default=200)
+    parser.add_argument("--eval-split", choices=("val", "train"), default="val",
+                        help="score on validation pairs, or on training pairs no model was trained on (a second check)")
+    parser.add_argument("--eval-start", type=int, default=0, help="first pair of --eval-split scored")
     parser.add_argument("--method", choices=("mrt", "grpo", "scst"), default="mrt")
     parser.add_argument("--reward", default="bleu", help="reward name(s), comma-separated, equal weights")
     parser.add_argument("--samples", type=int, default=4)
@@ -70,12 +74,14 @@ def main() -> None:
     args = parser.parse_args()
     if not (DATA / "val.en.gz").is_file():
         sys.exit(f"this benchmark needs Multi30k at {DATA}")
+    if args.eval_split == "train" and args.eval_start < args.ce_rows + args.sequence_rows:
+        sys.exit(f"--eval-start {args.eval_start}: training pairs below {args.ce_rows + args.sequence_rows} are trained on")
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     stages = args.stages.split(",")
     seconds = json.loads((out / "seconds.json").read_text()) if (out / "seconds.json").is_file() else {}
     further = write_rows(out / "further.jsonl", pairs("train", args.ce_rows, args.sequence_rows))
-    validation = write_rows(out / "validation.jsonl", pairs("val", 0, args.eval_rows))
+    validation = write_rows(out / "validation.jsonl", pairs(args.eval_split, args.eval_start, args.eval_rows))
     common = [f"data.validation={validation}", "data.max_eval_samples=null", f"train.batch_size={args.batch_size}"]
     if "ce" in stages and not (out / "ce" / "model").is_dir():
         seconds["ce"] = lmforge("train", str(CONFIG), f"data.max_train_samples={args.ce_rows}", *common,
@@ -103,7 +109,7 @@ def main() -> None:
                         "--output", str(report))
             metrics = json.loads((report / "report.json").read_text(encoding="utf-8"))
             rows.append((name, decoder, metrics["bleu"], metrics["chrf"]))
-    print(f"| model | decoding | BLEU | chrF |   ({args.eval_rows} validation pairs)")
+    print(f"| model | decoding | BLEU | chrF |   ({args.eval_rows} {args.eval_split} pairs from {args.eval_start})")
     print("|---|---|---|---|")
     for name, decoder, bleu, chrf in rows:
         print(f"| {name} | {decoder} | {bleu:.2f} | {chrf:.2f} |")
