@@ -195,6 +195,31 @@ def _add_decode_flags(sub: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=kind, help=field.description)
 
 
+def _add_limit_flags(sub: argparse.ArgumentParser) -> None:
+    """One flag per `RequestLimits` field (max_beams is --max-beams): what one request may cost."""
+    import dataclasses
+
+    from lmforge.serve.limits import RequestLimits
+
+    group = sub.add_argument_group("per-request limits (a request over one gets a 400 naming it; model files are "
+                                   "named here, never in a request)")
+    for field in dataclasses.fields(RequestLimits):
+        flag, text = "--" + field.name.replace("_", "-"), field.metadata["help"]
+        if isinstance(field.default, bool):
+            group.add_argument(flag, action="store_true", help=text)
+        elif field.default is None:
+            group.add_argument(flag, metavar=field.name.split("_")[-1].upper(), help=text)
+        else:
+            group.add_argument(flag, type=_positive_int, default=field.default, help=f"{text} (default {field.default})")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def cmd_adapters(args: argparse.Namespace) -> None:
     from lmforge.recipes.adapters import adapter_names, add_adapter
 
@@ -244,11 +269,16 @@ def cmd_policy(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from lmforge.recipes.serve import FaqSettings, serve
     from lmforge.serve.app import ServeOptions
+    from lmforge.serve.limits import RequestLimits
 
+    limits = RequestLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RequestLimits)})
     options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
-                           request_timeout_s=args.timeout)
+                           request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes,
+                           public_metrics=args.public_metrics, wave_wait_s=args.wave_wait, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
     serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights)
 
@@ -406,7 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "QA / relevance-scoring run")
             sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
             sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-            sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests")
+            sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests and /metrics (/health "
+                                               "stays open for load balancers)")
+            sub.add_argument("--public-metrics", action="store_true", help="with --api-key: serve /metrics without the "
+                                                                           "key (e.g. to a Prometheus on a private network)")
+            sub.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000,
+                             help="largest request body, counted as read (default 1000000); larger gets 413")
+            sub.add_argument("--wave-wait", type=float, default=2.0,
+                             help="seconds a beam/speculative request waits for the continuous batch to drain before "
+                                  "it runs between two of its steps (default 2)")
             sub.add_argument("--served-model-name", help="the model name clients send (default: the folder or alias name)")
             sub.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
             sub.add_argument("--max-batch", type=int, default=8,
@@ -421,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--weights", choices=["fp32", "bf16", "int8"], default="fp32",
                              help="weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 "
                                   "(about 2.5x faster at batch 1 on CPU; outputs may differ slightly)")
+            _add_limit_flags(sub)
         elif name == "monitor":
             sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a trained text-classification run")
             sub.add_argument("--input", required=True, metavar="FILE|-",

@@ -99,7 +99,7 @@ def test_health_metrics_and_api_key(client, live_server):
     assert client.get("/health").json() == {"status": "ok", "model": NAME, "waiting": 0, "running": 0}
     assert send(client, COMPLETE, OK_COMPLETE).status_code == 200
     text = client.get("/metrics").text
-    assert "lmforge_queue_depth" in text and 'lmforge_request_latency_seconds_count{endpoint="completions"}' in text
+    assert "lmforge_queue_depth" in text and 'lmforge_request_latency_seconds_count{endpoint="completions",status="200"}' in text
     url, _ = live_server
     response = httpx.get(url + "/models")
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"

@@ -4,6 +4,7 @@ drains, a full queue refuses work, results match one by one."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -66,3 +67,21 @@ def test_a_job_abandoned_while_waiting_never_runs(llama):
     release.set()
     scheduler.close()
     assert gone.future.cancelled()
+
+
+def test_a_beam_request_runs_between_steps_of_a_long_stream_after_a_bounded_wait(llama):
+    model, tokenizer = llama
+    scheduler = Scheduler(model, tokenizer, wave_wait_s=0.2)
+    long_params = DecodeParams(min_new_tokens=150)
+    long = scheduler.submit(Job([[5, 6, 7]], long_params, 150, [], on_tokens=lambda rows, tokens: time.sleep(0.02)))
+    while scheduler.running == 0:
+        time.sleep(0.01)
+    beam_params = DecodeParams(strategy="beam", num_beams=2)
+    beam = scheduler.submit(Job([[8, 9]], beam_params, 6, []))
+    beam_tokens = beam.result(30)[0][0].tokens
+    assert not long.done()  # the wave did not wait for the stream's 150 steps (≥ 3 s)
+    long_tokens = long.result(60)[0][0].tokens
+    scheduler.close()
+    assert scheduler.waves == 1
+    assert beam_tokens == generate(model, tokenizer, [[8, 9]], beam_params, 6)[0][0].tokens
+    assert long_tokens == generate(model, tokenizer, [[5, 6, 7]], long_params, 150)[0][0].tokens  # the pause left it intact

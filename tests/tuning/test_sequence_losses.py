@@ -76,8 +76,15 @@ def test_rewards_by_name_with_weights_and_edge_cases():
 
 def test_a_users_own_reward_function(tmp_path):
     (tmp_path / "mine.py").write_text("def short(outputs, references):\n    return [1.0 / (1 + len(o)) for o in outputs]\n")
-    reward = build_reward([RewardSpec(name="python", function=f"{tmp_path / 'mine.py'}:short")])
+    reward = build_reward([RewardSpec(name="python", function=f"{tmp_path / 'mine.py'}:short", allow_code=True)])
     assert reward(["", "abc"], [[], []]) == [1.0, 0.25]
+
+
+def test_a_python_reward_runs_no_code_without_allow_code(tmp_path):
+    (tmp_path / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\ndef f(o, r):\n    return [0.0]\n")
+    with pytest.raises(ValueError, match="add allow_code: true"):
+        RewardSpec(name="python", function=f"{tmp_path / 'evil.py'}:f")
+    assert not (tmp_path / "ran").exists()
 
 
 def test_bad_reward_settings_are_named(tmp_path):
@@ -88,7 +95,7 @@ def test_bad_reward_settings_are_named(tmp_path):
     with pytest.raises(ConfigError, match="not a valid regex"):
         build_reward([RewardSpec(name="regex", pattern="(")])
     with pytest.raises(ConfigError, match="no such file"):
-        build_reward([RewardSpec(name="python", function=f"{tmp_path / 'nope.py'}:f")])
+        build_reward([RewardSpec(name="python", function=f"{tmp_path / 'nope.py'}:f", allow_code=True)])
     with pytest.raises(ConfigError, match="give at least one"):
         build_reward([])
 

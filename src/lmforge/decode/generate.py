@@ -7,6 +7,7 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -66,6 +67,15 @@ def cut_at_stop_strings(text: str, stops: list[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
+def check_token_ids(params: DecodeParams, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse `decode.logit_bias` ids that are not tokens of `tokenizer` (before anything decodes)."""
+    vocabulary = len(tokenizer)
+    outside = sorted(token for token in params.logit_bias if not 0 <= token < vocabulary)
+    if outside:
+        raise ConfigError(f"decode.logit_bias: token id {outside[0]} is not in the vocabulary (ids 0 to {vocabulary - 1}); "
+                          "find a word's ids with the model's tokenizer")
+
+
 def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt_length: int, stop_ids: list[int],
                 automaton: RegexIndex | None = None) -> list[R.Rule]:
     """The rules `params` asks for, in HF's order: constraints first, then the sampling filters.
@@ -78,6 +88,7 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
     if params.bad_words:
         rules.append(R.bad_words(word_token_sequences(tokenizer, params.bad_words)))
     if params.logit_bias:
+        check_token_ids(params, tokenizer)
         rules.append(R.logit_bias(params.logit_bias))
     if params.choices:
         choices = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in params.choices]
@@ -114,8 +125,10 @@ def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -
     return sequences
 
 
+@functools.lru_cache(maxsize=2)
 def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
-    """The draft model for speculative decoding, from a packaged alias or a local folder."""
+    """The draft model for speculative decoding, from a packaged alias or a local folder (loaded once per
+    process: a server decodes every speculative request with the same one)."""
     model = AutoModelForCausalLM.from_pretrained(resolve_model(reference), local_files_only=True)
     return model.to(device).eval()
 

@@ -9,7 +9,8 @@ from typing import Any
 from lmforge.data.faq import read_faq
 from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
-from lmforge.decode.generate import pad_id_of
+from lmforge.decode.generate import load_draft_model, pad_id_of
+from lmforge.decode.policy import load_policy
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.models.precision import decoding_weights
@@ -83,6 +84,17 @@ def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
     return ServedTask(name or run_dir.name, config.task.name, run)
 
 
+def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
+    """Load the draft model and decoding policy named at start (requests may not name files), so a wrong
+    path stops the server before it listens, and no request pays for the loading."""
+    if options.limits.draft_model is not None:
+        load_draft_model(options.limits.draft_model, next(served.model.parameters()).device)
+    if options.limits.policy is not None:
+        load_policy(options.limits.policy)
+    if served.experts is not None and (options.limits.draft_model or options.limits.policy):
+        raise ConfigError("--draft-model and --policy apply to a single model; this run is a strategy network")
+
+
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
           faq: FaqSettings | None = None, weights: str = "fp32") -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
@@ -102,6 +114,7 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         served: ServedModel | ServedTask = served_task(run_dir, name)
     else:
         served = served_model(target, name, weights)
+        _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
             print(f"lmforge: chat answers grounded in {len(entries)} FAQ entries of {faq.path}")

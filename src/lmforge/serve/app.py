@@ -9,9 +9,10 @@ in the scheduler's worker thread, so the event loop keeps answering while it dec
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +23,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.serve import responses as R
 from lmforge.serve.generation_routes import add_generation_routes
+from lmforge.serve.guards import BodyLimit, Measured
+from lmforge.serve.limits import RequestLimits
 from lmforge.serve.playground import playground_page
 from lmforge.serve.responses import BadRequest
 from lmforge.serve.retrieval import FaqRetriever
@@ -50,16 +53,21 @@ class ServeOptions:
     max_batch: int = 8
     request_timeout_s: float = 300.0
     max_body_bytes: int = 1_000_000
+    public_metrics: bool = False  # /metrics without the API key (when one is set)
+    wave_wait_s: float = 2.0  # longest a beam/speculative/… request waits for the continuous batch to drain
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def _metrics(registry: CollectorRegistry, scheduler: Scheduler | None) -> dict:
     queue = Gauge("lmforge_queue_depth", "Requests waiting for the model", registry=registry)
     queue.set_function(lambda: scheduler.waiting if scheduler is not None else 0)
     return {
-        "requests": Counter("lmforge_requests", "Requests answered", ["endpoint", "status"], registry=registry),
+        "requests": Counter("lmforge_requests", "Requests answered, by endpoint and HTTP status", ["endpoint", "status"],
+                            registry=registry),
         "tokens": Counter("lmforge_generated_tokens", "Tokens generated", registry=registry),
-        "latency": Histogram("lmforge_request_latency_seconds", "Time to the full answer", ["endpoint"],
-                             registry=registry, buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)),
+        "latency": Histogram("lmforge_request_latency_seconds", "Time to the full answer (streams: to the last event)",
+                             ["endpoint", "status"], registry=registry,
+                             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)),
         "speed": Gauge("lmforge_tokens_per_second", "Generated tokens per second of the last request", registry=registry),
     }
 
@@ -70,7 +78,7 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     options = options or ServeOptions()
     task = served if isinstance(served, ServedTask) else None
     scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
-                          served.experts) if task is None else None
+                          served.experts, options.wave_wait_s) if task is None else None
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 
@@ -82,17 +90,18 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
 
     app = FastAPI(title="lmforge", summary="OpenAI-compatible API over lmforge's decoding engine", lifespan=lifespan)
     app.state.scheduler, app.state.served_name = scheduler, served.name
+    keyed = ("/v1",) if options.public_metrics else ("/v1", "/metrics")
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > options.max_body_bytes:
-            return R.error_response(413, f"request body over {options.max_body_bytes} bytes")
-        if options.api_key and request.url.path.startswith("/v1"):
-            if request.headers.get("authorization") != f"Bearer {options.api_key}":
+        if options.api_key and request.url.path.startswith(keyed):
+            if not secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {options.api_key}"):
                 return R.error_response(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
                                         kind="authentication_error", code="invalid_api_key")
         return await call_next(request)
+
+    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(Measured, requests=metrics["requests"], latency=metrics["latency"])  # outermost: sees every answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

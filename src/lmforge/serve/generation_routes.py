@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from lmforge.decode.generate import check_token_ids
 from lmforge.decode.stream import TextDeltas
 from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
@@ -35,12 +36,19 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
 
     def params_of(body: RequestBase, **kwargs):
         try:
-            return body.decode_params(**kwargs)
+            params = body.decode_params(options.limits, **kwargs)
+            check_token_ids(params, tokenizer)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise BadRequest(f"lmforge.{where}: {first['msg']}".replace("Value error, ", "") if where else
                              first["msg"].replace("Value error, ", ""), "lmforge") from None
+        except LmforgeError as error:
+            raise BadRequest(str(error).replace("decode.", "lmforge.", 1), "lmforge") from None
+        return params
+
+    def token_limit(body: RequestBase) -> int:
+        return body.token_limit or min(served.default_max_tokens, options.limits.max_tokens)
 
     def check_length(ids: list[int], param: str) -> list[int]:
         if len(ids) >= served.context_length:
@@ -48,7 +56,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                              param, code="context_length_exceeded")
         return ids
 
-    async def run(job: Job, endpoint: str, request: Request) -> list:
+    async def run(job: Job, request: Request) -> list:
         started = time.perf_counter()
         try:
             future = asyncio.wrap_future(scheduler.submit(job))
@@ -72,7 +80,6 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         seconds = time.perf_counter() - started
         produced = sum(len(c.tokens) for candidates in outputs for c in candidates)
         metrics["tokens"].inc(produced)
-        metrics["latency"].labels(endpoint).observe(seconds)
         metrics["speed"].set(produced / seconds if seconds else 0.0)
         return outputs
 
@@ -126,7 +133,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         check_model(body)
         params = params_of(body, explain=body.logprobs or 0)
         prompts = [check_length(tokenizer(p)["input_ids"], "prompt") for p in body.prompts()]
-        max_tokens = body.max_tokens or served.default_max_tokens
+        max_tokens = token_limit(body)
         job = Job(prompts, params, max_tokens, body.stop_strings())
         request_id = R.new_id("cmpl")
         if body.stream:
@@ -136,14 +143,13 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 "text_completion", served.name, [{"index": 0, "text": text, "logprobs": logprobs,
                                                   "finish_reason": reason}], request_id),
                 (lambda c: R.completion_logprobs(tokenizer, c)) if body.logprobs is not None else None)
-        outputs = await run(job, "completions", request)
+        outputs = await run(job, request)
         choices = []
         for candidates in outputs:
             for candidate in candidates:
                 text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
                 logprobs = R.completion_logprobs(tokenizer, candidate) if body.logprobs is not None else None
                 choices.append({"index": len(choices), "text": text, "logprobs": logprobs, "finish_reason": reason})
-        metrics["requests"].labels("completions", "200").inc()
         completion_tokens = sum(len(c.tokens) for candidates in outputs for c in candidates)
         extra = {"lmforge": {"experts": job.routes}} if job.routes is not None else {}
         return R.envelope("text_completion", served.name, choices, request_id,
@@ -166,7 +172,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             messages, retrieved = await asyncio.to_thread(served.retriever.ground, messages)
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         prompt = check_length(list(prompt), "messages")
-        max_tokens = body.max_tokens or served.default_max_tokens
+        max_tokens = token_limit(body)
         job = Job([prompt], params, max_tokens, body.stop_strings())
         request_id = R.new_id("chatcmpl")
         if body.stream:
@@ -177,14 +183,13 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": logprobs,
                   "finish_reason": reason}], request_id),
                 (lambda c: {"content": R.token_logprobs(tokenizer, c)}) if body.logprobs else None)
-        outputs = await run(job, "chat", request)
+        outputs = await run(job, request)
         choices = []
         for candidate in outputs[0]:
             text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
             logprobs = {"content": R.token_logprobs(tokenizer, candidate)} if body.logprobs else None
             choices.append({"index": len(choices), "message": {"role": "assistant", "content": text},
                             "logprobs": logprobs, "finish_reason": reason})
-        metrics["requests"].labels("chat", "200").inc()
         decided = ({"retrieved": retrieved} if retrieved is not None else {}) | \
             ({"expert": job.routes[0]} if job.routes is not None else {})
         extra = {"lmforge": decided} if decided else {}

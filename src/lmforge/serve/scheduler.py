@@ -3,7 +3,8 @@
 Greedy and sampled requests (streamed or not) join the running batch after any decoding step and
 leave it as soon as they stop (`decode/continuous.py`). Other strategies (beam, contrastive,
 speculative, …) decode in waves: once the batch has drained, the oldest such request runs together
-with every waiting request that decodes the same way. A full queue refuses new work at once (the
+with every waiting request that decodes the same way; a wave that has waited `wave_wait_s` runs between
+two steps of the batch instead (the batch pauses for it), so a long stream cannot hold it back. A full queue refuses new work at once (the
 server answers 429); an abandoned request (client gone, time out) leaves the batch at the next step.
 
 A strategy network's requests are routed first (the router names each prompt's expert): the batch holds
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -44,6 +46,7 @@ class Job(Request):
     """A request to the scheduler (see `Request`); `routes` holds each prompt's expert once routed."""
 
     routes: list[str] | None = None
+    queued_at: float = field(default_factory=time.monotonic)
 
     @property
     def expert(self) -> str | None:
@@ -64,11 +67,13 @@ class Job(Request):
 
 class Scheduler:
     """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows; with `experts`
-    (a strategy network), each job decoded by the experts its prompts are routed to."""
+    (a strategy network), each job decoded by the experts its prompts are routed to; a wave waits at most
+    `wave_wait_s` for the batch to drain (for a single model)."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
-                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None) -> None:
+                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0) -> None:
         self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
+        self.wave_wait_s = wave_wait_s
         self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.batch = ContinuousBatch(model, tokenizer)
@@ -136,6 +141,7 @@ class Scheduler:
         joining: list[Job] = []
         rows = self.batch.rows
         blocked = False
+        overdue: tuple[Job, list[Job]] | None = None
         for index, job in enumerate(self._held):
             if job.abandoned or job.future.done():
                 continue
@@ -152,6 +158,9 @@ class Scheduler:
             elif rows == 0:
                 self._held = still + self._wave(job, self._held[index + 1:])
                 return
+            elif self.experts is None and time.monotonic() - job.queued_at >= self.wave_wait_s:
+                overdue = (job, self._held[index + 1:])  # runs now, between two steps of the batch
+                break
             else:
                 still.append(job)
                 blocked = True  # let the batch drain so this job gets its turn
@@ -160,6 +169,8 @@ class Scheduler:
             self._switch(joining[0].expert)
             with self._autocast():
                 self.batch.add(*joining)  # a request that cannot start fails alone
+        if overdue is not None:
+            self._held = still + self._wave(*overdue)
 
     def _route_held(self) -> None:
         """Name each held job's prompts' experts (a job the router fails on gets the error)."""

@@ -12,15 +12,61 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmforge.decode.params import DecodeParams
+from lmforge.serve.limits import RequestLimits, check_outputs, check_params, checked_extension, inline_schema
 
 MAX_TOKENS_LIMIT = 4096
+#: OpenAI request fields this server does not implement, and what to say about them
+UNSUPPORTED = {
+    "tools": "function calling (tools) is not supported by this server; describe the tool in the prompt, or "
+             "constrain the output with response_format json_schema",
+    "tool_choice": "function calling (tool_choice) is not supported by this server",
+    "functions": "function calling (functions) is not supported by this server",
+    "function_call": "function calling (function_call) is not supported by this server",
+    "parallel_tool_calls": "function calling (parallel_tool_calls) is not supported by this server",
+}
 
 
-class RequestBase(BaseModel):
+def unicode_problem(value: Any, where: str = "") -> str | None:
+    """Where `value` (parsed JSON) holds text that is not valid Unicode (a lone surrogate such as \\ud800)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if found := unicode_problem(key, where) or unicode_problem(item, f"{where}.{key}" if where else str(key)):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := unicode_problem(item, f"{where}.{index}" if where else str(index)):
+                return found
+    return None
+
+
+class ApiModel(BaseModel):
+    """A request body: unknown fields and text that is not valid Unicode are refused, naming the field."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if (where := unicode_problem(data)) is not None:
+            raise ValueError(f"{where}: the text is not valid Unicode (a lone surrogate such as \\ud800); send UTF-8 text")
+        if isinstance(data, dict):
+            for name, message in UNSUPPORTED.items():
+                if name in data and name not in cls.model_fields:
+                    raise ValueError(f"{name}: {message}")
+        return data
+
+
+class RequestBase(ApiModel):
 
     model: str = Field(..., min_length=1, description="The served model's name (see /v1/models).")
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT, description="Longest output, in tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT,
+                                              description="Longest output, in tokens (the newer name of max_tokens).")
     temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy; > 0 samples.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     n: int = Field(1, ge=1, le=16, description="Outputs per prompt (sampled).")
@@ -41,13 +87,32 @@ class RequestBase(BaseModel):
         for name in ("presence_penalty", "frequency_penalty"):
             if getattr(self, name):
                 raise ValueError(f"{name}: only 0 is supported; use lmforge.repetition_penalty instead")
+        if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
+            raise ValueError("max_completion_tokens: give it or max_tokens, not both with different values")
         return self
+
+    @property
+    def token_limit(self) -> int | None:
+        """The longest output asked for (max_completion_tokens, else max_tokens)."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def token_param(self) -> str:
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
+    @property
+    def prompt_count(self) -> int:
+        """Prompts decoded for this request (completions may send a list)."""
+        return 1
 
     def stop_strings(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
-    def decode_params(self, json_schema: str | None = None, explain: int = 0) -> DecodeParams:
-        """The request's decoding: greedy unless temperature > 0 or top_p/n ask for sampling; `lmforge` last."""
+    def decode_params(self, limits: RequestLimits, json_schema: str | None = None, explain: int = 0) -> DecodeParams:
+        """The request's decoding: greedy unless temperature > 0 or top_p/n ask for sampling; `lmforge` last.
+        Refused (`BadRequest`) where it names server files or exceeds `limits`; pydantic's ValidationError
+        where a field is invalid."""
+        check_outputs(self.n, self.token_limit, limits, self.token_param, self.prompt_count)
         fields: dict[str, Any] = {}
         sampling = (self.temperature or 0) > 0 or self.top_p is not None or self.n > 1
         if sampling:
@@ -59,10 +124,12 @@ class RequestBase(BaseModel):
         if self.seed is not None:
             fields["seed"] = self.seed
         if json_schema is not None:
-            fields["json_schema"] = json_schema
+            fields["json_schema"] = inline_schema(json_schema, "response_format.json_schema.schema", limits)
         if explain:
             fields["explain"] = explain
-        return DecodeParams.model_validate(fields | (self.lmforge or {}))
+        params = DecodeParams.model_validate(fields | checked_extension(self.lmforge, limits))
+        check_params(params, limits)
+        return params
 
 
 class CompletionRequest(RequestBase):
@@ -82,6 +149,10 @@ class CompletionRequest(RequestBase):
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    @property
+    def prompt_count(self) -> int:
+        return len(self.prompts())
 
 
 class ChatMessage(BaseModel):

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from lmforge.errors import LmforgeError
+from lmforge.serve.schemas import ApiModel
 
 #: task name -> the endpoint that serves it
 TASK_ENDPOINTS = {"text-classification": "classify", "prompt-classification": "classify",
@@ -34,9 +35,7 @@ class ServedTask:
     predict: Callable[[list[Any]], list[dict]]
 
 
-class TextsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TextsRequest(ApiModel):
     model: str = Field(..., min_length=1)
     input: str | list[str] = Field(..., description="A text or a list of texts.")
 
@@ -47,24 +46,19 @@ class TextsRequest(BaseModel):
         return rows
 
 
-class QAItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QAItem(ApiModel):
     question: str = Field(..., min_length=1)
     context: str = Field(..., min_length=1)
 
 
-class PairItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PairItem(ApiModel):
     query: str = Field(..., min_length=1)
     candidate: str = Field(..., min_length=1)
 
 
-class ObjectsRequest(BaseModel):
+class ObjectsRequest(ApiModel):
     """{model, input}: one input object or a list of them; errors name the field (input.N.field)."""
 
-    model_config = ConfigDict(extra="forbid")
     described: ClassVar[str]
 
     model: str = Field(..., min_length=1)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sacrebleu
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmforge.errors import ConfigError
 from lmforge.metrics.squad import exact_match, token_f1
@@ -39,6 +39,17 @@ class RewardSpec(BaseModel):
     run: str | None = Field(None, description="classifier: a trained classification run directory.")
     label: str | None = Field(None, description="classifier: the label whose probability is the reward.")
     function: str | None = Field(None, description="python: file.py:name or package.module:name.")
+    allow_code: bool = Field(False, description="python: run the named code (off by default, like trust_remote_code: "
+                                                "a config alone never runs a file).")
+
+    @model_validator(mode="after")
+    def _code_allowed(self) -> RewardSpec:
+        if self.name == "python" and not self.allow_code:
+            raise ValueError(f"reward python runs the code in {self.function or 'its function'}: add allow_code: true "
+                             "to this reward if you trust that file")
+        if self.allow_code and self.name != "python":
+            raise ValueError(f"allow_code applies to the python reward, not {self.name!r}")
+        return self
 
     @field_validator("name")
     @classmethod
