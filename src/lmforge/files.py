@@ -1,14 +1,37 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename."""
+"""Atomic file writes (a temporary file in the same folder, then a rename) and text reads that name the
+file and line of bytes that are not UTF-8."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+STAGING_PREFIX = ".tmp-"  # files and folders being written; renamed into place when complete
+SWAPPED_PREFIX = ".old-"  # a folder moved aside while its replacement is renamed into place
+
+
+def clean_interrupted_writes(folder: Path) -> list[Path]:
+    """Undo what a kill left in `folder` mid-write: staging files and folders are removed, and a folder
+    moved aside whose replacement never landed is put back. Returns what was removed or restored."""
+    touched: list[Path] = []
+    if not Path(folder).is_dir():
+        return touched
+    for old in sorted(Path(folder).glob(SWAPPED_PREFIX + "*")):
+        final = old.with_name(old.name[len(SWAPPED_PREFIX):])
+        if final.exists():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(old, final)
+        touched.append(old)
+    for staging in sorted(Path(folder).glob(STAGING_PREFIX + "*")):
+        shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
+        touched.append(staging)
+    return touched
 
 
 def atomic_write_with(path: Path, write: Callable[[str], T]) -> T:
@@ -16,7 +39,7 @@ def atomic_write_with(path: Path, write: Callable[[str], T]) -> T:
     the new one, never half of one. Returns what `write` returned."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         result = write(tmp)
@@ -30,3 +53,19 @@ def atomic_write_with(path: Path, write: Callable[[str], T]) -> T:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     atomic_write_with(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def decode_utf8(data: bytes, where: str, error: type[Exception], first_line: int = 1, newlines: bool = True) -> str:
+    """`data` (starting at line `first_line` of `where`) as text, its line endings made "\\n" unless
+    `newlines` is false; bytes that are not UTF-8 raise `error` naming `where` and the line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data[:exc.start].count(b"\n")
+        raise error(f"{where}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
+
+
+def read_utf8(path: Path, error: type[Exception]) -> str:
+    """The text of `path` (see `decode_utf8`)."""
+    return decode_utf8(Path(path).read_bytes(), str(path), error)

@@ -79,11 +79,49 @@ def test_resume_after_kill_is_bit_exact(tiny_config, tmp_path):
     assert_same_weights(tmp_path / "whole", killed)
 
 
-def test_resume_refuses_overrides_and_runs_without_checkpoints(tiny_config, tmp_path, capsys):
+def test_resume_refuses_overrides_and_restarts_a_run_killed_before_its_first_checkpoint(tiny_config, tmp_path, capsys):
     assert main(["train", str(tiny_config), "--resume", str(tmp_path)]) == 2
     assert "give no config file or overrides" in capsys.readouterr().err
-    empty = tmp_path / "fresh"
-    empty.mkdir()
-    (empty / "config.yaml").write_text(Path(tiny_config).read_text())
-    assert main(["train", "--resume", str(empty)]) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}"]) == 0
+    early = tmp_path / "early"  # what a kill during epoch 1 leaves: the config, data, a cut log, a staging folder
+    early.mkdir()
+    (early / "config.yaml").write_text((tmp_path / "whole" / "config.yaml").read_text().replace(
+        str(tmp_path / "whole"), str(early)))
+    (early / "metrics.jsonl").write_text('{"step": 20, "train_loss": 0.7}\n{"step": 40, "tra')
+    (early / ".tmp-model-x1").mkdir()
+    (early / "checkpoints").mkdir()
+    (early / "checkpoints" / ".tmp-abc").mkdir()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(early)]) == 0
+    assert "stopped before its first checkpoint; starting it again" in capsys.readouterr().err
+    assert_same_weights(tmp_path / "whole", early)
+    assert not list(early.rglob(".tmp-*"))
+
+
+def test_resume_cleans_a_kill_mid_write_and_a_cut_log_line(tiny_config, tmp_path, monkeypatch, capsys):
+    common = ["train.epochs=2", "train.save_every_steps=5"]
+    assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
+    run = tmp_path / "run"
+    real_save = loop.save_checkpoint
+
+    def save_then_crash(run_dir, state, *args, **kwargs):
+        path = real_save(run_dir, state, *args, **kwargs)
+        if state.epoch == 1 and state.batches_done:  # mid-way through epoch 2, after the epoch-1 model was saved
+            raise Crash
+        return path
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        main(["train", str(tiny_config), f"train.output_dir={run}", *common])
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    (run / "checkpoints" / ".tmp-half").mkdir()  # a checkpoint cut short
+    (run / "checkpoints" / ".tmp-half" / "model.safetensors").write_bytes(b"\0" * 100)
+    os.replace(run / "model", run / ".old-model")  # killed between moving the old model aside and the new one in
+    (run / ".tmp-model-y").mkdir()
+    (run / ".tmp-metrics.jsonl.z.jsonl").write_text("{")
+    with (run / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 999, "train_lo')
+    assert main(["train", "--resume", str(run)]) == 0
+    assert f"resuming from {run / 'checkpoints' / latest}" in capsys.readouterr().err
+    assert not list(run.rglob(".tmp-*")) and not list(run.rglob(".old-*"))
+    assert_same_weights(tmp_path / "whole", run)

@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
+from lmforge.config.safe_yaml import check_yaml_shape, safe_load
 from lmforge.errors import ConfigError
+from lmforge.files import read_utf8
 
 Key = tuple[str, ...]
 
@@ -50,7 +52,8 @@ def load_yaml(path: str | Path) -> RawConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, ConfigError)
+    check_yaml_shape(text, str(path))
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -91,7 +94,7 @@ def _parse_scalar(text: str) -> Any:
         except ValueError:
             pass
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = safe_load(text, f"override value {text[:40]!r}") if text else ""
     except yaml.YAMLError:
         return text
     # `task.prompt=Translate: {source}` is text, not a YAML mapping; write {a: 1} or [1, 2] for structures

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.readers import locate
+from lmforge.data.readers import locate, open_text
 from lmforge.errors import DataError
 
 WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
@@ -66,7 +66,7 @@ def read_conll(path: str | Path, errors: RowErrors | None = None, scheme: str = 
                 errors.report(f"{path}, line {start}", f"{exc} (task.tag_scheme is '{scheme}')")
         tokens, tags, broken = [], [], False
 
-    with path.open(encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts:

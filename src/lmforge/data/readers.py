@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.packaged import DATASET_PREFIX, dataset_file
 from lmforge.errors import DataError
-from lmforge.files import atomic_write_text
+from lmforge.files import atomic_write_text, decode_utf8
 from lmforge.packages import package_dir
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text", ".conll": "conll"}
@@ -42,11 +44,52 @@ def locate(path: str | Path) -> Path:
     return path
 
 
-def open_text(path: Path, newline: str | None = None):
-    """A text handle on `path`, decompressing `.gz` files on the fly."""
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
-    return path.open(encoding="utf-8", newline=newline)
+class TextLines:
+    """The lines of a text file, `.gz` decompressed on the fly; bytes that are not UTF-8, or a `.gz` that
+    is not gzip or is cut short, raise a DataError naming the file and line. `newline=""` keeps line
+    endings as they are (for csv); otherwise they become "\\n". Given a binary `stream` (stdin's), its
+    lines are read instead, named `path`, and the stream is left open."""
+
+    def __init__(self, path: Path | str, newline: str | None = None, stream: BinaryIO | None = None) -> None:
+        self.path, self.keep_endings, self.line, self.owned = path, newline == "", 0, stream is None
+        if stream is not None:
+            self.handle = stream
+        else:
+            self.handle = gzip.open(path, "rb") if Path(path).suffix.lower() == ".gz" else Path(path).open("rb")
+
+    def __enter__(self) -> TextLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned:
+            self.handle.close()
+
+    def __iter__(self) -> TextLines:
+        return self
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
+
+    def __next__(self) -> str:
+        try:
+            raw = next(self.handle)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DataError(f"{self.path}, line {self.line + 1}: not a readable .gz file ({exc or 'cut short'}); "
+                            "recompress it with gzip, or drop the .gz ending if it is plain text") from None
+        self.line += 1
+        if isinstance(raw, str):  # a text stream, already decoded
+            return raw
+        return decode_utf8(raw, str(self.path), DataError, self.line, newlines=not self.keep_endings)
+
+
+def open_text(path: Path, newline: str | None = None) -> TextLines:
+    """The lines of `path` (see `TextLines`)."""
+    return TextLines(path, newline)
+
+
+def stdin_lines() -> TextLines:
+    """Standard input's lines, named <stdin> in errors (see `TextLines`)."""
+    return TextLines("<stdin>", stream=getattr(sys.stdin, "buffer", sys.stdin))  # a text stream stands in for tests
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX
+
 
 def save_pretrained_atomic(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
     """save_pretrained into a staging folder, then swap it into place (safetensors weights)."""
@@ -22,13 +24,13 @@ def write_folder_atomic(target: Path, write: Callable[[Path], None], tokenizer: 
     """`write(staging)` (and the tokenizer) into a staging folder, then swap it into place."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-", dir=target.parent))
     try:
         write(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         if target.exists():
-            old = target.with_name(f".old-{target.name}")
+            old = target.with_name(SWAPPED_PREFIX + target.name)
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
             os.replace(staging, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -11,10 +12,11 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from lmforge.config.validate import suggest
 from lmforge.data.params import with_absolute_paths
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
+from lmforge.files import clean_interrupted_writes
 from lmforge.models.export import set_dropout
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
@@ -34,6 +36,7 @@ from lmforge.recipes.schema import RunConfig
 from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
+from lmforge.train.checkpoint import has_checkpoint
 from lmforge.train.loop import FitData, fit
 from lmforge.train.processes import process_state
 from lmforge.tuning.apply import apply_tuning, save_model
@@ -49,10 +52,44 @@ def say(line: str) -> None:
 def finetune(config: RunConfig, resume_dir: Path | None = None,
              on_validation: Callable[[int, float], None] | None = None) -> Path:
     """Train per `config` (or continue `resume_dir`); return the run directory. `on_validation(epoch, value)`
-    sees each epoch's validation metric (hyper-parameter search prunes by raising there)."""
+    sees each epoch's validation metric (hyper-parameter search prunes by raising there). A user error
+    before the first checkpoint removes the run directory this call made, so the same output_dir works
+    once the input is fixed."""
+    made: list[Path] = []
+    try:
+        return _finetune(config, resume_dir, on_validation, made)
+    except LmforgeError:
+        for run_dir in made:
+            if not has_checkpoint(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _resume_point(resume_dir: Path) -> bool:
+    """Make `resume_dir` ready to continue: undo writes a kill cut short; a run killed before its first
+    checkpoint is emptied (its config kept) to start again. Whether there is a checkpoint to resume."""
+    for folder in (resume_dir, resume_dir / "checkpoints", resume_dir / "data"):
+        clean_interrupted_writes(folder)
+    if has_checkpoint(resume_dir):
+        return True
+    say(f"lmforge: {resume_dir} stopped before its first checkpoint; starting it again from the beginning")
+    for entry in resume_dir.iterdir():
+        if entry.name != "config.yaml":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return False
+
+
+def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callable[[int, float], None] | None,
+              made: list[Path]) -> Path:
     started = time.perf_counter()
+    resuming = False
     if resume_dir is not None:
-        config = load_run_config(Path(resume_dir))
+        resume_dir = Path(resume_dir)
+        config = load_run_config(resume_dir)
+        if process_state().is_main_process:
+            resuming = _resume_point(resume_dir)
+        else:
+            resuming = has_checkpoint(resume_dir)
     else:
         config = config.model_copy(update={"data": with_absolute_paths(config.data)})
     params = config.train
@@ -78,8 +115,9 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
                           "run it without accelerate launch")
     main = processes.is_main_process
     if main:
-        run_dir = Path(resume_dir) if resume_dir is not None else create_run_dir(config)
+        run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
         if resume_dir is None:
+            made.append(run_dir)
             save_config(config, run_dir)
         for name in ("train", "validation", "test"):
             task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
@@ -88,7 +126,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         labels = f"{len(splits.labels)} labels; " if splits.labels else ""
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
             f"{labels}run directory {run_dir}")
-        if from_scratch and resume_dir is None:  # the baseline's vocabulary comes from this run's training data
+        if from_scratch and not resuming:  # the baseline's vocabulary comes from this run's training data
             build_lstm_dir(example_texts(splits.train), config.model.lstm, len(task.labels), run_dir / "init")
     shared = [str(run_dir) if main else None]
     broadcast_object_list(shared)  # every process learns the run directory the main one made
@@ -129,7 +167,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
         new_before = reported_scores(task, model, tokenizer, examples, splits.train, max_length, params.eval_batch_size,
                                      params.precision)
     fit_started = time.perf_counter()
-    state = fit(task, model, data, params, run_dir, save_best, resume=resume_dir is not None,
+    state = fit(task, model, data, params, run_dir, save_best, resume=resuming,
                 tuning=config.tuning, on_validation=on_validation, penalty=penalty)
     train_seconds = time.perf_counter() - fit_started
     if not main:

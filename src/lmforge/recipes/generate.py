@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.generation import GenerationExample
 from lmforge.data.params import DataParams
+from lmforge.data.readers import read_records
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams, shared_fields
@@ -200,8 +201,7 @@ def read_prompt_images(paths: list[str], input_path: str | None, image_column: s
         return images * count if len(images) == 1 else images
     if not input_path or not input_path.endswith(".jsonl"):
         return None
-    rows = [json.loads(line) for line in Path(input_path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    named = [row.get(image_column) for row in rows if isinstance(row, dict)]
+    named = [row.get(image_column) for _, row in read_records(input_path, errors=RowErrors.without_config())]
     if not any(named):
         return None
     missing = [n for n, name in enumerate(named, start=1) if not isinstance(name, str) or not name]

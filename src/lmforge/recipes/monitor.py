@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from lmforge.data.readers import TextLines, open_text, stdin_lines
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.plots import plot_trend
 from lmforge.models.labels import label_meaning
@@ -153,7 +154,7 @@ def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5
     out = out or sys.stdout
     watcher = Monitor(window, threshold, min_count, recover_below)
     served = served_task(run_dir)
-    stream = sys.stdin if source == "-" else _open(source)
+    stream = stdin_lines() if source == "-" else _open(source)
     name = "<stdin>" if source == "-" else source
     label_of_negative: str | None = None
     with _appending(alerts_path) as alerts_file, _appending(predictions_path) as predictions_file:  # noqa: SIM117
@@ -180,11 +181,10 @@ def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5
     return watcher
 
 
-def _open(path: str) -> TextIO:
-    try:
-        return open(path, encoding="utf-8")  # noqa: SIM115 — read lazily as a stream
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; give a text file or - for standard input") from None
+def _open(path: str) -> TextLines:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file; give a text file or - for standard input")
+    return open_text(Path(path))  # read lazily as a stream
 
 
 def _appending(path: Path | None) -> contextlib.AbstractContextManager[TextIO | None]:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from lmforge.config.safe_yaml import safe_load
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.decode.generate import pad_id_of
@@ -42,7 +43,7 @@ def parse_rewards(text: str) -> list[RewardSpec]:
     (`[{name: regex, pattern: '...'}]`)."""
     try:
         if text.lstrip().startswith(("[", "{")):
-            specs = yaml.safe_load(text)
+            specs = safe_load(text, "--reward")
             return [RewardSpec(**spec) for spec in (specs if isinstance(specs, list) else [specs])]
         specs = []
         for item in text.split(","):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from lmforge.data.errors_policy import RowErrors
+from lmforge.data.readers import stdin_lines
 from lmforge.errors import DataError
 from lmforge.evaluate.inference import predict as run_predict
 from lmforge.recipes.evaluate import load_trained
@@ -18,7 +18,7 @@ from lmforge.tasks.base import Task
 CHUNK = 256  # rows predicted at a time, so stdin streams
 
 
-def read_stdin(stream: TextIO, text_column: str, task: Task) -> Iterator[Any]:
+def read_stdin(stream: Iterable[str], text_column: str, task: Task) -> Iterator[Any]:
     """Lines of stdin: a JSON object with the text column, or else the raw text itself."""
     for number, line in enumerate(stream, start=1):
         line = line.rstrip("\n")
@@ -53,7 +53,7 @@ def predict(run_dir: Path, input_path: str, output: TextIO, adapter: str | None 
     task, model, tokenizer = load_trained(Path(run_dir), config, adapter)
     if input_path == "-":
         column = getattr(task, "input_column", None) or config.data.text_column  # generation reads its source column
-        rows: Iterator[Any] = read_stdin(sys.stdin, column, task)
+        rows: Iterator[Any] = read_stdin(stdin_lines(), column, task)
     else:
         rows = iter(task.read_file(input_path, config.data, RowErrors(config.data.on_error), labelled=False))
     written = 0

@@ -8,6 +8,7 @@ greedily and scores BLEU, chrF and ROUGE against the references.
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Literal
 
@@ -90,7 +91,14 @@ class GenerationParams(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _has_source(cls, value: str) -> str:
-        if "{source}" not in value:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as error:
+            raise ValueError(f"is not a valid template ({error}); write {{{{ and }}}} for literal braces") from None
+        if names - {"source"}:
+            raise ValueError(f"names {{{sorted(names - {'source'})[0]}}}, but the only field is {{source}} (the source "
+                             "text); write {{ and }} for literal braces")
+        if "source" not in names:
             raise ValueError("must contain {source}, where the source text goes (e.g. 'Summarise: {source}')")
         return value
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from lmforge.errors import RunDirError
-from lmforge.files import atomic_write_text
+from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX, atomic_write_text
 
 
 @dataclass
@@ -62,14 +62,14 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module, opt
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.global_step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     save_model(model, str(staging / "model.safetensors"))
     torch.save(optimizer.state_dict(), staging / "optimizer.pt")
     torch.save(scheduler.state_dict(), staging / "scheduler.pt")
     torch.save(_rng_state(), staging / "rng.pt")
     (staging / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
     if final.exists():
-        old = final.with_name(f".old-{final.name}")
+        old = final.with_name(SWAPPED_PREFIX + final.name)
         os.replace(final, old)
         os.replace(staging, final)
         shutil.rmtree(old)
@@ -79,6 +79,11 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module, opt
     for stale in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(stale)
     return final
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a checkpoint to resume from."""
+    return (Path(run_dir) / "checkpoints" / "latest").is_file()
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -91,6 +93,7 @@ class _Loop:
     tuning: TuningParams
     on_validation: Callable[[int, float], None] | None = None
     penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
+    last_checkpoint: float = field(default_factory=time.monotonic)
 
     @property
     def unwrapped(self) -> PreTrainedModel:
@@ -101,6 +104,22 @@ class _Loop:
             save_checkpoint(self.run_dir, self.state, self.unwrapped, self.optimizer, self.scheduler,
                             self.params.keep_checkpoints)
         self.accelerator.wait_for_everyone()
+        self.last_checkpoint = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        """Whether train.save_every_minutes have passed since the last checkpoint (the main process decides
+        for all, at logging steps, when there are several)."""
+        minutes = self.params.save_every_minutes
+        if minutes is None:
+            return False
+        due = time.monotonic() - self.last_checkpoint >= minutes * 60
+        if self.accelerator.num_processes == 1:
+            return due
+        if self.state.global_step % self.params.log_every_steps:
+            return False
+        decision = [due]
+        broadcast_object_list(decision)
+        return bool(decision[0])
 
     def save_model(self) -> None:
         if self.accelerator.is_main_process:
@@ -211,7 +230,8 @@ def _train_epoch(loop: _Loop) -> None:
                             "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]}
                            | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
-        if params.save_every_steps and state.global_step % params.save_every_steps == 0 and state.batches_done < batches:
+        by_steps = params.save_every_steps and state.global_step % params.save_every_steps == 0
+        if state.batches_done < batches and (by_steps or loop.checkpoint_due()):
             loop.checkpoint()
     progress.close()
 

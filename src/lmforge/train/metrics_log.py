@@ -15,8 +15,8 @@ class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and _step_of(json.loads(line)) <= resume_step]
+            kept = [line for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if (entry := _entry(line)) is not None and _step_of(entry) <= resume_step]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self.writer = None
         if tensorboard:
@@ -42,3 +42,12 @@ class MetricsLog:
 
 def _step_of(entry: dict[str, Any]) -> int:
     return entry.get("validation", entry).get("step", 0)
+
+
+def _entry(line: str) -> dict[str, Any] | None:
+    """A log line's entry; None for a blank line or one a kill cut short."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -27,6 +27,9 @@ class TrainParams(BaseModel):
     metric: str | None = Field(None, description="Validation metric that picks the best epoch and drives early stopping; default the task's.")
     patience: int | None = Field(None, gt=0, description="Stop after this many epochs without improvement of `metric`; null = never.")
     save_every_steps: int | None = Field(None, gt=0, description="Also checkpoint every N optimizer steps (always at each epoch end).")
+    save_every_minutes: float | None = Field(10.0, gt=0, description="Also checkpoint when this many minutes have passed "
+                                                                    "since the last checkpoint, so a kill loses little; "
+                                                                    "null = only by epoch and save_every_steps.")
     keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
     log_every_steps: int = Field(20, gt=0, description="Write the training loss to metrics.jsonl every N optimizer steps.")
     tensorboard: bool = Field(True, description="Also write TensorBoard event files to <run>/tensorboard.")

@@ -20,6 +20,8 @@ def load_image(path: str | Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{path}: too many pixels to decode safely ({error}); downscale the image") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image Pillow can read (supported: PNG, JPEG, GIF, BMP, TIFF, WebP…)") from None
     except (OSError, SyntaxError, ValueError) as error:
