@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lmforge import __version__
 from lmforge.errors import LmforgeError
@@ -81,9 +81,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter)
 
 
+def _check_output_file(target: Path | str | None) -> None:
+    """--output must be a file path (checked before any model loads)."""
+    from lmforge.errors import ConfigError
+
+    if target not in (None, "-") and Path(target).is_dir():
+        raise ConfigError(f"--output {target} is a folder; give a file path such as {Path(target) / 'out.jsonl'}")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from lmforge.recipes.predict import predict
 
+    _check_output_file(args.output)
     if args.output in (None, "-"):
         predict(Path(args.run_dir), args.input, sys.stdout, args.adapter)
     else:
@@ -94,6 +103,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def _write_atomically(target: Path, write: Callable[[Any], int]) -> int:
     """Run `write(handle)` into a temporary file beside `target`, then rename it into place."""
     from lmforge.files import atomic_write_with
+
+    _check_output_file(target)
 
     def fill(tmp: str) -> int:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -109,6 +120,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from lmforge.errors import ConfigError
     from lmforge.recipes import generate as recipe
 
+    _check_output_file(args.output)
     texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
     generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
                                       args.precision)
@@ -214,10 +226,39 @@ def _add_limit_flags(sub: argparse.ArgumentParser) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"give a whole number of at least 1, not {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"give a number above 0, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"give a port from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Mistakes on the command line are one `error:` line naming the verb and where its help is, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def cmd_adapters(args: argparse.Namespace) -> None:
@@ -322,7 +363,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmforge", description="Adapt pretrained language models to real tasks — offline.")
+    parser = _Parser(prog="lmforge", description="Adapt pretrained language models to real tasks — offline.")
     parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_, help_text) in VERBS.items():
@@ -343,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a generation model: a trained run or a generation config (paraphrase: one; "
                                   "back-translation: two, in order, e.g. en→fr then fr→en)")
             sub.add_argument("--output", required=True, metavar="FILE", help="new .jsonl file for the augmented rows")
-            sub.add_argument("--copies", type=int, default=1, help="augmented rows per training row (default 1)")
+            sub.add_argument("--copies", type=_positive_int, default=1, help="augmented rows per training row (default 1)")
             sub.add_argument("--rate", type=float, default=0.1, help="eda: share of words each edit touches")
-            sub.add_argument("--batch-size", type=int, default=32, help="generation batch size")
+            sub.add_argument("--batch-size", type=_positive_int, default=32, help="generation batch size")
         elif name == "evaluate":
             sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
                              help="a run directory made by `lmforge train`, or a config whose model is scored untrained "
@@ -376,13 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--image-column", default="image", help="--input .jsonl: the field holding each row's "
                                                                       "image path (relative to the file)")
             sub.add_argument("--output", metavar="FILE", help="write jsonl here instead of stdout")
-            sub.add_argument("--max-new-tokens", type=int, help="longest output (default: the run's, else 128)")
+            sub.add_argument("--max-new-tokens", type=_positive_int, help="longest output (default: the run's, else 128)")
             sub.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable), e.g. --stop '\\n'")
             sub.add_argument("--system", help="a model: system message before each prompt")
             sub.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
                              help="a model: wrap prompts in its chat template (default: when it has one)")
-            sub.add_argument("--batch-size", type=int, default=8, help="prompts decoded together (default 8)")
-            sub.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast (default: the run's, else fp32)")
+            sub.add_argument("--batch-size", type=_positive_int, default=8, help="prompts decoded together (default 8)")
+            sub.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="bf16 autocast; auto: bf16 where the "
+                             "hardware runs it natively (default: the run's, else fp32)")
             sub.add_argument("--stream", action="store_true", help="print the output as it is generated (one prompt)")
             sub.add_argument("--compare", metavar="LIST", help="strategies side by side, e.g. greedy,beam4,topp0.9,topk50,"
                                                               "minp0.1,typical0.9,sample: output, tokens, tok/s, mean "
@@ -425,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--layer", type=int, default=-1, help="the hidden layer the policy reads (default -1: the "
                                                                    "top, read from the decoding's own prefill)")
             sub.add_argument("--length", action="store_true", help="the policy also reads the prompt's length")
-            sub.add_argument("--max-new-tokens", type=int, help="longest output (default: the run's, else 128)")
-            sub.add_argument("--limit", type=int, help="the first N rows only")
+            sub.add_argument("--max-new-tokens", type=_positive_int, help="longest output (default: the run's, else 128)")
+            sub.add_argument("--limit", type=_positive_int, help="the first N rows only")
             sub.add_argument("--resume", action="store_true", help="continue DIR's log, or refit a finished one "
                                                                    "(another --cost-weight, --layer or --length)")
             sub.add_argument("--seed", type=int, default=0, help="seed of the sampling arms")
@@ -435,24 +477,24 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a packaged alias, a model folder, a generation run, or a classification / NER / "
                                   "QA / relevance-scoring run")
             sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-            sub.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+            sub.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
             sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests and /metrics (/health "
                                                "stays open for load balancers)")
             sub.add_argument("--public-metrics", action="store_true", help="with --api-key: serve /metrics without the "
                                                                            "key (e.g. to a Prometheus on a private network)")
             sub.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000,
                              help="largest request body, counted as read (default 1000000); larger gets 413")
-            sub.add_argument("--wave-wait", type=float, default=2.0,
+            sub.add_argument("--wave-wait", type=_positive_float, default=2.0,
                              help="seconds a beam/speculative request waits for the continuous batch to drain before "
                                   "it runs between two of its steps (default 2)")
             sub.add_argument("--served-model-name", help="the model name clients send (default: the folder or alias name)")
-            sub.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429 (default 64)")
-            sub.add_argument("--max-batch", type=int, default=8,
+            sub.add_argument("--max-queue", type=_positive_int, default=64, help="requests that may wait; more get 429 (default 64)")
+            sub.add_argument("--max-batch", type=_positive_int, default=8,
                              help="rows in the continuous batch (default 8; sampling's n counts each copy)")
-            sub.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
+            sub.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds a request may take (default 300)")
             sub.add_argument("--faq", type=Path, metavar="FILE",
                              help="ground chat answers in the nearest entries of this FAQ (jsonl/csv: question, answer)")
-            sub.add_argument("--faq-top-k", type=int, default=2, help="FAQ entries per answer (default 2)")
+            sub.add_argument("--faq-top-k", type=_positive_int, default=2, help="FAQ entries per answer (default 2)")
             sub.add_argument("--faq-min-score", type=float, default=0.3,
                              help="least cosine similarity for an entry to be used (default 0.3)")
             sub.add_argument("--faq-encoder", default="minilm-l6", help="sentence encoder for the FAQ (default minilm-l6)")
@@ -464,17 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a trained text-classification run")
             sub.add_argument("--input", required=True, metavar="FILE|-",
                              help="texts, one a line: TEXT, TOPIC<TAB>TEXT or {\"text\", \"topic\"} JSON; - reads stdin")
-            sub.add_argument("--window", type=int, default=50, help="texts per topic in the sliding window (default 50)")
+            sub.add_argument("--window", type=_positive_int, default=50, help="texts per topic in the sliding window (default 50)")
             sub.add_argument("--threshold", type=float, default=0.5,
                              help="alert when a topic's negative rate reaches this (default 0.5)")
-            sub.add_argument("--min-count", type=int, default=10, help="texts a topic needs before it can alert (default 10)")
+            sub.add_argument("--min-count", type=_positive_int, default=10, help="texts a topic needs before it can alert (default 10)")
             sub.add_argument("--recover-below", type=float,
                              help="an alert ends when the rate falls below this (default: threshold - 0.1)")
             sub.add_argument("--negative-label", help="the run's negative label (default: the one named negative/neg/0)")
             sub.add_argument("--alerts", type=Path, metavar="FILE", help="also append alerts here as JSON lines")
             sub.add_argument("--plot", type=Path, metavar="PNG", help="keep a trend plot of every topic's negative rate here")
             sub.add_argument("--predictions", type=Path, metavar="FILE", help="append every text's label here (JSON lines)")
-            sub.add_argument("--batch-size", type=int, default=16, help="texts classified together (default 16)")
+            sub.add_argument("--batch-size", type=_positive_int, default=16, help="texts classified together (default 16)")
         elif name == "demo":
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser

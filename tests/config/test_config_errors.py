@@ -61,7 +61,7 @@ def test_all_problems_are_reported_together(tmp_path):
     lines = errors_of(path).splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("train.epochs must be greater than 0")
-    assert lines[1].startswith("train.precision must be 'fp32' or 'bf16'")
+    assert lines[1].startswith("train.precision must be 'auto', 'fp32', 'bf16' or 'fp16'")
 
 
 def test_unknown_task_lists_choices(tmp_path):

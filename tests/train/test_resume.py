@@ -125,3 +125,34 @@ def test_resume_cleans_a_kill_mid_write_and_a_cut_log_line(tiny_config, tmp_path
     assert f"resuming from {run / 'checkpoints' / latest}" in capsys.readouterr().err
     assert not list(run.rglob(".tmp-*")) and not list(run.rglob(".old-*"))
     assert_same_weights(tmp_path / "whole", run)
+
+
+def test_the_run_says_and_records_the_precision_it_chose(tiny_config, tmp_path, capsys):
+    from lmforge.models.hardware import resolve
+
+    assert main(["train", str(tiny_config), "train.epochs=1"]) == 0
+    chosen = resolve("auto", "cpu")
+    assert f"in {chosen.precision} ({chosen.reason})" in capsys.readouterr().err
+    import json
+
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["precision"] == chosen.precision and report["precision_reason"].startswith("auto: ")
+
+
+def test_fp16_trains_with_a_gradient_scaler_and_resumes_bit_exact(tiny_config, tmp_path, monkeypatch):
+    common = ["train.epochs=2", "train.save_every_steps=7", "train.precision=fp16"]
+    assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
+    real_save = loop.save_checkpoint
+
+    def save_then_crash(run_dir, state, *args, **kwargs):
+        path = real_save(run_dir, state, *args, **kwargs)
+        if state.epoch == 1 and state.batches_done:
+            assert state.grad_scaler is not None and state.grad_scaler["scale"] > 0
+            raise Crash
+        return path
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common])
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    assert main(["train", "--resume", str(tmp_path / "split")]) == 0
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")

@@ -8,13 +8,18 @@ import weakref
 
 import torch
 
+from lmforge.models.hardware import resolve
 from lmforge.models.quantize import int8_weights
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for, else a no-op."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 or fp16 autocast when `precision` (auto: as `models.hardware` chooses for `device`) asks for it,
+    else a no-op."""
+    chosen = resolve(precision, device.type).precision
+    if chosen in AUTOCAST_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[chosen])
     return contextlib.nullcontext()
 
 
@@ -34,6 +39,7 @@ def decoding_weights(model: torch.nn.Module, kind: str) -> torch.nn.Module:
     if cached is not None and cached[0] == versions:
         return cached[1]
     if kind == "bf16":
+        resolve("bf16", next(model.parameters()).device.type)  # warns once where bf16 is emulated
         converted = copy.deepcopy(model).to(torch.bfloat16)
     else:
         converted = int8_weights(model)

@@ -18,6 +18,7 @@ from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes
 from lmforge.models.export import set_dropout
+from lmforge.models.hardware import resolve
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.continual import (
@@ -151,8 +152,10 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_tuning(model, config.tuning, task, path)
     trainable, total = parameter_counts(model)
+    precision = resolve(params.precision, processes.device.type)
     if main:
-        say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
+        say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%) in "
+            f"{precision.precision} ({precision.reason})")
 
     data = FitData(
         train_features=task.encode(splits.train, tokenizer, max_length),
@@ -191,6 +194,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
                                                      len(replayed))
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        epochs_run=len(state.history), trainable_parameters=trainable, total_parameters=total,
+                       precision=precision.precision, precision_reason=precision.reason,
                        train_seconds=round(train_seconds, 1))
         write_report(metrics, run_dir, f"{config.task.name} on the {split_name} split ({run_dir.name})",
                      predictions=predictions)

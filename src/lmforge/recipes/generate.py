@@ -97,6 +97,10 @@ def open_generator(target: str, system: str | None = None, chat_template: bool |
         path = resolve_model(target)
         tokenizer = task_tokenizer(task, path)
         model, run_precision = task.build_model(path, local_files_only=True, trust_remote_code=False), "fp32"
+    context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if max_new_tokens is not None and context and max_new_tokens > context:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens} is more than {target} can attend to ({context} positions, "
+                          "prompt included); give at most that")
     return Generator(task, model.eval(), tokenizer, params.decode, max_new_tokens or params.max_new_tokens,
                      params.stop_strings if stop_strings is None else stop_strings, precision or run_precision)
 

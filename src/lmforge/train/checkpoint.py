@@ -33,6 +33,7 @@ class LoopState:
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    grad_scaler: dict[str, Any] | None = None  # fp16 training: the gradient scaler's state
 
 
 def _rng_state() -> dict[str, Any]:

@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from lmforge.data.batching import BatchOrder, pad_batch
+from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
+from lmforge.models.hardware import resolve
 from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -94,12 +96,25 @@ class _Loop:
     on_validation: Callable[[int, float], None] | None = None
     penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
     last_checkpoint: float = field(default_factory=time.monotonic)
+    scaler: torch.amp.GradScaler | None = None  # fp16: scales the loss so small gradients survive
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
+
+    def optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
     @property
     def unwrapped(self) -> PreTrainedModel:
         return self.accelerator.unwrap_model(self.model)
 
     def checkpoint(self) -> None:
+        if self.scaler is not None:
+            self.state.grad_scaler = self.scaler.state_dict()
         if self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, self.state, self.unwrapped, self.optimizer, self.scheduler,
                             self.params.keep_checkpoints)
@@ -156,15 +171,22 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr, fused=True)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    precision = resolve(params.precision, accelerator.device.type).precision
+    scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
+    if scaler is not None and tuning is not None and tuning.adversarial is not None:
+        raise ConfigError("tuning.adversarial does not work with fp16 training yet (its extra backward pass is not "
+                          "loss-scaled); use train.precision auto, bf16 or fp32")
     state = LoopState()
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        if scaler is not None and state.grad_scaler is not None:
+            scaler.load_state_dict(state.grad_scaler)
     log = None
     if accelerator.is_main_process:
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
-                 tuning or TuningParams(), on_validation, penalty)
+                 tuning or TuningParams(), on_validation, penalty, scaler=scaler)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
@@ -206,7 +228,7 @@ def _train_epoch(loop: _Loop) -> None:
                 loss, _ = loop.task.loss(model, batch)
             if loop.penalty is not None:
                 loss = loss + loop.penalty(loop.unwrapped)
-            accelerator.backward(loss / window)
+            loop.backward(loss / window)
             if loop.tuning.adversarial is not None:
                 def perturbed_loss(batch=batch, window=window) -> torch.Tensor:
                     return loop.task.loss(model, batch)[0] / window
@@ -219,8 +241,10 @@ def _train_epoch(loop: _Loop) -> None:
         if not sync:
             continue
         if params.max_grad_norm is not None:
+            if loop.scaler is not None:
+                loop.scaler.unscale_(loop.optimizer)
             accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-        loop.optimizer.step()
+        loop.optimizer_step()
         loop.scheduler.step()
         loop.optimizer.zero_grad(set_to_none=True)
         state.global_step += 1

@@ -21,7 +21,10 @@ class TrainParams(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this; null turns clipping off.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Batches whose gradients are summed per optimizer step.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout probabilities.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 runs forward/backward under bf16 autocast (weights stay fp32).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast where the hardware runs bf16 natively (CUDA with bf16, CPUs with "
+                            "AVX512-BF16/AMX), fp16 on older CUDA GPUs, else fp32. bf16/fp16: autocast (weights stay "
+                            "fp32; fp16 trains with a gradient scaler). fp32: none.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     seed: int = Field(42, description="Seed for initialisation, data order and dropout.")
     metric: str | None = Field(None, description="Validation metric that picks the best epoch and drives early stopping; default the task's.")
