@@ -46,9 +46,17 @@ def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None
 
 def cmd_search(args: argparse.Namespace) -> None:
     from lmforge.config.loader import load_config
+    from lmforge.errors import ConfigError
     from lmforge.recipes.search import search
 
-    out = search(load_config(args.config, args.overrides))
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a search with its saved config; give no config file or overrides")
+        out = search(None, Path(args.resume))
+    elif not args.config:
+        raise ConfigError("give a search config (lmforge search CONFIG.yaml [key=value …]) or --resume SEARCH_DIR")
+    else:
+        out = search(load_config(args.config, args.overrides))
     print(f"lmforge: search done; results in {out / 'results.md'}, best trial in {out / 'best.json'}")
 
 
@@ -373,9 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")
             sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
         elif name == "search":
-            sub.add_argument("config", help="a run config with a `search:` section (space of dotted keys, sampler, "
-                                            "trials); see examples/search_sst2.yaml")
+            sub.add_argument("config", nargs="?", help="a run config with a `search:` section (space of dotted keys, "
+                                                       "sampler, trials, storage, workers); see examples/search_sst2.yaml")
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. search.trials=20 search.sampler=random")
+            sub.add_argument("--resume", metavar="SEARCH_DIR", help="continue a killed search from its study.db without "
+                                                                   "repeating finished trials")
         elif name == "augment":
             sub.add_argument("config", help="the run config whose training split is augmented")
             sub.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.max_train_samples=500")

@@ -65,3 +65,71 @@ def test_search_errors_are_one_line(tiny_config, tmp_path, capsys):
     assert "has a search: section; run it with `lmforge search" in capsys.readouterr().err
     assert main(["search", str(tiny_config)]) == 2
     assert "no search: section" in capsys.readouterr().err
+
+
+SEARCH_SPACE = ("search:\n  sampler: random\n  trials: 4\n  pruner: none\n"
+                "  space:\n    train.lr: {low: 1.0e-3, high: 5.0e-3, log: true}\n")
+
+
+def _results(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_a_killed_search_resumes_without_repeating_finished_trials(tiny_config, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config, out = search_config(tiny_config, tmp_path, SEARCH_SPACE), tmp_path / "killed"
+    command = [sys.executable, "-m", "lmforge.cli", "search"]
+    process = subprocess.Popen([*command, str(config), f"train.output_dir={out}", "train.epochs=2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 180
+    while not (out / "trial-002").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {r["trial"]: r for r in _results(out)}
+    assert set(finished) == {0, 1} and all(r["state"] == "complete" for r in finished.values())
+    stamps = {n: (out / f"trial-{n:03d}" / "report.json").stat().st_mtime for n in finished}
+    resumed = subprocess.run([*command, "--resume", str(out)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "2 of 4 trials finished" in resumed.stderr
+    results = _results(out)
+    assert [r["state"] for r in results].count("complete") == 4
+    assert [r for r in results if r["trial"] == 2][0]["state"] == "failed"  # the trial the kill cut short
+    assert {n: (out / f"trial-{n:03d}" / "report.json").stat().st_mtime for n in finished} == stamps  # not re-run
+    best = json.loads((out / "best.json").read_text())
+    assert best["accuracy"] == max(r["accuracy"] for r in results if r["accuracy"] is not None)
+    assert f"best trial {best['trial']}" in resumed.stderr
+
+
+def test_two_searches_share_one_study(tiny_config, tmp_path):
+    import subprocess
+    import sys
+
+    config = search_config(tiny_config, tmp_path, SEARCH_SPACE)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    command = [sys.executable, "-m", "lmforge.cli", "search", str(config), f"search.storage={storage}",
+               "search.study_name=shared", "train.epochs=1"]
+    processes = [subprocess.Popen([*command, f"train.output_dir={tmp_path / name}"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for process in processes:
+        assert process.wait(300) == 0, process.stderr.read()
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 4
+    dirs = sorted(p.name for name in ("a", "b") for p in (tmp_path / name).glob("trial-*"))
+    assert dirs == ["trial-000", "trial-001", "trial-002", "trial-003"]  # each trial ran once, in one of them
+    # each folder's results list the whole study as it stood when that search ended
+    assert max(len(_results(tmp_path / "a")), len(_results(tmp_path / "b"))) == 4
+
+
+def test_workers_run_trials_side_by_side(tiny_config, tmp_path):
+    config = search_config(tiny_config, tmp_path, SEARCH_SPACE.replace("trials: 4", "trials: 3") + "  workers: 2\n")
+    out = tmp_path / "workers"
+    assert main(["search", str(config), f"train.output_dir={out}", "train.epochs=1"]) == 0
+    assert [r["state"] for r in _results(out)] == ["complete"] * 3
