@@ -30,6 +30,7 @@ CONFIGS = {
     "plain-fp32-dynamic": "plain PyTorch loop, fp32, dynamic padding, random order",
     "lmforge-fp32": "lmforge fit(), fp32, dynamic padding + length-grouped batches",
     "lmforge-bf16": "lmforge fit(), bf16 autocast, dynamic padding + length-grouped batches",
+    "lmforge-auto": "lmforge fit(), precision auto (bf16 where the CPU has AVX512-BF16/AMX, else fp32)",
 }
 
 
@@ -121,7 +122,7 @@ def run_one(name: str, samples: int, batch_size: int) -> dict:
     elif name.startswith("plain"):
         seconds = run_plain(texts, labels, batch_size)
     else:
-        seconds = run_lmforge(texts, labels, batch_size, "bf16" if "bf16" in name else "fp32")
+        seconds = run_lmforge(texts, labels, batch_size, name.removeprefix("lmforge-"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"config": name, "samples_per_s": len(texts) / seconds, "seconds": seconds, "peak_rss_mb": peak_mb,
             "source": source}
@@ -138,6 +139,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.samples, args.batch_size)))
         return
+    from lmforge.models.hardware import choose_precision, cpu_capabilities
+
+    capabilities = cpu_capabilities()
+    print(f"CPU: {capabilities.detail}; lmforge's precision auto picks "
+          f"{choose_precision('auto', capabilities).precision} here (lmforge-auto below)", flush=True)
     names = args.configs.split(",")
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for repeat in range(args.repeats):  # interleaved, so drift in machine load hits every config alike
