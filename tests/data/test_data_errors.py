@@ -79,7 +79,7 @@ def test_explicit_label_list_rejects_others(tmp_path):
 def test_missing_file_and_unknown_extension(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_examples(tmp_path / "none.jsonl", DataParams())
-    path = write(tmp_path, "rows.parquet", "")
+    path = write(tmp_path, "rows.xlsx", "")
     with pytest.raises(DataError, match="cannot tell the format"):
         read_examples(path, DataParams())
     with pytest.raises(ConfigError, match="data.train is required"):

@@ -24,6 +24,7 @@ class GenerationExample:
     messages: list[dict[str, str]] | None = None  # dialogue turns before the target reply
     references: list[str] | None = None  # every reference when the row gave several (target is the first)
     task: str | None = None  # which task the row belongs to (multi-task data: the row's "task" field)
+    form: str | None = None  # the chat form the row came in (openai, sharegpt, alpaca); None for source/target
 
     def to_record(self) -> dict:
         record: dict = {"task": self.task} if self.task is not None else {}
@@ -77,6 +78,47 @@ def _dialogue(turns: object, labelled: bool) -> tuple[list[dict[str, str]], str 
     return [dict(t) for t in history], None
 
 
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+
+def sharegpt_messages(conversations: object) -> list[dict[str, str]] | str:
+    """ShareGPT's `conversations` ([{from, value}]) as OpenAI messages, or the reason they are malformed."""
+    if not isinstance(conversations, list) or not conversations:
+        return "conversations must be a non-empty list of {\"from\": ..., \"value\": ...} turns"
+    messages = []
+    for i, turn in enumerate(conversations):
+        role = SHAREGPT_ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            return (f"conversations turn {i + 1} must be {{\"from\": one of {'/'.join(SHAREGPT_ROLES)}, "
+                    "\"value\": text}")
+        messages.append({"role": role, "content": turn["value"]})
+    return messages
+
+
+def alpaca_messages(record: dict) -> list[dict[str, str]] | str:
+    """An Alpaca row ({instruction, input?, output}) as a user turn and the assistant's reply."""
+    instruction, extra, output = record.get("instruction"), record.get("input") or "", record.get("output")
+    if not isinstance(instruction, str) or not instruction.strip() or not isinstance(extra, str):
+        return "instruction must be text (and input, when given)"
+    if output is not None and not isinstance(output, str):
+        return "output must be text"
+    user = {"role": "user", "content": f"{instruction}\n\n{extra}" if extra.strip() else instruction}
+    return [user] + ([{"role": "assistant", "content": output}] if output is not None else [])
+
+
+def chat_form(record: dict, messages_column: str) -> tuple[str, object] | None:
+    """(form, turns) of a chat row — OpenAI `messages`, ShareGPT `conversations` or Alpaca
+    `instruction`/`input`/`output` — or None for a source/target row."""
+    if messages_column in record:
+        return "openai", record[messages_column]
+    if "conversations" in record:
+        return "sharegpt", sharegpt_messages(record["conversations"])
+    if "instruction" in record and ("output" in record or "input" in record):
+        return "alpaca", alpaca_messages(record)
+    return None
+
+
 def read_generation(path: str, source_column: str, target_column: str, messages_column: str, errors: RowErrors,
                     labelled: bool, fmt: str = "auto", task_column: str = "task") -> list[GenerationExample]:
     """Rows with a source and target column, or with a messages column (chat); a `task_column` string, when
@@ -88,12 +130,14 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
         if task is not None and (not isinstance(task, str) or not task.strip()):
             errors.report(where, f"column '{task_column}' must be a task name (a non-empty string)")
             continue
-        if messages_column in record:
-            parsed = _dialogue(record[messages_column], labelled)
+        chat = chat_form(record, messages_column)
+        if chat is not None:
+            form, turns = chat
+            parsed = turns if isinstance(turns, str) else _dialogue(turns, labelled)
             if isinstance(parsed, str):
-                errors.report(where, parsed)
+                errors.report(where, f"{parsed} ({form} chat row)")
                 continue
-            examples.append(GenerationExample(None, parsed[1], where, parsed[0], task=task))
+            examples.append(GenerationExample(None, parsed[1], where, parsed[0], task=task, form=form))
             continue
         source = record.get(source_column)
         if not isinstance(source, str) or not source.strip():

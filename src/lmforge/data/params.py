@@ -31,8 +31,9 @@ class DataParams(BaseModel):
     test: str | DataFile | None = Field(None, description="Test file; split off `train` when `test_fraction` > 0.")
     train_extra: list[str | DataFile] = Field(default_factory=list, description="More training files added after the "
                                               "splits are made (e.g. rows from `lmforge augment`); never validation/test.")
-    format: Literal["auto", "jsonl", "csv", "tsv", "conll"] = Field(
-        "auto", description="File format; auto uses the extension (.jsonl, .csv, .tsv; .conll/.txt for CoNLL columns).")
+    format: Literal["auto", "jsonl", "csv", "tsv", "conll", "parquet", "arrow"] = Field(
+        "auto", description="File format; auto uses the extension (.jsonl, .csv, .tsv, .parquet, .arrow, each text "
+                            "format optionally .gz/.zst; .conll/.txt for CoNLL columns; a save_to_disk folder is arrow).")
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
     label_column: str = Field("label", description="Column holding the label (a list or separated string for multi-label).")

