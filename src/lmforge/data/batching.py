@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 
@@ -16,7 +17,7 @@ class BatchOrder:
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True,
                  group_by_length: bool = True, process_index: int = 0, num_processes: int = 1):
-        self.lengths = list(lengths)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -35,16 +36,18 @@ class BatchOrder:
         if not self.shuffle:
             order = list(range(count))
             if self.group_by_length:
-                order.sort(key=lambda i: -self.lengths[i])
+                order = np.argsort(-self.lengths, kind="stable").tolist()
             batches = [order[i:i + self.batch_size] for i in range(0, count, self.batch_size)]
         else:
             generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-            order = torch.randperm(count, generator=generator).tolist()
+            permutation = torch.randperm(count, generator=generator).numpy()
             if self.group_by_length:
                 # Sort within mega-batches of 50 batches (as HF's LengthGroupedSampler), then shuffle batches.
                 mega = self.batch_size * 50
-                order = [i for start in range(0, count, mega)
-                         for i in sorted(order[start:start + mega], key=lambda i: -self.lengths[i])]
+                permutation = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                                              for chunk in np.split(permutation, range(mega, count, mega))]) \
+                    if count else permutation
+            order = permutation.tolist()
             batches = [order[i:i + self.batch_size] for i in range(0, count, self.batch_size)]
             if self.group_by_length:
                 perm = torch.randperm(len(batches), generator=generator).tolist()

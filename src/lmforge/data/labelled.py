@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,8 +42,29 @@ def _as_labels(value: Any, multi_label: bool, separator: str | None) -> tuple[st
 def read_examples(path: str | Path, params: DataParams, multi_label: bool = False,
                   errors: RowErrors | None = None, require_labels: bool = True) -> list[TextExample]:
     """Read a file into TextExamples, reporting rows with missing columns, empty text or no label."""
-    errors = errors or RowErrors(params.on_error)
-    examples = []
+    return list(iter_examples(path, params, multi_label, errors or RowErrors(params.on_error), require_labels))
+
+
+def text_rows(path: str, params: str, multi_label: bool) -> Iterator[dict]:
+    """A labelled file's rows as plain dicts for an Arrow table (`data.arrow`): {text, text_pair, labels,
+    line, skipped}; a row skipped under data.on_error=skip comes as {skipped: the reason} only."""
+    data = DataParams.model_validate_json(params)
+    errors = RowErrors(data.on_error)
+    reported = 0
+    for example in iter_examples(path, data, multi_label, errors, True):
+        for message in errors.skipped[reported:]:
+            yield {"text": None, "text_pair": None, "labels": None, "line": None, "skipped": message}
+        reported = len(errors.skipped)
+        line = int(example.where.rsplit("line ", 1)[1])
+        yield {"text": example.text, "text_pair": example.text_pair, "labels": list(example.labels), "line": line,
+               "skipped": None}
+    for message in errors.skipped[reported:]:
+        yield {"text": None, "text_pair": None, "labels": None, "line": None, "skipped": message}
+
+
+def iter_examples(path: str | Path, params: DataParams, multi_label: bool, errors: RowErrors,
+                  require_labels: bool = True) -> Iterator[TextExample]:
+    """The TextExamples of a file, one at a time (see `read_examples`)."""
     delimited = detect_format(locate(path), params.format) in ("csv", "tsv")
     header_checked = not delimited
     for number, record in read_records(path, params.format, errors):
@@ -74,8 +95,7 @@ def read_examples(path: str | Path, params: DataParams, multi_label: bool = Fals
                 errors.report(where, f"empty or invalid label {record[params.label_column]!r}")
                 continue
             labels = parsed
-        examples.append(TextExample(text=text, text_pair=pair, labels=labels, where=where))
-    return examples
+        yield TextExample(text=text, text_pair=pair, labels=labels, where=where)
 
 
 def _check_header(path: str | Path, record: dict, params: DataParams, require_labels: bool) -> None:

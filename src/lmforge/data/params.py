@@ -46,6 +46,12 @@ class DataParams(BaseModel):
                                          "(quicker epochs); the test split is untouched.")
     max_length: int = Field(128, gt=0, description="Truncate inputs to this many tokens.")
     on_error: Literal["raise", "skip"] = Field("raise", description="On a malformed row: stop with an error, or skip it and report the count.")
+    arrow: bool | Literal["auto"] = Field(
+        "auto", description="Text classification: read the training file into a memory-mapped Arrow table and "
+                            "tokenise it with datasets' cached map, so its size is bounded by disk, not memory "
+                            "(auto: when the file is at least arrow_min_mb).")
+    arrow_min_mb: float = Field(64.0, gt=0, description="data.arrow auto: the training file size from which Arrow is used.")
+    num_proc: int = Field(1, gt=0, description="Processes tokenising an Arrow training split.")
 
 
 def file_params(spec: str | DataFile, params: DataParams) -> tuple[str, DataParams]:

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from sklearn.model_selection import train_test_split
 
+from lmforge.data.arrow import ArrowRows, build_table, file_stamp, split_indices, use_arrow
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.labelled import TextExample, check_labels, infer_labels, read_examples
+from lmforge.data.labelled import (
+    TextExample,
+    check_labels,
+    infer_labels,
+    read_examples,
+    sort_labels,
+    text_rows,
+)
 from lmforge.data.params import DataFile, DataParams, file_params
+from lmforge.data.readers import locate
 from lmforge.errors import ConfigError, DataError
 
 T = TypeVar("T")
@@ -83,7 +94,12 @@ def _label_key(example: TextExample) -> str:
 
 def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Splits:
     """Labelled text splits: the label set is data.labels or inferred from train, and rows of the other
-    files (or of train, when data.labels is given) with other labels are reported."""
+    files (or of train, when data.labels is given) with other labels are reported. A large training file
+    (data.arrow) is read into a memory-mapped Arrow table instead of a list."""
+    if params.train is not None:
+        path = locate(file_params(params.train, params)[0])
+        if use_arrow(params.arrow, path, params.arrow_min_mb):
+            return read_arrow_splits(params, path, seed, multi_label)
     labels: list[str] = list(params.labels or [])
 
     def read(path: str, own: DataParams, errors: RowErrors) -> list[TextExample]:
@@ -98,3 +114,72 @@ def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Spl
         return labels
 
     return assemble_splits(read, params, seed, "the path of a .jsonl, .csv or .tsv training file", _label_key, set_labels)
+
+
+def _text_example(path: str) -> Callable[[dict], TextExample]:
+    def make(row: dict) -> TextExample:
+        return TextExample(row["text"], row["text_pair"], tuple(row["labels"]), f"{path}, line {row['line']}")
+    return make
+
+
+def _stratify_codes(labels) -> np.ndarray:
+    """Each row's stratification key ("|".join of its labels, as `_label_key`) as an integer code that sorts
+    as the key does, so a split by codes picks the rows a split by the keys would."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.binary_join(labels, "|")).combine_chunks()
+    rank = np.argsort(np.argsort(np.asarray(encoded.dictionary.to_pylist(), dtype=object)))
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def read_arrow_splits(params: DataParams, path: Path, seed: int, multi_label: bool) -> Splits:
+    """Splits whose training rows live in an Arrow table (`data.arrow`); validation and test stay lists."""
+    import pyarrow.compute as pc
+    from datasets import Features, Sequence, Value
+
+    if params.train_extra:
+        raise ConfigError("data.train_extra works with data.arrow: false (the training rows of an Arrow split come "
+                          "from one file); merge the files, or set data.arrow=false")
+    own = file_params(params.train, params)[1]
+    features = Features({"text": Value("string"), "text_pair": Value("string"), "labels": Sequence(Value("string")),
+                         "line": Value("int64"), "skipped": Value("string")})
+    table = build_table(text_rows, path, features, params=own.model_dump_json(), multi_label=multi_label)
+    skipped_column = table.data.column("skipped")
+    skipped: list[str] = []
+    if skipped_column.null_count < len(table):
+        skipped = [m for m in skipped_column.to_pylist() if m is not None]
+        table = table.filter(lambda batch: [m is None for m in batch], input_columns="skipped", batched=True)
+    if params.max_train_samples is not None and params.max_train_samples < len(table):
+        table = table.select(range(params.max_train_samples))
+    if len(table) == 0:
+        raise DataError(f"{path}: no usable rows (the path of a .jsonl, .csv, .tsv or .parquet training file)")
+    flat = pc.list_flatten(table.data.column("labels") if table._indices is None else
+                           table.flatten_indices().data.column("labels"))
+    found = sort_labels(pc.unique(flat).to_pylist())
+    labels = list(params.labels or found)
+    unknown = sorted(set(found) - set(labels))
+    if unknown:
+        raise DataError(f"{path}: label '{unknown[0]}' is not in data.labels ({', '.join(labels[:20])}); add it there")
+    if not multi_label and len(labels) < 2:
+        raise DataError(f"{path}: found only one label ({labels[0] if labels else 'none'}); classification needs at "
+                        "least two (set data.labels or check data.label_column)")
+    rows = ArrowRows(table, _text_example(str(path)), file_stamp(path))
+    errors = RowErrors(params.on_error)
+
+    def load(spec: str | DataFile | None) -> list | None:
+        if spec is None:
+            return None
+        return check_labels(read_examples(*file_params(spec, params), multi_label, errors), labels, errors)
+    validation, test = load(params.validation), load(params.test)
+    keys = None
+    if validation is None or test is None:
+        keys = _stratify_codes(rows.table.data.column("labels") if rows.table._indices is None
+                               else rows.table.flatten_indices().data.column("labels"))
+    if test is None:
+        kept, held = split_indices(len(rows), params.test_fraction, seed, keys)
+        test, rows, keys = rows.select(held).materialise(), rows.select(kept), keys[kept]
+    if validation is None:
+        kept, held = split_indices(len(rows), params.validation_fraction, seed, keys)
+        validation, rows = rows.select(held).materialise(), rows.select(kept)
+    return Splits(train=rows, validation=validation[: params.max_eval_samples], test=test, labels=labels,
+                  skipped=skipped + errors.skipped)

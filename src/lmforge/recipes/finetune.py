@@ -12,6 +12,7 @@ from pathlib import Path
 from accelerate.utils import broadcast_object_list, set_seed
 
 from lmforge.config.validate import suggest
+from lmforge.data.arrow import check_source_unchanged
 from lmforge.data.params import with_absolute_paths
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate.inference import predict_examples
@@ -89,6 +90,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
         config = load_run_config(resume_dir)
+        check_source_unchanged(resume_dir)
         if process_state().is_main_process:
             resuming = _resume_point(resume_dir)
         else:

@@ -15,6 +15,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lmforge.data.arrow import ArrowRows, FeatureRows, record_source, tokenised, tokenizer_fingerprint
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample, check_labels, read_examples
 from lmforge.data.params import DataParams
@@ -43,11 +44,12 @@ class TextClassification:
         self.params = params
         self.supports_rdrop = not params.multi_label  # R-Drop compares softmax distributions
         self.labels = list(labels or [])
+        self.num_proc = 1  # processes tokenising an Arrow split (data.num_proc)
 
     # --- data -----------------------------------------------------------------------------------
     def read_splits(self, data: DataParams, seed: int) -> Splits:
         splits = read_splits(data, seed, multi_label=self.params.multi_label)
-        self.labels = splits.labels
+        self.labels, self.num_proc = splits.labels, data.num_proc
         return splits
 
     def read_file(self, path: str, data: DataParams, errors: RowErrors, labelled: bool) -> list[TextExample]:
@@ -58,6 +60,9 @@ class TextClassification:
         return TextExample(text=text, text_pair=None, labels=(), where=where)
 
     def save_examples(self, examples: list[TextExample], path: Path) -> None:
+        if isinstance(examples, ArrowRows):  # a large split: where its rows come from, not a copy
+            record_source(examples, path)
+            return
         write_jsonl(path, [{"text": ex.text, "labels": list(ex.labels)}
                            | ({"text_pair": ex.text_pair} if ex.text_pair is not None else {}) for ex in examples])
 
@@ -66,6 +71,8 @@ class TextClassification:
                 for n, r in read_records(path)]
 
     def encode(self, examples: list[TextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
+        if isinstance(examples, ArrowRows):
+            return self._encode_arrow(examples, tokenizer, max_length)
         texts = [ex.text for ex in examples]
         pairs = [ex.text_pair for ex in examples] if examples and examples[0].text_pair is not None else None
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
@@ -83,6 +90,30 @@ class TextClassification:
                     feature["labels"] = index[ex.labels[0]]
             features.append(feature)
         return features
+
+    def _encode_arrow(self, rows: ArrowRows, tokenizer: PreTrainedTokenizerBase, max_length: int) -> FeatureRows:
+        """The features of an Arrow split, tokenised by datasets' map and cached (see data.arrow)."""
+        from datasets import Features, Sequence, Value
+
+        index = {label: i for i, label in enumerate(self.labels)}
+        paired = rows.table[0]["text_pair"] is not None
+        keys = list(tokenizer("a", "b" if paired else None).keys())
+
+        def encode_batch(columns: dict) -> dict:
+            encoded = tokenizer(columns["text"], columns["text_pair"] if paired else None, truncation=True,
+                                max_length=max_length)
+            out = {key: encoded[key] for key in keys}
+            if self.params.multi_label:
+                out["labels"] = [[1.0 if label in set(row) else 0.0 for label in self.labels] for row in columns["labels"]]
+            else:
+                out["labels"] = [index[row[0]] for row in columns["labels"]]
+            out["length"] = [len(ids) for ids in encoded["input_ids"]]
+            return out
+        types = {"input_ids": Sequence(Value("int32"))} | {k: Sequence(Value("int8")) for k in keys if k != "input_ids"}
+        types["labels"] = Sequence(Value("float32")) if self.params.multi_label else Value("int64")
+        key = {"tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length, "labels": self.labels,
+               "multi_label": self.params.multi_label, "keys": keys}
+        return tokenised(rows, encode_batch, Features(types | {"length": Value("int32")}), key, self.num_proc)
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:

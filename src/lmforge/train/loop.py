@@ -21,6 +21,7 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from lmforge.data.arrow import feature_lengths, take_features
 from lmforge.data.batching import BatchOrder, pad_batch
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
@@ -164,7 +165,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
                                  accelerator.num_processes)
     else:
-        order = BatchOrder([len(f["input_ids"]) for f in data.train_features], params.batch_size, params.seed,
+        order = BatchOrder(feature_lengths(data.train_features), params.batch_size, params.seed,
                            group_by_length=params.group_by_length, process_index=accelerator.process_index,
                            num_processes=accelerator.num_processes)
     total_steps = math.ceil(len(order) / params.gradient_accumulation_steps) * params.epochs
@@ -222,7 +223,7 @@ def _train_epoch(loop: _Loop) -> None:
         window_start = position - position % accumulate
         window = min(accumulate, batches - window_start)  # the last window of an epoch may be shorter
         sync = position + 1 == window_start + window
-        features = [loop.data.train_features[i] for i in indices]
+        features = take_features(loop.data.train_features, indices)
         batch = {k: v.to(accelerator.device) for k, v in pad_batch(features, loop.data.pad_id).items()}
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
