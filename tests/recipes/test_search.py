@@ -126,10 +126,12 @@ def test_two_searches_share_one_study(tiny_config, tmp_path):
     assert dirs == ["trial-000", "trial-001", "trial-002", "trial-003"]  # each trial ran once, in one of them
     # each folder's results list the whole study as it stood when that search ended
     assert max(len(_results(tmp_path / "a")), len(_results(tmp_path / "b"))) == 4
+    assert len({t.params["train.lr"] for t in study.trials}) == 4  # each search drew its own points
 
 
 def test_workers_run_trials_side_by_side(tiny_config, tmp_path):
     config = search_config(tiny_config, tmp_path, SEARCH_SPACE.replace("trials: 4", "trials: 3") + "  workers: 2\n")
     out = tmp_path / "workers"
     assert main(["search", str(config), f"train.output_dir={out}", "train.epochs=1"]) == 0
-    assert [r["state"] for r in _results(out)] == ["complete"] * 3
+    results = _results(out)
+    assert [r["state"] for r in results] == ["complete"] * 3 and len({r["train.lr"] for r in results}) == 3

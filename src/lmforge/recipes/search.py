@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,7 +93,9 @@ class SearchParams(BaseModel):
     seed: int = Field(0, description="Seed of the sampler.")
     storage: str | None = Field(None, description="Where the Optuna study lives: an SQLAlchemy URL such as "
                                                   "postgresql://user@host/db or sqlite:///path/study.db, shared by "
-                                                  "every search that names it; default the search folder's study.db.")
+                                                  "every search that names it; default the search folder's study.db. "
+                                                  "Searches sharing a storage each draw their own points (seeded by "
+                                                  "seed + process id, so not repeatable).")
     study_name: str = Field("lmforge", description="The study's name in the storage (searches that share one use the "
                                                    "same name).")
     workers: int = Field(1, gt=0, description="Trials run side by side on this machine, each in its own process "
@@ -102,8 +106,11 @@ class SearchConfig(RunConfig):
     search: SearchParams = Field(..., description="What to search over, and how.")
 
 
-def sampler_for(params: SearchParams):
+def sampler_for(params: SearchParams, seed_offset: int = 0):
+    """(sampler, grid size or None); `seed_offset` gives each process sharing a study its own draws."""
     import optuna
+
+    params = params.model_copy(update={"seed": params.seed + seed_offset})
 
     if params.sampler == "grid":
         try:
@@ -162,15 +169,21 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
         first = {key: (d.choices[0] if d.choices is not None else d.low) for key, d in params.space.items()}
         trial_config(raw, first, out / "trial-000")  # every searched key must be a valid config key, before anything runs
         out.mkdir(parents=True, exist_ok=True)
+        try:
+            study = open_study(config, out, resuming=False)
+        except ConfigError:
+            shutil.rmtree(out, ignore_errors=True)  # nothing ran: leave no folder behind
+            raise
         atomic_write_text(out / SEARCH_FILE, yaml.safe_dump(raw.data, sort_keys=False, allow_unicode=True))
-    study = open_study(config, out, resuming=resume_dir is not None)
+    else:
+        study = open_study(config, out, resuming=True)
     grid_size = sampler_for(params)[1]
     target = min(params.trials or grid_size, grid_size) if grid_size else params.trials or 10
     done = sum(t.state.name in FINAL_STATES for t in study.trials)
     if resume_dir is not None:
         print(f"search: resuming {out}: {done} of {target} trials finished", file=sys.stderr)
     if params.workers == 1:
-        run_trials(out, raw.data, target)
+        run_trials(out, raw.data, target, os.getpid() if params.storage else 0)  # a shared study: other draws
     else:
         _run_workers(out, raw.data, target, params.workers)
     best = _report(out, study_of(config, out))
@@ -190,8 +203,8 @@ def storage_url(config: SearchConfig, out: Path) -> str:
     return config.search.storage or f"sqlite:///{(out / 'study.db').resolve()}"
 
 
-def study_of(config: SearchConfig, out: Path):
-    """The study in the search's storage (made when missing)."""
+def study_of(config: SearchConfig, out: Path, seed_offset: int = 0):
+    """The study in the search's storage (made when missing), sampled with seed + `seed_offset`."""
     import optuna
 
     metric = config.train.metric or build_task(config.task).default_metric
@@ -202,7 +215,7 @@ def study_of(config: SearchConfig, out: Path):
         for attempt in range(5):  # searches starting together race to create the tables; the loser tries again
             try:
                 study = optuna.create_study(storage=storage_url(config, out), study_name=config.search.study_name,
-                                            direction=direction, sampler=sampler_for(config.search)[0], pruner=pruner,
+                                            direction=direction, sampler=sampler_for(config.search, seed_offset)[0], pruner=pruner,
                                             load_if_exists=True)
                 break
             except Exception as error:  # noqa: BLE001 — SQLAlchemy's OperationalError/IntegrityError
@@ -210,7 +223,9 @@ def study_of(config: SearchConfig, out: Path):
                     raise
                 time.sleep(0.5 + attempt)
     except (ImportError, ModuleNotFoundError) as error:
-        raise ConfigError(f"search.storage {config.search.storage}: its database driver is not installed ({error})") from None
+        raise ConfigError(f"search.storage {config.search.storage}: its database driver is not installed ({error}); "
+                          "for postgresql:// pip install 'psycopg[binary]', or name the driver you have, e.g. "
+                          "postgresql+psycopg2://") from None
     except Exception as error:  # noqa: BLE001 — SQLAlchemy's errors for an unreachable or wrong URL
         if type(error).__module__.startswith(("sqlalchemy", "optuna")):
             raise ConfigError(f"search.storage {storage_url(config, out)}: cannot open the study "
@@ -233,13 +248,13 @@ def open_study(config: SearchConfig, out: Path, resuming: bool):
     return study
 
 
-def run_trials(out: Path, raw_data: dict, target: int) -> None:
+def run_trials(out: Path, raw_data: dict, target: int, seed_offset: int = 0) -> None:
     """Run trials of the study until `target` have finished (in this process or any other sharing it)."""
     import optuna
 
     raw = RawConfig(data=raw_data)
     config = validate_config(SearchConfig, raw)
-    study = study_of(config, out)
+    study = study_of(config, out, seed_offset)
     params, metric = config.search, study.user_attrs["metric"]
     direction = study.direction.name.lower()
 
@@ -310,12 +325,12 @@ def _tell(study, trial, **result: Any) -> None:
             raise
 
 
-def _worker(out: str, raw_data: dict, target: int, threads: int) -> None:
+def _worker(out: str, raw_data: dict, target: int, threads: int, index: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     try:
-        run_trials(Path(out), raw_data, target)
+        run_trials(Path(out), raw_data, target, seed_offset=index)
     except Exception as error:  # noqa: BLE001 — a worker's error is printed; the others go on
         print(f"search: a worker stopped: {error}", file=sys.stderr)
 
@@ -323,11 +338,11 @@ def _worker(out: str, raw_data: dict, target: int, threads: int) -> None:
 def _run_workers(out: Path, raw_data: dict, target: int, workers: int) -> None:
     """`workers` processes share the study until `target` trials have finished."""
     import multiprocessing
-    import os
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(str(out), raw_data, target, threads)) for _ in range(workers)]
+    processes = [context.Process(target=_worker, args=(str(out), raw_data, target, threads, index))
+                 for index in range(workers)]
     for process in processes:
         process.start()
     for process in processes:
