@@ -172,3 +172,28 @@ def tiny_clip(tmp_path_factory) -> Path:
     images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=images, tokenizer=fast).save_pretrained(folder)
     return folder
+
+
+class Crash(Exception):
+    """Stands for a kill right after a checkpoint (tests of --resume)."""
+
+
+def crash_after_checkpoint(monkeypatch, argv: list[str], when=lambda state: state.epoch == 1 and state.batches_done) -> None:
+    """Run `lmforge ARGV` so that it stops (Crash) right after the first checkpoint whose loop state
+    satisfies `when` (default: mid-way through epoch 2); checkpoints then work normally again."""
+    import lmforge.train.loop as loop
+    from lmforge.cli import main
+
+    real_save = loop.save_checkpoint
+
+    def save_then_crash(run_dir, state, *args, **kwargs):
+        path = real_save(run_dir, state, *args, **kwargs)
+        if when(state):
+            raise Crash
+        return path
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    try:
+        with pytest.raises(Crash):
+            main(argv)
+    finally:
+        monkeypatch.setattr(loop, "save_checkpoint", real_save)

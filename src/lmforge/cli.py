@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -532,9 +533,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
+
+
+def overrides_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`argv` reordered as verb, positionals, `key=value` overrides, then options, so overrides may stand
+    anywhere (`lmforge evaluate CFG --output DIR data.max_eval_samples=16`); an option keeps its value."""
+    if not argv or argv[0] not in VERBS:
+        return argv
+    verb = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    if not any(action.dest == "overrides" for action in verb._actions):
+        return argv
+    takes_value = {flag for action in verb._actions if action.option_strings and action.nargs != 0
+                   for flag in action.option_strings}
+    positionals, overrides, options, rest = [], [], [], iter(argv[1:])
+    for token in rest:
+        if token in takes_value:
+            options += [token, next(rest, "")]
+        elif token.startswith("-"):
+            options.append(token)
+        elif OVERRIDE.match(token):
+            overrides.append(token)
+        else:
+            positionals.append(token)
+    return [argv[0], *positionals, *overrides, *options]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(overrides_last(parser, list(sys.argv[1:] if argv is None else argv)))
     if not args.verb:
         parser.print_help()
         return EXIT_USER_ERROR

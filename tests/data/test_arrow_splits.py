@@ -11,12 +11,11 @@ import os
 import numpy as np
 import pytest
 
-import lmforge.train.loop as loop
 from lmforge.cli import main
 from lmforge.data.arrow import ArrowRows, FeatureRows
 from lmforge.data.params import DataParams
 from lmforge.data.splits import read_splits
-from tests.conftest import make_sentences, write_jsonl
+from tests.conftest import crash_after_checkpoint, make_sentences, write_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -89,20 +88,7 @@ def test_an_arrow_run_resumes_bit_exact_and_refuses_a_changed_source(tiny_config
 
     common = ["train.epochs=2", "train.save_every_steps=5"]
     assert main(arrow_run(tiny_config, tmp_path, "whole", *common)) == 0
-    real_save = loop.save_checkpoint
-
-    class Crash(Exception):
-        pass
-
-    def save_then_crash(run_dir, state, *args, **kwargs):
-        path = real_save(run_dir, state, *args, **kwargs)
-        if state.epoch == 1 and state.batches_done:
-            raise Crash
-        return path
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(Crash):
-        main(arrow_run(tiny_config, tmp_path, "split", *common))
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    crash_after_checkpoint(monkeypatch, arrow_run(tiny_config, tmp_path, "split", *common))
     assert main(["train", "--resume", str(tmp_path / "split")]) == 0
     whole, split = load_file(tmp_path / "whole" / "model" / "model.safetensors"), \
         load_file(tmp_path / "split" / "model" / "model.safetensors")

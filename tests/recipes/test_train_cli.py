@@ -135,3 +135,9 @@ def test_skipped_rows_are_counted(tiny_config, tmp_path, sentiment_files, capsys
         handle.write('{"text": "", "label": "pos"}\nnot json\n')
     assert main(["train", str(tiny_config), "train.epochs=1", "data.on_error=skip"]) == 0
     assert "skipped 2 malformed rows" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_options(tiny_config, tmp_path, capsys):
+    out = tmp_path / "before"
+    assert main(["evaluate", str(tiny_config), "--output", str(out), "data.max_eval_samples=8"]) == 0
+    assert json.loads((out / "report.json").read_text())["count"] == 8

@@ -12,12 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-import lmforge.train.loop as loop
 from lmforge.cli import main
-
-
-class Crash(Exception):
-    pass
+from tests.conftest import crash_after_checkpoint
 
 
 def weights(run_dir: Path) -> dict:
@@ -36,20 +32,13 @@ def test_resume_after_crash_is_bit_exact(tiny_config, tmp_path, monkeypatch, cap
     common = ["train.epochs=3", "train.save_every_steps=7", "train.dropout=0.2", *extra]
     assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
 
-    real_save = loop.save_checkpoint
     calls = {"n": 0}
 
-    def save_then_crash(*args, **kwargs):
-        path = real_save(*args, **kwargs)
+    def third(state) -> bool:  # mid-way through epoch 2, after a mid-epoch checkpoint
         calls["n"] += 1
-        if calls["n"] == 3:  # mid-way through epoch 2, after a mid-epoch checkpoint
-            raise Crash
-        return path
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(Crash):
-        main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common])
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+        return calls["n"] == 3
+    crash_after_checkpoint(monkeypatch, ["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common],
+                           third)
     assert main(["train", "--resume", str(tmp_path / "split")]) == 0
     assert "resuming from" in capsys.readouterr().err
     assert_same_weights(tmp_path / "whole", tmp_path / "split")
@@ -102,17 +91,7 @@ def test_resume_cleans_a_kill_mid_write_and_a_cut_log_line(tiny_config, tmp_path
     common = ["train.epochs=2", "train.save_every_steps=5"]
     assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
     run = tmp_path / "run"
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(run_dir, state, *args, **kwargs):
-        path = real_save(run_dir, state, *args, **kwargs)
-        if state.epoch == 1 and state.batches_done:  # mid-way through epoch 2, after the epoch-1 model was saved
-            raise Crash
-        return path
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(Crash):
-        main(["train", str(tiny_config), f"train.output_dir={run}", *common])
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    crash_after_checkpoint(monkeypatch, ["train", str(tiny_config), f"train.output_dir={run}", *common])
     latest = (run / "checkpoints" / "latest").read_text().strip()
     (run / "checkpoints" / ".tmp-half").mkdir()  # a checkpoint cut short
     (run / "checkpoints" / ".tmp-half" / "model.safetensors").write_bytes(b"\0" * 100)
@@ -142,17 +121,29 @@ def test_the_run_says_and_records_the_precision_it_chose(tiny_config, tmp_path, 
 def test_fp16_trains_with_a_gradient_scaler_and_resumes_bit_exact(tiny_config, tmp_path, monkeypatch):
     common = ["train.epochs=2", "train.save_every_steps=7", "train.precision=fp16"]
     assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
-    real_save = loop.save_checkpoint
+    scales = []
 
-    def save_then_crash(run_dir, state, *args, **kwargs):
-        path = real_save(run_dir, state, *args, **kwargs)
-        if state.epoch == 1 and state.batches_done:
-            assert state.grad_scaler is not None and state.grad_scaler["scale"] > 0
-            raise Crash
-        return path
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(Crash):
-        main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common])
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    def mid_epoch_2(state) -> bool:
+        scales.append((state.grad_scaler or {}).get("scale"))
+        return state.epoch == 1 and state.batches_done
+    crash_after_checkpoint(monkeypatch, ["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common],
+                           mid_epoch_2)
+    assert scales and all(scale and scale > 0 for scale in scales)  # the gradient scaler's state is checkpointed
     assert main(["train", "--resume", str(tmp_path / "split")]) == 0
     assert_same_weights(tmp_path / "whole", tmp_path / "split")
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tiny_config, tmp_path, capsys):
+    assert main(["train", str(tiny_config), "train.epochs=1"]) == 0
+    run = tmp_path / "run"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "finished training (1 of 1 epochs); nothing to resume" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_log_that_is_not_a_terminal_gets_progress_lines(tiny_config, capsys):
+    assert main(["train", str(tiny_config), "train.epochs=1", "train.progress_every_seconds=0.000001"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("lmforge: epoch 1/1: batch ")]
+    assert len(lines) >= 5 and "samples/s, ETA " in lines[-1] and ", loss " in lines[-1]

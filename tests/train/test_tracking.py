@@ -7,29 +7,16 @@ import json
 
 import pytest
 
-import lmforge.train.loop as loop
 from lmforge.cli import main
+from tests.conftest import crash_after_checkpoint
 
 mlflow = pytest.importorskip("mlflow")
 
 
-class Crash(Exception):
-    pass
-
-
 def test_mlflow_records_params_and_metrics_and_resume_continues_the_run(tiny_config, tmp_path, monkeypatch):
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(run_dir, state, *args, **kwargs):
-        path = real_save(run_dir, state, *args, **kwargs)
-        if state.epoch == 1 and state.batches_done:
-            raise Crash
-        return path
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
     run = tmp_path / "run"
-    with pytest.raises(Crash):
-        main(["train", str(tiny_config), "train.tracking=mlflow", "train.save_every_steps=5", "train.log_every_steps=2"])
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    crash_after_checkpoint(monkeypatch, ["train", str(tiny_config), "train.tracking=mlflow", "train.save_every_steps=5",
+                                         "train.log_every_steps=2"])
     first_id = json.loads((run / "tracking.json").read_text())["mlflow"]
     assert main(["train", "--resume", str(run)]) == 0
     assert json.loads((run / "tracking.json").read_text())["mlflow"] == first_id

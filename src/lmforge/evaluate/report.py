@@ -9,10 +9,14 @@ from lmforge.data.readers import write_jsonl
 from lmforge.evaluate.plots import plot_confusion_matrix
 from lmforge.files import atomic_write_text
 
+#: numbers a report carries that describe the run, not the model's quality
+RUN_FACTS = frozenset({"train_seconds"})
+
 
 def headline(metrics: dict) -> list[str]:
-    """The top-level numeric metrics, in the order the task reported them."""
-    return [k for k, v in metrics.items() if isinstance(v, float)]
+    """The top-level numeric metrics, in the order the task reported them (run facts such as
+    train_seconds left out)."""
+    return [k for k, v in metrics.items() if isinstance(v, float) and k not in RUN_FACTS]
 
 
 #: metrics key of a task's trivial baseline -> how the report names it

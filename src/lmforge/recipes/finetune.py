@@ -39,7 +39,7 @@ from lmforge.recipes.schema import RunConfig
 from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
-from lmforge.train.checkpoint import has_checkpoint
+from lmforge.train.checkpoint import has_checkpoint, latest_state
 from lmforge.train.loop import FitData, fit
 from lmforge.train.processes import process_state
 from lmforge.train.tracking import check_trackers
@@ -95,6 +95,13 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
             resuming = _resume_point(resume_dir)
         else:
             resuming = has_checkpoint(resume_dir)
+        if resuming and (resume_dir / "report.json").is_file():
+            state = latest_state(resume_dir)
+            if state.epoch >= config.train.epochs or state.stopped_early:
+                say(f"lmforge: {resume_dir} finished training ({state.epoch} of {config.train.epochs} epochs"
+                    f"{', stopped early' if state.stopped_early else ''}); nothing to resume — its model is in "
+                    f"{resume_dir / 'model'}, its report in {resume_dir / 'report.md'}")
+                return resume_dir
     else:
         config = config.model_copy(update={"data": with_absolute_paths(config.data)})
     params = config.train

@@ -87,6 +87,11 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / "checkpoints" / "latest").is_file()
 
 
+def latest_state(run_dir: Path) -> LoopState:
+    """The loop state of the run's latest checkpoint."""
+    return LoopState(**json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8")))
+
+
 def latest_checkpoint(run_dir: Path) -> Path:
     """The checkpoint `latest` points at; a clear error when the run has none."""
     pointer = run_dir / "checkpoints" / "latest"

@@ -32,6 +32,7 @@ from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoi
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.params import TrainParams
 from lmforge.train.processes import process_state
+from lmforge.train.progress import ProgressLines
 from lmforge.train.tracking import Trackers
 from lmforge.tuning.adversarial import adversarial_backward
 from lmforge.tuning.params import TuningParams
@@ -218,6 +219,8 @@ def _train_epoch(loop: _Loop) -> None:
     accumulate = params.gradient_accumulation_steps
     progress = tqdm(total=batches, initial=state.batches_done, desc=f"epoch {state.epoch + 1}/{params.epochs}",
                     disable=None if accelerator.is_main_process else True, leave=False, file=sys.stderr)
+    lines = ProgressLines(f"epoch {state.epoch + 1}/{params.epochs}", batches, state.batches_done, params.batch_size,
+                          params.progress_every_seconds, enabled=accelerator.is_main_process)
     for indices in loop.order:
         position = state.batches_done  # index of this batch within the epoch
         window_start = position - position % accumulate
@@ -243,6 +246,7 @@ def _train_epoch(loop: _Loop) -> None:
         state.epoch_batches += 1
         state.batches_done += 1
         progress.update(1)
+        lines.update(state.batches_done, state.epoch_loss_sum / state.epoch_batches)
         if not sync:
             continue
         if params.max_grad_norm is not None:

@@ -34,6 +34,9 @@ class TrainParams(BaseModel):
                                                                     "since the last checkpoint, so a kill loses little; "
                                                                     "null = only by epoch and save_every_steps.")
     keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
+    progress_every_seconds: float | None = Field(30.0, gt=0, description="Where stderr is not a terminal (CI, nohup, "
+                                                                         "| tee): print a progress line this often; "
+                                                                         "null = never.")
     log_every_steps: int = Field(20, gt=0, description="Write the training loss to metrics.jsonl every N optimizer steps.")
     tensorboard: bool = Field(True, description="Also write TensorBoard event files to <run>/tensorboard.")
     tracking: list[Literal["mlflow", "wandb"]] = Field(
