@@ -41,7 +41,8 @@ from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state
 from lmforge.train.loop import FitData, fit
-from lmforge.train.processes import process_state
+from lmforge.train.optimizers import check_optimizer
+from lmforge.train.processes import check_launch, process_state
 from lmforge.train.tracking import check_trackers
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
@@ -59,6 +60,7 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     sees each epoch's validation metric (hyper-parameter search prunes by raising there). A user error
     before the first checkpoint removes the run directory this call made, so the same output_dir works
     once the input is fixed."""
+    check_launch()
     made: list[Path] = []
     try:
         return _finetune(config, resume_dir, on_validation, made)
@@ -113,6 +115,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if previous is not None:
         path = previous.model_path
     check_trackers(params.tracking)
+    check_optimizer(params.optimizer)
     task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)

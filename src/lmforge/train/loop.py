@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel
 
 from lmforge.data.arrow import feature_lengths, take_features
 from lmforge.data.batching import BatchOrder, pad_batch
@@ -30,6 +30,7 @@ from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from lmforge.train.metrics_log import MetricsLog
+from lmforge.train.optimizers import build_optimizer, build_scheduler
 from lmforge.train.params import TrainParams
 from lmforge.train.processes import process_state
 from lmforge.train.progress import ProgressLines
@@ -57,6 +58,15 @@ def make_accelerator() -> Accelerator:
     accelerate's process-wide state and can differ between runs in one process."""
     process_state()  # first, so that processes launched without a GPU see each other
     return Accelerator(mixed_precision="no")
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass instead of keeping them (less memory, ~30% more time)."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(target, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"train.gradient_checkpointing: {type(target).__name__} does not support it; set it to false")
+    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    target.config.use_cache = False
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -171,8 +181,10 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
                            num_processes=accelerator.num_processes)
     total_steps = math.ceil(len(order) / params.gradient_accumulation_steps) * params.epochs
     warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr, fused=True)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    if params.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    optimizer = build_optimizer(params.optimizer, param_groups(model, params.weight_decay), params.lr)
+    scheduler = build_scheduler(params.scheduler, optimizer, warmup, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     precision = resolve(params.precision, accelerator.device.type).precision
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None

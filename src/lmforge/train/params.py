@@ -14,7 +14,15 @@ class TrainParams(BaseModel):
     epochs: int = Field(3, gt=0, description="Passes over the training data.")
     batch_size: int = Field(32, gt=0, description="Examples per forward pass (per process).")
     eval_batch_size: int = Field(64, gt=0, description="Examples per forward pass when evaluating.")
-    lr: float = Field(5e-5, gt=0, description="Peak learning rate of AdamW.")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    optimizer: Literal["adamw", "adafactor", "adamw_8bit", "sgd"] = Field(
+        "adamw", description="adamw (torch's fused AdamW), adafactor (transformers; less optimizer memory), "
+                             "adamw_8bit (bitsandbytes, CUDA only), sgd (momentum 0.9).")
+    scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                       "inverse_sqrt"] = Field("linear", description="Learning-rate schedule after warm-up "
+                                                                     "(transformers.get_scheduler).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead of "
+                                                            "storing them: less memory for large models, ~30% slower.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norm weights).")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of optimizer steps spent warming up linearly.")
     warmup_steps: int | None = Field(None, ge=0, description="Warm-up steps; overrides warmup_ratio when set.")

@@ -15,3 +15,32 @@ def process_state() -> PartialState:
     accelerate's PartialState sees them only when told to use the CPU."""
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available()))
+
+
+def launcher_argv() -> list[str]:
+    """The command line of the process that started this one (empty when unknown)."""
+    try:
+        import psutil
+
+        return psutil.Process(os.getppid()).cmdline()
+    except Exception:  # noqa: BLE001 — no parent to read: nothing to check
+        return []
+
+
+def check_launch(parent: list[str] | None = None) -> None:
+    """Refuse a run that `accelerate launch --num_processes N` (N > 1) started as one process: without
+    --multi_gpu, accelerate starts a single process even though N were asked for (`--cpu` does this)."""
+    from lmforge.errors import ConfigError
+
+    parent = launcher_argv() if parent is None else parent
+    launched_by_accelerate = any("accelerate" in a for a in parent) and any(a.endswith("launch") for a in parent)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not launched_by_accelerate:
+        return
+    asked = next((parent[i + 1] for i, a in enumerate(parent[:-1]) if a in ("--num_processes", "--num-processes")),
+                 None) or next((a.split("=", 1)[1] for a in parent if a.startswith(("--num_processes=", "--num-processes="))),
+                               None)
+    if asked is not None and asked.isdigit() and int(asked) > 1:
+        raise ConfigError(f"accelerate launch started one process although --num_processes {asked} was asked for "
+                          "(it starts several only with --multi_gpu); on a machine without a GPU use "
+                          f"`accelerate launch --multi_gpu --num_processes {asked} -m lmforge.cli train …`: the "
+                          "processes join one gloo group on the CPU")
