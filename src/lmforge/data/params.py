@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.data.hub import HUB_PREFIX, hub_folder
 from lmforge.data.readers import VIRTUAL_PREFIXES
 
 
@@ -52,14 +53,21 @@ class DataParams(BaseModel):
                             "(auto: when the file is at least arrow_min_mb).")
     arrow_min_mb: float = Field(64.0, gt=0, description="data.arrow auto: the training file size from which Arrow is used.")
     num_proc: int = Field(1, gt=0, description="Processes tokenising an Arrow training split.")
+    allow_network: bool = Field(False, description="Let split paths name Hugging Face hub datasets "
+                                                   "(hf:namespace/name[:config][@split]), downloaded once and cached.")
 
 
 def file_params(spec: str | DataFile, params: DataParams) -> tuple[str, DataParams]:
-    """(path, params) for one split file, with that file's own column names applied."""
+    """(path, params) for one split file, with that file's own column names applied; a hub dataset
+    (`hf:…`, with data.allow_network) becomes its cached local folder."""
     if isinstance(spec, str):
-        return spec, params
+        return _local(spec, params), params
     own = {key: value for key, value in spec.model_dump(exclude={"path", "target_path"}).items() if value is not None}
-    return spec.path, params.model_copy(update=own)
+    return _local(spec.path, params), params.model_copy(update=own)
+
+
+def _local(path: str, params: DataParams) -> str:
+    return hub_folder(path, params.allow_network) if path.startswith(HUB_PREFIX) else path
 
 
 def with_absolute_paths(params: DataParams) -> DataParams:

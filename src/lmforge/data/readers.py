@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lmforge.data.errors_policy import RowErrors
+from lmforge.data.hub import HUB_PREFIX
 from lmforge.data.packaged import DATASET_PREFIX, dataset_file
 from lmforge.errors import DataError
 from lmforge.files import atomic_write_text, decode_utf8
@@ -26,7 +27,7 @@ ARROW_FOLDER = "dataset_info.json"  # a folder `datasets.Dataset.save_to_disk` w
 
 PACKAGE_PREFIX = "package:"
 #: data paths that name something other than a file on disk (never made absolute)
-VIRTUAL_PREFIXES = (PACKAGE_PREFIX, DATASET_PREFIX)
+VIRTUAL_PREFIXES = (PACKAGE_PREFIX, DATASET_PREFIX, HUB_PREFIX)
 
 
 def locate(path: str | Path) -> Path:
