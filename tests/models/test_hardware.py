@@ -51,3 +51,16 @@ def test_bf16_on_a_cpu_without_it_warns_once_with_the_measured_slowdown(monkeypa
 
 def test_the_slowdown_measurement_runs():
     assert hardware.bf16_slowdown(size=32, repeats=1) > 0
+
+
+def test_a_config_asking_for_bf16_on_a_cpu_without_it_trains_and_warns_in_one_line(tiny_config, monkeypatch, capsys):
+    from lmforge.cli import main
+
+    monkeypatch.setattr(hardware, "device_capabilities", lambda device, index=None: cpu_capabilities(EPYC))
+    hardware.resolve.cache_clear()
+    try:
+        assert main(["train", str(tiny_config), "train.epochs=1", "train.precision=bf16"]) == 0
+    finally:
+        hardware.resolve.cache_clear()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "bf16 on this CPU is emulated" in warnings[0] and "x slower than fp32" in warnings[0]
