@@ -113,8 +113,6 @@ def _write_atomically(target: Path, write: Callable[[Any], int]) -> int:
     """Run `write(handle)` into a temporary file beside `target`, then rename it into place."""
     from lmforge.files import atomic_write_with
 
-    _check_output_file(target)
-
     def fill(tmp: str) -> int:
         with open(tmp, "w", encoding="utf-8") as handle:
             return write(handle)

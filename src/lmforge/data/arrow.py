@@ -75,9 +75,6 @@ class ArrowRows(Sequence):
             for values in zip(*(batch[c] for c in columns), strict=True):
                 yield self.make(dict(zip(columns, values, strict=True)))
 
-    def column(self, name: str) -> list:
-        return self.table[name]
-
     def select(self, indices: np.ndarray) -> ArrowRows:
         return ArrowRows(self.table.select(indices), self.make, self.source)
 
@@ -119,8 +116,7 @@ class FeatureRows:
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.asarray(self.table.data.column("length").to_numpy(), dtype=np.int64) if self.table._indices is None \
-            else np.asarray(self.table["length"], dtype=np.int64)
+        return np.asarray(self.table.data.column("length").to_numpy(), dtype=np.int64)  # `tokenised` leaves no indices
 
 
 def take_features(features: Sequence[dict], indices: Sequence[int]) -> list[dict]:
@@ -156,31 +152,13 @@ def tokenised(rows: ArrowRows, encode_batch: Callable[[dict], dict], features: A
     return FeatureRows(mapped)
 
 
-def split_indices(count: int, fraction: float, seed: int, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out) row numbers: a seeded split of `fraction`, stratified on `keys` when every class has
-    at least two rows (the same rule as data.splits.split_off)."""
-    from sklearn.model_selection import train_test_split
-
-    everything = np.arange(count)
-    if fraction <= 0 or count < 2:
-        return everything, np.arange(0)
-    if keys is not None:
-        _, counts = np.unique(keys, return_counts=True)
-        keys = keys if counts.min() >= 2 else None
-    try:
-        kept, held = train_test_split(everything, test_size=fraction, random_state=seed, stratify=keys)
-    except ValueError:
-        kept, held = train_test_split(everything, test_size=fraction, random_state=seed)
-    return np.asarray(kept), np.asarray(held)
-
-
 def record_source(rows: ArrowRows, path: Path) -> None:
     """Write where a split's rows come from (source file stamp and row numbers) instead of a copy of them."""
     from lmforge.files import atomic_write_text, atomic_write_with
 
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.name.removesuffix(".jsonl")
-    atomic_write_with(path.with_name(f"{stem}.indices.npy"), lambda tmp: np.save(open(tmp, "wb"), rows.indices))
+    atomic_write_with(path.with_name(f"{stem}.indices.npy"), lambda tmp: np.save(tmp, rows.indices))
     atomic_write_text(path.with_name(f"{stem}.source.json"),
                       json.dumps(rows.source | {"rows": len(rows), "indices": f"{stem}.indices.npy"}, indent=1) + "\n")
 

@@ -51,15 +51,18 @@ def text_rows(path: str, params: str, multi_label: bool) -> Iterator[dict]:
     data = DataParams.model_validate_json(params)
     errors = RowErrors(data.on_error)
     reported = 0
-    for example in iter_examples(path, data, multi_label, errors, True):
+
+    def skipped_since() -> Iterator[dict]:
+        nonlocal reported
         for message in errors.skipped[reported:]:
             yield {"text": None, "text_pair": None, "labels": None, "line": None, "skipped": message}
         reported = len(errors.skipped)
+    for example in iter_examples(path, data, multi_label, errors, True):
+        yield from skipped_since()
         line = int(example.where.rsplit("line ", 1)[1])
         yield {"text": example.text, "text_pair": example.text_pair, "labels": list(example.labels), "line": line,
                "skipped": None}
-    for message in errors.skipped[reported:]:
-        yield {"text": None, "text_pair": None, "labels": None, "line": None, "skipped": message}
+    yield from skipped_since()
 
 
 def iter_examples(path: str | Path, params: DataParams, multi_label: bool, errors: RowErrors,

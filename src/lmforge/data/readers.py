@@ -80,7 +80,7 @@ class _ZstdReader(io.RawIOBase):
         import zstandard
 
         self.source, self.zstandard, self.pending = path.open("rb"), zstandard, b""
-        self.frame = zstandard.ZstdDecompressor().decompressobj()
+        self.frame, self.frame_started = zstandard.ZstdDecompressor().decompressobj(), False
 
     def readable(self) -> bool:
         return True
@@ -96,8 +96,6 @@ class _ZstdReader(io.RawIOBase):
         count = min(len(target), len(self.pending))
         target[:count], self.pending = self.pending[:count], self.pending[count:]
         return count
-
-    frame_started = False
 
     def _decompress(self, chunk: bytes) -> bytes:
         out = b""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from lmforge.data.arrow import ArrowRows, build_table, file_stamp, split_indices, use_arrow
+from lmforge.data.arrow import ArrowRows, build_table, file_stamp, use_arrow
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import (
     TextExample,
@@ -39,12 +38,20 @@ class Splits:
     skipped: list[str] = field(default_factory=list)
 
 
-def _stratify_keys(keys: list[str] | None) -> list[str] | None:
-    """Stratify only when every class has at least two rows, else split at random."""
-    if keys is None:
-        return None
-    counts = Counter(keys)
-    return keys if counts and min(counts.values()) >= 2 else None
+def split_indices(count: int, fraction: float, seed: int, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) row numbers: a seeded split of `fraction`, stratified on `keys` only when every
+    class has at least two rows, else at random."""
+    everything = np.arange(count)
+    if fraction <= 0 or count < 2:
+        return everything, np.arange(0)
+    if keys is not None:
+        _, counts = np.unique(keys, return_counts=True)
+        keys = keys if counts.min() >= 2 else None
+    try:
+        kept, held = train_test_split(everything, test_size=fraction, random_state=seed, stratify=keys)
+    except ValueError:  # too few rows per class for the requested share
+        kept, held = train_test_split(everything, test_size=fraction, random_state=seed)
+    return np.asarray(kept), np.asarray(held)
 
 
 def split_off(examples: list[T], fraction: float, seed: int,
@@ -52,12 +59,9 @@ def split_off(examples: list[T], fraction: float, seed: int,
     """(kept, held out): a seeded split of `fraction` of the examples, stratified on `key` when given."""
     if fraction <= 0 or len(examples) < 2:
         return examples, []
-    keys = _stratify_keys([key(ex) for ex in examples] if key else None)
-    try:
-        kept, held = train_test_split(examples, test_size=fraction, random_state=seed, stratify=keys)
-    except ValueError:  # too few rows per class for the requested share
-        kept, held = train_test_split(examples, test_size=fraction, random_state=seed)
-    return list(kept), list(held)
+    keys = np.asarray([key(ex) for ex in examples]) if key else None
+    kept, held = split_indices(len(examples), fraction, seed, keys)
+    return [examples[i] for i in kept], [examples[i] for i in held]
 
 
 def assemble_splits(read: Callable[[str, DataParams, RowErrors], list[T]], data: DataParams, seed: int, expected: str,
@@ -153,9 +157,8 @@ def read_arrow_splits(params: DataParams, path: Path, seed: int, multi_label: bo
         table = table.select(range(params.max_train_samples))
     if len(table) == 0:
         raise DataError(f"{path}: no usable rows (the path of a .jsonl, .csv, .tsv or .parquet training file)")
-    flat = pc.list_flatten(table.data.column("labels") if table._indices is None else
-                           table.flatten_indices().data.column("labels"))
-    found = sort_labels(pc.unique(flat).to_pylist())
+    label_lists = (table.flatten_indices() if table._indices is not None else table).data.column("labels")
+    found = sort_labels(pc.unique(pc.list_flatten(label_lists)).to_pylist())
     labels = list(params.labels or found)
     unknown = sorted(set(found) - set(labels))
     if unknown:
@@ -171,10 +174,7 @@ def read_arrow_splits(params: DataParams, path: Path, seed: int, multi_label: bo
             return None
         return check_labels(read_examples(*file_params(spec, params), multi_label, errors), labels, errors)
     validation, test = load(params.validation), load(params.test)
-    keys = None
-    if validation is None or test is None:
-        keys = _stratify_codes(rows.table.data.column("labels") if rows.table._indices is None
-                               else rows.table.flatten_indices().data.column("labels"))
+    keys = _stratify_codes(label_lists) if validation is None or test is None else None
     if test is None:
         kept, held = split_indices(len(rows), params.test_fraction, seed, keys)
         test, rows, keys = rows.select(held).materialise(), rows.select(kept), keys[kept]

@@ -140,7 +140,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         if splits.skipped:
             say(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}")
         labels = f"{len(splits.labels)} labels; " if splits.labels else ""
-        forms = Counter(getattr(e, "form", None) for e in splits.train)
+        forms = Counter(e.form for e in splits.train) if isinstance(splits.train, list) and splits.train \
+            and hasattr(splits.train[0], "form") else Counter()
         if any(forms):
             say("lmforge: chat rows read as " + ", ".join(f"{count} {form}" for form, count in forms.items() if form))
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "

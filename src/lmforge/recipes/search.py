@@ -160,7 +160,7 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
                           "examples/search_sst2.yaml), or use `lmforge train` to train once")
     config = validate_config(SearchConfig, raw)
     params = config.search
-    sampler_for(params)  # a grid that cannot be built is named before anything is written
+    grid_size = sampler_for(params)[1]  # a grid that cannot be built is named before anything is written
     out = Path(resume_dir or config.train.output_dir or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
     if resume_dir is None:
         if out.exists() and any(out.iterdir()):
@@ -177,7 +177,6 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
         atomic_write_text(out / SEARCH_FILE, yaml.safe_dump(raw.data, sort_keys=False, allow_unicode=True))
     else:
         study = open_study(config, out, resuming=True)
-    grid_size = sampler_for(params)[1]
     target = min(params.trials or grid_size, grid_size) if grid_size else params.trials or 10
     done = sum(t.state.name in FINAL_STATES for t in study.trials)
     if resume_dir is not None:
@@ -186,7 +185,7 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
         run_trials(out, raw.data, target, os.getpid() if params.storage else 0)  # a shared study: other draws
     else:
         _run_workers(out, raw.data, target, params.workers)
-    best = _report(out, study_of(config, out))
+    best = _report(out, study)
     if best is not None:
         print(f"search: best trial {best['trial']}: {best['metric']} {best[best['metric']]:.4f} with "
               f"{ {k: best[k] for k in params.space} }", file=sys.stderr)
@@ -266,7 +265,6 @@ def run_trials(out: Path, raw_data: dict, target: int, seed_offset: int = 0) -> 
 
         def on_validation(epoch: int, value: float) -> None:
             history.append(value)
-            trial.set_user_attr("epochs", len(history))
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()

@@ -88,8 +88,7 @@ def inline_schema(schema: Any, param: str, limits: RequestLimits) -> str:
         try:
             schema = json.loads(schema)
         except json.JSONDecodeError:
-            raise BadRequest(f"{param}: give the JSON schema itself (a JSON object); a request cannot name a file",
-                             param) from None
+            schema = None
     if not isinstance(schema, dict):
         raise BadRequest(f"{param}: give the JSON schema itself (a JSON object); a request cannot name a file", param)
     text = json.dumps(schema)

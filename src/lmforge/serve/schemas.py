@@ -15,15 +15,8 @@ from lmforge.decode.params import DecodeParams
 from lmforge.serve.limits import RequestLimits, check_outputs, check_params, checked_extension, inline_schema
 
 MAX_TOKENS_LIMIT = 4096
-#: OpenAI request fields this server does not implement, and what to say about them
-UNSUPPORTED = {
-    "tools": "function calling (tools) is not supported by this server; describe the tool in the prompt, or "
-             "constrain the output with response_format json_schema",
-    "tool_choice": "function calling (tool_choice) is not supported by this server",
-    "functions": "function calling (functions) is not supported by this server",
-    "function_call": "function calling (function_call) is not supported by this server",
-    "parallel_tool_calls": "function calling (parallel_tool_calls) is not supported by this server",
-}
+#: OpenAI request fields of function calling, which this server does not implement
+FUNCTION_CALLING = ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls")
 
 
 def unicode_problem(value: Any, where: str = "") -> str | None:
@@ -55,9 +48,10 @@ class ApiModel(BaseModel):
         if (where := unicode_problem(data)) is not None:
             raise ValueError(f"{where}: the text is not valid Unicode (a lone surrogate such as \\ud800); send UTF-8 text")
         if isinstance(data, dict):
-            for name, message in UNSUPPORTED.items():
+            for name in FUNCTION_CALLING:
                 if name in data and name not in cls.model_fields:
-                    raise ValueError(f"{name}: {message}")
+                    raise ValueError(f"{name}: function calling is not supported by this server; describe the tool "
+                                     "in the prompt, or constrain the output with response_format json_schema")
         return data
 
 

@@ -104,7 +104,8 @@ class TextClassification:
                                 max_length=max_length)
             out = {key: encoded[key] for key in keys}
             if self.params.multi_label:
-                out["labels"] = [[1.0 if label in set(row) else 0.0 for label in self.labels] for row in columns["labels"]]
+                out["labels"] = [[1.0 if label in present else 0.0 for label in self.labels]
+                                 for present in map(set, columns["labels"])]
             else:
                 out["labels"] = [index[row[0]] for row in columns["labels"]]
             out["length"] = [len(ids) for ids in encoded["input_ids"]]

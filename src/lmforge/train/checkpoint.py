@@ -87,9 +87,14 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / "checkpoints" / "latest").is_file()
 
 
+def read_state(checkpoint: Path) -> LoopState:
+    """The loop state saved in `checkpoint`."""
+    return LoopState(**json.loads((checkpoint / "state.json").read_text(encoding="utf-8")))
+
+
 def latest_state(run_dir: Path) -> LoopState:
     """The loop state of the run's latest checkpoint."""
-    return LoopState(**json.loads((latest_checkpoint(run_dir) / "state.json").read_text(encoding="utf-8")))
+    return read_state(latest_checkpoint(run_dir))
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -109,4 +114,4 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return LoopState(**json.loads((path / "state.json").read_text(encoding="utf-8")))
+    return read_state(path)

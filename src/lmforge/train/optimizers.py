@@ -22,7 +22,8 @@ def _adafactor(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return Adafactor(groups, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
 
 
-def _adamw_8bit(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+def _bitsandbytes():
+    """bitsandbytes, where it can run (CUDA); else a one-line ConfigError."""
     if not torch.cuda.is_available():
         raise ConfigError("train.optimizer adamw_8bit runs on CUDA GPUs only (bitsandbytes); on this machine use "
                           "adamw or adafactor")
@@ -30,7 +31,11 @@ def _adamw_8bit(groups: list[dict], lr: float) -> torch.optim.Optimizer:
         import bitsandbytes
     except ImportError:
         raise ConfigError("train.optimizer adamw_8bit needs bitsandbytes: pip install bitsandbytes") from None
-    return bitsandbytes.optim.AdamW8bit(groups, lr=lr)
+    return bitsandbytes
+
+
+def _adamw_8bit(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return _bitsandbytes().optim.AdamW8bit(groups, lr=lr)
 
 
 def _sgd(groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -46,7 +51,7 @@ OPTIMIZERS: dict[str, Callable[[list[dict], float], torch.optim.Optimizer]] = {
 def check_optimizer(name: str) -> None:
     """Refuse an optimizer this machine cannot run, before anything is written."""
     if name == "adamw_8bit":
-        _adamw_8bit([], 0.0)
+        _bitsandbytes()
 
 
 def build_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:

@@ -36,9 +36,11 @@ def check_launch(parent: list[str] | None = None) -> None:
     launched_by_accelerate = any("accelerate" in a for a in parent) and any(a.endswith("launch") for a in parent)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not launched_by_accelerate:
         return
-    asked = next((parent[i + 1] for i, a in enumerate(parent[:-1]) if a in ("--num_processes", "--num-processes")),
-                 None) or next((a.split("=", 1)[1] for a in parent if a.startswith(("--num_processes=", "--num-processes="))),
-                               None)
+    asked = None
+    for index, argument in enumerate(parent):
+        flag, _, value = argument.partition("=")
+        if flag in ("--num_processes", "--num-processes"):
+            asked = value or (parent[index + 1] if index + 1 < len(parent) else None)
     if asked is not None and asked.isdigit() and int(asked) > 1:
         raise ConfigError(f"accelerate launch started one process although --num_processes {asked} was asked for "
                           "(it starts several only with --multi_gpu); on a machine without a GPU use "
