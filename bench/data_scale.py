@@ -1,12 +1,13 @@
 """Data that outgrows memory: time to the first optimizer step and peak RSS of `lmforge train` as the
-training file grows, with the rows held as Python lists (data.arrow=false, the old path) and in a
-memory-mapped Arrow table (data.arrow=true) — then the Arrow run again, which reads its cache.
+training file grows, with the rows held as Python lists (data.arrow=false, the old path), in a
+memory-mapped Arrow table (data.arrow=true) — then the Arrow run again, which reads its cache — and read
+from the file as needed (data.streaming=true: a counting pass, then batches tokenised as drawn).
 
 SST-2 sentences (../shared/data/sst2; synthetic when absent) repeated to N rows of jsonl, MiniLM-L6,
 max_length 64, batch 32, validation on SST-2 dev. Each run is stopped a few seconds after its first
 optimizer step; RSS is sampled every 0.1 s over the whole process tree.
 
-    python bench/data_scale.py --rows 10000,100000,1000000 --paths list,arrow,arrow-again
+    python bench/data_scale.py --rows 10000,100000,1000000 --paths list,arrow,arrow-again,stream
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def measure(train: Path, dev: str, run_dir: Path, arrow: bool, cache: Path, after_step_s: float) -> dict:
+PATHS = {"list": ["data.arrow=false"], "arrow": ["data.arrow=true"], "arrow-again": ["data.arrow=true"],
+         "stream": ["data.streaming=true"]}
+
+
+def measure(train: Path, dev: str, run_dir: Path, path: str, cache: Path, after_step_s: float) -> dict:
     """Seconds to the first optimizer step, peak RSS (MB) up to a few seconds after it, run-directory size."""
     command = [sys.executable, "-m", "lmforge.cli", "train", "task=text-classification", "model=minilm-l6",
                 "data.max_length=64", "train.batch_size=32", "train.epochs=1",
-                f"data.train={train}", f"data.validation={dev}", f"data.arrow={'true' if arrow else 'false'}",
+                f"data.train={train}", f"data.validation={dev}", *PATHS[path],
                 f"train.output_dir={run_dir}", "train.log_every_steps=1", "train.tensorboard=false"]
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
@@ -93,7 +98,7 @@ def measure(train: Path, dev: str, run_dir: Path, arrow: bool, cache: Path, afte
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="10000,100000,1000000")
-    parser.add_argument("--paths", default="list,arrow,arrow-again", help="list, arrow, arrow-again (cache warm)")
+    parser.add_argument("--paths", default="list,arrow,arrow-again", help="list, arrow, arrow-again (cache warm), stream")
     parser.add_argument("--after-step", type=float, default=5.0, help="seconds to keep training after the first step")
     args = parser.parse_args()
     results = []
@@ -106,7 +111,7 @@ def main() -> None:
             cache = folder / f"cache-{count}"
             for path in args.paths.split(","):
                 run_dir = folder / f"run-{count}-{path}"
-                r = measure(train, dev, run_dir, path != "list", cache, args.after_step)
+                r = measure(train, dev, run_dir, path, cache, args.after_step)
                 r |= {"rows": count, "path": path, "file_mb": round(train.stat().st_size / 2**20, 1)}
                 results.append(r)
                 print(json.dumps(r), flush=True)

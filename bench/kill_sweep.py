@@ -6,6 +6,7 @@ times (alternating: at a random second, or the moment a checkpoint or model stag
 resumed with `lmforge train --resume` until it finishes. Prints one line per kill and a verdict.
 
     python bench/kill_sweep.py --trials 6 --kills-per-trial 2
+    python bench/kill_sweep.py --rows 5000000 --streaming --max-steps 60 --save-every-steps 10 --trials 2
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ COMMAND = [sys.executable, "-m", "lmforge.cli", "train"]
 
 
 def write_data(folder: Path, rows: int) -> Path:
-    """SST-2's first rows as jsonl (synthetic sentences when the shared data is absent)."""
+    """SST-2's first rows as jsonl, repeated when more are asked for (synthetic sentences when the shared
+    data is absent)."""
     import json
 
     if SST2.is_file():
@@ -35,9 +37,13 @@ def write_data(folder: Path, rows: int) -> Path:
     else:
         rng = random.Random(0)
         words = ["good", "bad", "film", "plot", "actors", "great", "dull", "story", "very", "the"]
-        records = [{"text": " ".join(rng.choices(words, k=8)), "label": str(rng.randint(0, 1))} for _ in range(rows)]
+        records = [{"text": " ".join(rng.choices(words, k=8)), "label": str(rng.randint(0, 1))}
+                   for _ in range(min(rows, 60_000))]
+    base = [json.dumps(r) + "\n" for r in records]
     path = folder / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    with path.open("w", encoding="utf-8") as handle:
+        for start in range(0, rows, len(base)):
+            handle.writelines(base[: min(len(base), rows - start)])
     return path
 
 
@@ -75,6 +81,9 @@ def main() -> None:
     parser.add_argument("--model", default="minilm-l6")
     parser.add_argument("--rows", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--streaming", action="store_true", help="data.streaming=true (validation: 500 held-out rows)")
+    parser.add_argument("--max-steps", type=int, help="train.max_steps (a part of a large file)")
+    parser.add_argument("--save-every-steps", type=int, default=4)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -84,7 +93,11 @@ def main() -> None:
         config = folder / "cfg.yaml"
         config.write_text(f"task: text-classification\nmodel: {args.model}\n", encoding="utf-8")
         common = [f"data.train={train}", "data.max_length=48", "train.epochs=2", "train.batch_size=16",
-                  "train.save_every_steps=4", "train.dropout=0.1", "train.tensorboard=false"]
+                  f"train.save_every_steps={args.save_every_steps}", "train.dropout=0.1", "train.tensorboard=false"]
+        if args.streaming:
+            common += ["data.streaming=true", "data.max_eval_samples=500"]
+        if args.max_steps:
+            common += [f"train.max_steps={args.max_steps}"]
         started = time.perf_counter()
         subprocess.run([*COMMAND, str(config), f"train.output_dir={folder / 'whole'}", *common], env=env, check=True,
                        capture_output=True)

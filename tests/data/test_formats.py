@@ -76,12 +76,13 @@ def test_sharegpt_alpaca_and_openai_rows_become_dialogues(tmp_path):
     assert examples[2].messages == [{"role": "user", "content": "Say hello."}] and examples[2].target == "bonjour"
 
 
-def test_a_training_run_names_the_chat_forms_it_read(tmp_path, tiny_chat_llama, capsys):
+@pytest.mark.parametrize("streaming", [[], ["data.streaming=true", "data.max_eval_samples=100"]])
+def test_a_training_run_names_the_chat_forms_it_read(tmp_path, tiny_chat_llama, capsys, streaming):
     train = write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS * 6)
     config = tmp_path / "cfg.yaml"
     config.write_text(f"task: generation\nmodel: {tiny_chat_llama}\n")
     assert main(["train", str(config), f"data.train={train}", f"train.output_dir={tmp_path / 'run'}",
-                 "train.epochs=1", "train.tensorboard=false", "data.validation_fraction=0.2"]) == 0
+                 "train.epochs=1", "train.tensorboard=false", "data.validation_fraction=0.2", *streaming]) == 0
     line = [x for x in capsys.readouterr().err.splitlines() if "chat rows read as" in x][0]
     assert "sharegpt" in line and "alpaca" in line and "openai" in line
 

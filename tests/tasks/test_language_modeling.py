@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -54,12 +55,13 @@ def write_texts(path, count, seed):
     return path
 
 
-def test_masked_lm_continued_pretraining(tmp_path, tiny_bert, capsys):
+@pytest.mark.parametrize("streaming", [[], ["data.streaming=true", "data.shuffle_buffer=100"]])
+def test_masked_lm_continued_pretraining(tmp_path, tiny_bert, capsys, streaming):
     train, dev = write_texts(tmp_path / "train.txt", 300, 0), write_texts(tmp_path / "dev.txt", 40, 1)
     run = tmp_path / "run"
     assert main(["train", "task=language-modeling", f"model={tiny_bert}", f"data.train={train}", f"data.validation={dev}",
                  "data.max_length=32", "train.epochs=3", "train.lr=3e-3", "train.batch_size=8",
-                 "train.tensorboard=false", f"train.output_dir={run}"]) == 0
+                 "train.tensorboard=false", f"train.output_dir={run}", *streaming]) == 0
     history = [json.loads(line)["validation"] for line in (run / "metrics.jsonl").read_text().splitlines()
                if "validation" in line]
     assert history[-1]["loss"] < history[0]["loss"]

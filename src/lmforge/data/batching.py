@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from lmforge.data.arrow import take_features
+
 
 class BatchOrder:
     """Yields lists of example indices; `set_epoch(epoch, skip)` picks the order and resumes inside it."""
@@ -60,6 +62,11 @@ class BatchOrder:
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()[self.skip:]
+
+    def feature_batches(self, features: Sequence[dict]) -> Iterator[list[dict]]:
+        """The features of each batch left in the epoch (read lazily from a table when they live in one)."""
+        for indices in self:
+            yield take_features(features, indices)
 
 
 class TaskSampledOrder(BatchOrder):

@@ -3,6 +3,7 @@ chat dialogues (a list of {role, content} turns whose last assistant turn is the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -123,7 +124,12 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
                     labelled: bool, fmt: str = "auto", task_column: str = "task") -> list[GenerationExample]:
     """Rows with a source and target column, or with a messages column (chat); a `task_column` string, when
     present, names the row's task."""
-    examples = []
+    return list(iter_generation(path, source_column, target_column, messages_column, errors, labelled, fmt, task_column))
+
+
+def iter_generation(path: str, source_column: str, target_column: str, messages_column: str, errors: RowErrors,
+                    labelled: bool, fmt: str = "auto", task_column: str = "task") -> Iterator[GenerationExample]:
+    """The examples of `read_generation`, one at a time."""
     for number, record in read_records(path, fmt, errors):
         where = f"{path}, line {number}"
         task = record.get(task_column)
@@ -137,7 +143,7 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
             if isinstance(parsed, str):
                 errors.report(where, f"{parsed} ({form} chat row)")
                 continue
-            examples.append(GenerationExample(None, parsed[1], where, parsed[0], task=task, form=form))
+            yield GenerationExample(None, parsed[1], where, parsed[0], task=task, form=form)
             continue
         source = record.get(source_column)
         if not isinstance(source, str) or not source.strip():
@@ -149,9 +155,8 @@ def read_generation(path: str, source_column: str, target_column: str, messages_
             errors.report(where, f"empty target: no text under '{target_column}': give the reference there, a list "
                                  "of strings for several (a config can name another field with task.target_column)")
             continue
-        examples.append(GenerationExample(source, target if labelled else None, where,
-                                          references=references if labelled else None, task=task))
-    return examples
+        yield GenerationExample(source, target if labelled else None, where,
+                                references=references if labelled else None, task=task)
 
 
 def read_parallel(source_path: str, target_path: str | None, errors: RowErrors) -> list[GenerationExample]:

@@ -53,6 +53,11 @@ class DataParams(BaseModel):
                             "(auto: when the file is at least arrow_min_mb).")
     arrow_min_mb: float = Field(64.0, gt=0, description="data.arrow auto: the training file size from which Arrow is used.")
     num_proc: int = Field(1, gt=0, description="Processes tokenising an Arrow training split.")
+    streaming: bool = Field(False, description="Read the training file as it is needed instead of whole (files larger "
+                                               "than memory): rows counted once, each epoch drawn through a seeded "
+                                               "shuffle buffer and tokenised batch by batch; resumable mid-epoch.")
+    shuffle_buffer: int = Field(10_000, gt=0, description="data.streaming: rows in the shuffle buffer (larger mixes "
+                                                          "better, holds more rows in memory).")
     allow_network: bool = Field(False, description="Let split paths name Hugging Face hub datasets "
                                                    "(hf:namespace/name[:config][@split]), downloaded once and cached.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -16,12 +16,14 @@ from lmforge.data.labelled import (
     TextExample,
     check_labels,
     infer_labels,
+    iter_examples,
     read_examples,
     sort_labels,
     text_rows,
 )
 from lmforge.data.params import DataFile, DataParams, file_params
 from lmforge.data.readers import locate
+from lmforge.data.streaming import Iterate, stream_splits
 from lmforge.errors import ConfigError, DataError
 
 T = TypeVar("T")
@@ -66,13 +68,20 @@ def split_off(examples: list[T], fraction: float, seed: int,
 
 def assemble_splits(read: Callable[[str, DataParams, RowErrors], list[T]], data: DataParams, seed: int, expected: str,
                     key: Callable[[T], str] | None = None,
-                    after_train: Callable[[list[T]], list[str]] | None = None) -> Splits:
+                    after_train: Callable[[list[T]], list[str]] | None = None,
+                    iterate: Iterate | None = None) -> Splits:
     """Each split read from its file with `read(path, params, errors)`, or split off train.
 
     `after_train(train)` runs before the other files are read and returns the label set (a task infers
-    it there); `expected` describes the training file in the error raised when data.train is missing."""
+    it there); `expected` describes the training file in the error raised when data.train is missing.
+    `iterate(path, params, errors)`, reading a file lazily, lets the task stream (data.streaming)."""
     if data.train is None:
         raise ConfigError(f"data.train is required: {expected}")
+    if data.streaming:
+        if iterate is None or after_train is not None:
+            raise ConfigError("data.streaming works for text-classification (and prompt-classification, relevance-"
+                              "scoring), generation and language-modeling; set data.streaming=false for this task")
+        return Splits(*stream_splits(iterate, data, seed, expected))
     errors = RowErrors(data.on_error)
 
     def load(spec: str | DataFile | None) -> list[T] | None:
@@ -100,6 +109,8 @@ def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Spl
     """Labelled text splits: the label set is data.labels or inferred from train, and rows of the other
     files (or of train, when data.labels is given) with other labels are reported. A large training file
     (data.arrow) is read into a memory-mapped Arrow table instead of a list."""
+    if params.train is not None and params.streaming:
+        return read_streamed_splits(params, seed, multi_label)
     if params.train is not None:
         path = locate(file_params(params.train, params)[0])
         if use_arrow(params.arrow, path, params.arrow_min_mb):
@@ -112,12 +123,32 @@ def read_splits(params: DataParams, seed: int, multi_label: bool = False) -> Spl
 
     def set_labels(train: list[TextExample]) -> list[str]:
         labels.extend([] if labels else infer_labels(train))
-        if not multi_label and len(labels) < 2:
-            raise DataError(f"{file_params(params.train, params)[0]}: found only one label ({labels[0] if labels else 'none'}); "
-                            f"classification needs at least two (set data.labels or check data.label_column)")
+        _enough_labels(file_params(params.train, params)[0], labels, multi_label)
         return labels
 
     return assemble_splits(read, params, seed, "the path of a .jsonl, .csv or .tsv training file", _label_key, set_labels)
+
+
+def _enough_labels(path: str, labels: list[str], multi_label: bool) -> None:
+    if not multi_label and len(labels) < 2:
+        raise DataError(f"{path}: found only one label ({labels[0] if labels else 'none'}); classification needs at "
+                        "least two (set data.labels or check data.label_column)")
+
+
+def read_streamed_splits(params: DataParams, seed: int, multi_label: bool) -> Splits:
+    """Labelled splits whose training rows are read from their file as needed (`data.streaming`); the label set is
+    data.labels (rows with others reported) or every label the counting pass met."""
+    known = list(params.labels or [])
+
+    def iterate(path: str, own: DataParams, errors: RowErrors) -> Iterator[TextExample]:
+        examples = iter_examples(path, own, multi_label, errors)
+        return (ex for ex in examples if not known or check_labels([ex], known, errors))
+
+    train, validation, test, labels, skipped = stream_splits(
+        iterate, params, seed, "the path of a .jsonl, .csv, .tsv or .parquet training file",
+        labels_of=lambda ex: ex.labels, check=check_labels)
+    _enough_labels(file_params(params.train, params)[0], labels, multi_label)
+    return Splits(train=train, validation=validation, test=test, labels=labels, skipped=skipped)
 
 
 def _text_example(path: str) -> Callable[[dict], TextExample]:
@@ -163,9 +194,7 @@ def read_arrow_splits(params: DataParams, path: Path, seed: int, multi_label: bo
     unknown = sorted(set(found) - set(labels))
     if unknown:
         raise DataError(f"{path}: label '{unknown[0]}' is not in data.labels ({', '.join(labels[:20])}); add it there")
-    if not multi_label and len(labels) < 2:
-        raise DataError(f"{path}: found only one label ({labels[0] if labels else 'none'}); classification needs at "
-                        "least two (set data.labels or check data.label_column)")
+    _enough_labels(str(path), labels, multi_label)
     rows = ArrowRows(table, _text_example(str(path)), file_stamp(path))
     errors = RowErrors(params.on_error)
 

@@ -13,6 +13,7 @@ from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample
+from lmforge.data.streaming import head_rows
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
@@ -129,7 +130,8 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
     model, tokenizer = load_pretrained(task, config)
     out_dir = create_run_dir(config)
     save_config(config, out_dir)
-    return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir, splits.train)
+    return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir,
+                             head_rows(splits.train))
 
 
 def pretrained_embeddings(config: RunConfig, trained: PreTrainedModel | None) -> torch.Tensor:

@@ -14,6 +14,7 @@ from accelerate.utils import broadcast_object_list, set_seed
 from lmforge.config.validate import suggest
 from lmforge.data.arrow import check_source_unchanged
 from lmforge.data.params import with_absolute_paths
+from lmforge.data.streaming import StreamedFeatures, StreamedRows, head_rows
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history, plot_rewards
@@ -40,7 +41,7 @@ from lmforge.recipes.serve import served_task
 from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state
-from lmforge.train.loop import FitData, fit
+from lmforge.train.loop import FitData, finished, fit
 from lmforge.train.optimizers import check_optimizer
 from lmforge.train.processes import check_launch, process_state
 from lmforge.train.tracking import check_trackers
@@ -99,9 +100,9 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
             resuming = has_checkpoint(resume_dir)
         if resuming and (resume_dir / "report.json").is_file():
             state = latest_state(resume_dir)
-            if state.epoch >= config.train.epochs or state.stopped_early:
-                say(f"lmforge: {resume_dir} finished training ({state.epoch} of {config.train.epochs} epochs"
-                    f"{', stopped early' if state.stopped_early else ''}); nothing to resume — its model is in "
+            if finished(state, config.train):
+                say(f"lmforge: {resume_dir} finished training ({state.epoch} of {config.train.epochs} epochs, "
+                    f"{state.global_step} steps{', stopped early' if state.stopped_early else ''}); nothing to resume — its model is in "
                     f"{resume_dir / 'model'}, its report in {resume_dir / 'report.md'}")
                 return resume_dir
     else:
@@ -115,6 +116,9 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if previous is not None:
         path = previous.model_path
     check_trackers(params.tracking)
+    if config.data.streaming and (config.tuning.continual or config.tuning.strategy_network):
+        raise ConfigError(f"data.streaming works without tuning.{'continual' if config.tuning.continual else 'strategy_network'}"
+                          " (it reads the training rows whole); set data.streaming=false")
     check_optimizer(params.optimizer)
     task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
@@ -136,12 +140,19 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
             made.append(run_dir)
             save_config(config, run_dir)
         for name in ("train", "validation", "test"):
-            task.save_examples(getattr(splits, name), run_dir / "data" / f"{name}.jsonl")
+            split = getattr(splits, name)
+            if isinstance(split, StreamedRows):  # where its rows come from, not a copy
+                split.record(run_dir / "data" / f"{name}.jsonl")
+            else:
+                task.save_examples(split, run_dir / "data" / f"{name}.jsonl")
         if splits.skipped:
             say(f"lmforge: skipped {len(splits.skipped)} malformed rows (data.on_error=skip); first: {splits.skipped[0]}")
         labels = f"{len(splits.labels)} labels; " if splits.labels else ""
-        forms = Counter(e.form for e in splits.train) if isinstance(splits.train, list) and splits.train \
-            and hasattr(splits.train[0], "form") else Counter()
+        if isinstance(splits.train, StreamedRows):
+            forms = splits.train.forms
+        else:
+            forms = Counter(e.form for e in splits.train) if isinstance(splits.train, list) and splits.train \
+                and hasattr(splits.train[0], "form") else Counter()
         if any(forms):
             say("lmforge: chat rows read as " + ", ".join(f"{count} {form}" for form, count in forms.items() if form))
         say(f"lmforge: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test rows, "
@@ -176,10 +187,14 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%) in "
             f"{precision.precision} ({precision.reason})")
 
+    if isinstance(splits.train, StreamedRows):
+        train_features = StreamedFeatures(splits.train, lambda batch: task.encode(batch, tokenizer, max_length))
+    else:
+        train_features = task.encode(splits.train, tokenizer, max_length)
+    baseline_examples = head_rows(splits.train)  # the scores' majority baseline: a streamed split's first rows
     data = FitData(
-        train_features=task.encode(splits.train, tokenizer, max_length),
-        validation_features=task.encode(splits.validation, tokenizer, max_length),
-        validation_examples=splits.validation, train_examples=splits.train, pad_id=tokenizer.pad_token_id)
+        train_features=train_features, validation_features=task.encode(splits.validation, tokenizer, max_length),
+        validation_examples=splits.validation, train_examples=baseline_examples, pad_id=tokenizer.pad_token_id)
 
     def save_best(trained) -> None:
         save_model(trained, tokenizer, run_dir / "model")
@@ -205,7 +220,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if examples:
         predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
                                        params.precision)
-        metrics = task.score(predictions, examples, splits.train)
+        metrics = task.score(predictions, examples, baseline_examples)
         if previous is not None:
             old_after = old_task_scores(previous, task, model, tokenizer, max_length, params.eval_batch_size,
                                         params.precision)

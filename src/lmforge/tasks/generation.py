@@ -9,6 +9,7 @@ greedily and scores BLEU, chrF and ROUGE against the references.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,13 @@ from transformers import (
 )
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.generation import GenerationExample, load_saved, read_generation, read_parallel
+from lmforge.data.generation import (
+    GenerationExample,
+    iter_generation,
+    load_saved,
+    read_generation,
+    read_parallel,
+)
 from lmforge.data.params import DataFile, DataParams
 from lmforge.data.readers import detect_format, locate, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
@@ -139,7 +146,16 @@ class Generation:
         self.target_paths = {spec.path: spec.target_path for spec in (data.train, data.validation, data.test)
                              if isinstance(spec, DataFile) and spec.target_path}
         return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, True), data, seed,
-                               "jsonl rows {source, target} or {messages}, or aligned text files {path, target_path}")
+                               "jsonl rows {source, target} or {messages}, or aligned text files {path, target_path}",
+                               iterate=self._iterate)
+
+    def _iterate(self, path: str, data: DataParams, errors: RowErrors) -> Iterator[GenerationExample]:
+        """A training file's rows one at a time (data.streaming)."""
+        if detect_format(locate(path), data.format) == "text":
+            return iter(self.read_file(path, data, errors, True))
+        p = self.params
+        return iter_generation(path, p.source_column, p.target_column, p.messages_column, errors, True, data.format,
+                               p.task_column)
 
     def example_from_text(self, text: str, where: str) -> GenerationExample:
         return GenerationExample(text, None, where)

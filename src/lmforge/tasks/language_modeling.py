@@ -25,7 +25,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from lmforge.data.errors_policy import RowErrors
-from lmforge.data.labelled import TextExample, read_examples
+from lmforge.data.labelled import TextExample, iter_examples, read_examples
 from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
@@ -76,7 +76,8 @@ class LanguageModeling:
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
         return assemble_splits(lambda path, own, errors: self.read_file(path, own, errors, False), data, seed,
-                               "unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)")
+                               "unlabelled text (.txt lines, or .jsonl/.csv with data.text_column)",
+                               iterate=lambda path, own, errors: iter_examples(path, own, False, errors, False))
 
     def example_from_text(self, text: str, where: str) -> TextExample:
         return TextExample(text, None, (), where)

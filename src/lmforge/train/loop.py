@@ -21,8 +21,9 @@ from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from lmforge.data.arrow import feature_lengths, take_features
+from lmforge.data.arrow import feature_lengths
 from lmforge.data.batching import BatchOrder, pad_batch
+from lmforge.data.streaming import StreamedFeatures, StreamOrder
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.models.hardware import resolve
@@ -175,11 +176,16 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
         order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
                                  accelerator.num_processes)
+    elif isinstance(data.train_features, StreamedFeatures):
+        order = StreamOrder(data.train_features, params.batch_size, params.seed, accelerator.process_index,
+                            accelerator.num_processes)
     else:
         order = BatchOrder(feature_lengths(data.train_features), params.batch_size, params.seed,
                            group_by_length=params.group_by_length, process_index=accelerator.process_index,
                            num_processes=accelerator.num_processes)
     total_steps = math.ceil(len(order) / params.gradient_accumulation_steps) * params.epochs
+    if params.max_steps is not None:
+        total_steps = min(total_steps, params.max_steps)
     warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
     if params.gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -209,7 +215,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
     try:
-        while state.epoch < params.epochs and not state.stopped_early:
+        while not finished(state, params):
             _train_epoch(loop)
             _end_epoch(loop)
             state.epoch += 1
@@ -224,6 +230,12 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     return state
 
 
+def finished(state: LoopState, params: TrainParams) -> bool:
+    """Whether training is over: every epoch run, stopped early, or train.max_steps reached."""
+    return state.epoch >= params.epochs or state.stopped_early or (
+        params.max_steps is not None and state.global_step >= params.max_steps)
+
+
 def _train_epoch(loop: _Loop) -> None:
     state, params, accelerator, model = loop.state, loop.params, loop.accelerator, loop.model
     loop.order.set_epoch(state.epoch, skip=state.batches_done)
@@ -233,12 +245,11 @@ def _train_epoch(loop: _Loop) -> None:
                     disable=None if accelerator.is_main_process else True, leave=False, file=sys.stderr)
     lines = ProgressLines(f"epoch {state.epoch + 1}/{params.epochs}", batches, state.batches_done, params.batch_size,
                           params.progress_every_seconds, enabled=accelerator.is_main_process)
-    for indices in loop.order:
+    for features in loop.order.feature_batches(loop.data.train_features):
         position = state.batches_done  # index of this batch within the epoch
         window_start = position - position % accumulate
         window = min(accumulate, batches - window_start)  # the last window of an epoch may be shorter
         sync = position + 1 == window_start + window
-        features = take_features(loop.data.train_features, indices)
         batch = {k: v.to(accelerator.device) for k, v in pad_batch(features, loop.data.pad_id).items()}
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
@@ -275,6 +286,8 @@ def _train_epoch(loop: _Loop) -> None:
                             "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]}
                            | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
+        if finished(state, params):
+            break
         by_steps = params.save_every_steps and state.global_step % params.save_every_steps == 0
         if state.batches_done < batches and (by_steps or loop.checkpoint_due()):
             loop.checkpoint()

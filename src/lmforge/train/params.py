@@ -12,6 +12,8 @@ class TrainParams(BaseModel):
 
     output_dir: str | None = Field(None, description="Run directory; default runs/<task>-<date>-<time>. Never overwritten.")
     epochs: int = Field(3, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps, even inside an epoch "
+                                                          "(the schedule spans them): part of a very large file.")
     batch_size: int = Field(32, gt=0, description="Examples per forward pass (per process).")
     eval_batch_size: int = Field(64, gt=0, description="Examples per forward pass when evaluating.")
     lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
