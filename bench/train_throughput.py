@@ -111,7 +111,7 @@ def run_lmforge(texts, labels, batch_size, precision):
     params = TrainParams(epochs=1, batch_size=batch_size, lr=5e-5, precision=precision, tensorboard=False)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        fit(task, model, data, params, Path(run_dir), save_model_fn=lambda m: None)
+        fit(task, model, data, params, Path(run_dir), save_model_fn=lambda m, w: None)
         return time.perf_counter() - start
 
 

@@ -31,11 +31,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.config:
         raise ConfigError("give a config file (lmforge train CONFIG.yaml [key=value …]) or --resume RUN_DIR")
     config_path, overrides = _split_config_and_overrides(args.config, args.overrides)
-    raw = load_config(config_path, overrides)
+    raw = load_config(config_path, overrides + _device_override(args))
     if "search" in raw.data:
         raise ConfigError(f"{config_path} has a search: section; run it with `lmforge search {config_path}`, "
                           "or remove the section to train once")
     finetune(validate_config(RunConfig, raw))
+
+
+def _device_override(args: argparse.Namespace) -> list[str]:
+    """--device on a verb that reads a config: the model.device override."""
+    return [f"model.device={args.device}"] if getattr(args, "device", None) else []
 
 
 def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -48,6 +53,9 @@ def _split_config_and_overrides(first: str, rest: list[str]) -> tuple[str | None
 def cmd_search(args: argparse.Namespace) -> None:
     from lmforge.config.loader import load_config
     from lmforge.errors import ConfigError
+    from lmforge.packages import require
+
+    require("optuna", "search", "lmforge search")
     from lmforge.recipes.search import search
 
     if args.resume:
@@ -67,7 +75,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from lmforge.recipes.augment import augment
     from lmforge.recipes.schema import RunConfig
 
-    config = validate_config(RunConfig, load_config(args.config, args.overrides))
+    config = validate_config(RunConfig, load_config(args.config, args.overrides + _device_override(args)))
     augment(config, args.method, args.via or [], Path(args.output), args.copies, args.rate, args.batch_size)
 
 
@@ -82,12 +90,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if target.suffix.lower() in (".yaml", ".yml"):
         if args.perturbed:
             raise ConfigError("--perturbed applies to a trained run directory, not a config file")
-        overrides = args.overrides + ([f"train.output_dir={args.output}"] if args.output else [])
+        overrides = args.overrides + ([f"train.output_dir={args.output}"] if args.output else []) + _device_override(args)
         evaluate_pretrained(validate_config(RunConfig, load_config(str(target), overrides)), args.data)
         return
     if args.overrides or args.output:
         raise ConfigError("overrides and --output apply to a config file; a run directory is evaluated as it was trained")
-    evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter)
+    evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter, device=args.device)
 
 
 def _check_output_file(target: Path | str | None) -> None:
@@ -103,9 +111,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     _check_output_file(args.output)
     if args.output in (None, "-"):
-        predict(Path(args.run_dir), args.input, sys.stdout, args.adapter)
+        predict(Path(args.run_dir), args.input, sys.stdout, args.adapter, args.device)
     else:
-        count = _write_atomically(Path(args.output), lambda handle: predict(Path(args.run_dir), args.input, handle, args.adapter))
+        count = _write_atomically(Path(args.output), lambda handle: predict(Path(args.run_dir), args.input, handle,
+                                                                            args.adapter, args.device))
         print(f"lmforge: wrote {count} predictions to {args.output}", file=sys.stderr)
 
 
@@ -130,7 +139,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _check_output_file(args.output)
     texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
     generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
-                                      args.precision)
+                                      args.precision, args.device)
     flags = {name: getattr(args, name) for name in DecodeParams.model_fields}
     flags["logit_bias"] = _logit_bias(args.logit_bias)
     if args.compare:
@@ -311,7 +320,7 @@ def cmd_policy(args: argparse.Namespace) -> None:
     from lmforge.recipes.policy import fit_policy_run, report_table
 
     report = fit_policy_run(args.target, args.data, args.output, args.arms, args.reward, args.cost_weight, args.layer,
-                            args.length, args.max_new_tokens, args.limit, args.resume, args.seed)
+                            args.length, args.max_new_tokens, args.limit, args.resume, args.seed, device=args.device)
     print(report_table(report))
     print(f"lmforge: policy fitted on {report['rows']} rows (best fixed arm: {report['best_fixed_arm']}); saved to "
           f"{args.output} — decode with --strategy auto --policy {args.output}")
@@ -320,6 +329,10 @@ def cmd_policy(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import dataclasses
 
+    from lmforge.packages import require
+
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        require(module, "serve", "lmforge serve")
     from lmforge.recipes.serve import FaqSettings, serve
     from lmforge.serve.app import ServeOptions
     from lmforge.serve.limits import RequestLimits
@@ -329,14 +342,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
                            request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes,
                            public_metrics=args.public_metrics, wave_wait_s=args.wave_wait, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
-    serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights)
+    serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
     from lmforge.recipes.monitor import monitor
 
     watcher = monitor(args.run_dir, args.input, args.window, args.threshold, args.min_count, args.negative_label,
-                      args.recover_below, args.alerts, args.plot, args.predictions, args.batch_size)
+                      args.recover_below, args.alerts, args.plot, args.predictions, args.batch_size, device=args.device)
     seen = sum(len(points) for points in watcher.trend.values())
     raised = sum(a["event"] == "alert" for a in watcher.alerts)
     print(f"lmforge: {seen} texts over {len(watcher.trend)} topics, {raised} alerts"
@@ -370,12 +383,32 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 }
 
 
+RUNS_A_MODEL = ("train", "augment", "evaluate", "predict", "generate", "policy", "serve", "monitor")
+
+
+def _device(text: str) -> str:
+    """--device: a device name that is present here (checked before any model loads)."""
+    from lmforge.models.device import DEVICE_HELP, DEVICE_PATTERN, resolve_device
+
+    if not re.match(DEVICE_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose {DEVICE_HELP}")
+    try:
+        resolve_device(text)
+    except LmforgeError as error:
+        raise argparse.ArgumentTypeError(str(error).partition(": ")[2]) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lmforge", description="Adapt pretrained language models to real tasks — offline.")
     parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_, help_text) in VERBS.items():
         sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if name in RUNS_A_MODEL:
+            sub.add_argument("--device", type=_device, metavar="DEVICE",
+                             help="where the model runs: auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N, "
+                                  "mps" + (" (model.device)" if name in ("train", "augment", "evaluate") else ""))
         if name == "train":
             sub.add_argument("config", nargs="?", help="YAML config file (see examples/)")
             sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")

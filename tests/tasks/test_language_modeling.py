@@ -85,3 +85,11 @@ def test_causal_lm_continued_pretraining(tmp_path, tiny_bert, capsys):
                  f"train.output_dir={run}"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["perplexity"] < 60  # the toy language has a vocabulary of ~30 words
+
+
+def test_an_empty_split_encodes_to_no_features(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    for packing in (True, False):  # no validation split (data.validation_fraction=0) trains without one
+        task = LanguageModeling(LanguageModelingParams(packing=packing))
+        task.adapt_tokenizer(tokenizer)
+        assert task.encode([], tokenizer, 32) == []

@@ -67,3 +67,49 @@ def test_the_launch_check_reads_the_launchers_command_line(monkeypatch):
         check_launch(["/venv/bin/accelerate", "launch", "--cpu", "--num_processes=4", "-m", "lmforge.cli"])
     monkeypatch.setenv("WORLD_SIZE", "2")
     check_launch(["accelerate", "launch", "--multi_gpu", "--num_processes", "2"])
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="train.fsdp=true shards"):
+        check_launch(["accelerate", "launch", "--use_deepspeed", "--num_processes", "2"])
+
+
+def test_fsdp_over_two_cpu_processes_matches_one_process_and_resumes_bit_exact(tiny_config, tmp_path):
+    """train.fsdp: two gloo processes each hold half the weights and optimizer state; the consolidated model equals
+    a one-process run at the same global batch (fp tolerance), and a run killed after a sharded checkpoint and
+    resumed ends bit-exact with the uninterrupted one."""
+    import signal
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    from lmforge.cli import main
+
+    common = ["train.epochs=2", "train.dropout=0", "train.group_by_length=false", "train.precision=fp32",
+              "train.save_every_steps=5"]
+    sharded = [str(tiny_config), "train.fsdp=true", "train.batch_size=8", *common]
+    finished = launch_two([*sharded, f"train.output_dir={tmp_path / 'fsdp'}"])
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    checkpoint = sorted((tmp_path / "fsdp" / "checkpoints").glob("step-*"))[-1]
+    assert len(list((checkpoint / "shards").glob("*.distcp"))) == 2 and not (checkpoint / "model.safetensors").exists()
+    assert main(["train", str(tiny_config), "train.batch_size=16", *common, f"train.output_dir={tmp_path / 'one'}"]) == 0
+    fsdp, one = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("fsdp", "one"))
+    assert fsdp.keys() == one.keys()
+    assert max((fsdp[k] - one[k]).abs().max().item() for k in fsdp) < 1e-4  # 26 AdamW steps: fp order only
+
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmforge.cli", "train"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*launch, *sharded, f"train.output_dir={killed}"], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = killed / "checkpoints" / "step-00000015"  # inside epoch 2 (13 steps an epoch)
+    deadline = time.time() + 240
+    while not target.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert target.exists() and not (killed / "report.json").exists(), "the run was not killed mid-way"
+    resumed = subprocess.run([*launch, "--resume", str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = load_file(killed / "model" / "model.safetensors")
+    assert all(torch.equal(again[k], fsdp[k]) for k in fsdp)

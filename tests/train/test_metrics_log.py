@@ -25,3 +25,34 @@ def test_tensorboard_events_are_written(tmp_path):
     log.write({"validation": {"step": 1, "accuracy": 0.75}})
     log.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_resume_keeps_the_tensorboard_events_up_to_its_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricsLog(tmp_path, tensorboard=True)
+    for step in (10, 20):
+        log.write({"step": step, "train_loss": 1.0 / step})
+    log.write({"validation": {"step": 20, "accuracy": 0.5}})  # the epoch's end, then its checkpoint at step 20
+    log.write({"step": 30, "train_loss": 0.9})  # lost with the kill: written again after the resume
+    log.close()
+    log = MetricsLog(tmp_path, tensorboard=True, resume_step=20)
+    log.write({"step": 30, "train_loss": 0.03})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("validation/accuracy")] == [20]
+    assert [(e.step, round(e.value, 2)) for e in events.Scalars("train/train_loss")] == [(10, 0.1), (20, 0.05), (30, 0.03)]
+
+
+def test_eval_every_steps_scores_inside_epochs_and_plots_every_evaluation(tiny_config, tmp_path, capsys):
+    from lmforge.cli import main
+
+    run = tmp_path / "steps"
+    assert main(["train", str(tiny_config), f"train.output_dir={run}", "train.epochs=1", "train.eval_every_steps=10",
+                 "train.log_every_steps=2"]) == 0
+    entries = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in entries if "validation" in e] == [10, 20, 25]  # 25 batches an epoch
+    assert len([e for e in entries if "train_loss" in e]) == 12
+    assert "epoch 1/1, step 10: train loss" in capsys.readouterr().err
+    assert (run / "history.png").stat().st_size > 10_000

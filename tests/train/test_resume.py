@@ -139,7 +139,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tiny_config, tmp_pa
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0
-    assert "finished training (1 of 1 epochs); nothing to resume" in capsys.readouterr().err
+    assert "finished training (1 of 1 epochs, 25 steps); nothing to resume" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 

@@ -1,29 +1,54 @@
-"""PNG plots people would rather look at than read."""
+"""PNG plots (matplotlib, the `plots` extra): without it, plots are skipped with one line, never an error."""
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-import matplotlib
+from lmforge.files import atomic_write_with
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lmforge.files import atomic_write_with  # noqa: E402
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+@functools.cache
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (said once) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("lmforge: PNG plots are skipped: matplotlib is not installed (pip install 'lmforge[plots]')",
+              file=sys.stderr)
+        return None
+    return plt
+
+
+def drawn(plot: F) -> F:
+    """`plot` when matplotlib is there; else a no-op returning None."""
+    @functools.wraps(plot)
+    def draw(*args: Any, **kwargs: Any) -> Any:
+        return None if pyplot() is None else plot(*args, **kwargs)
+    return draw  # type: ignore[return-value]
+
+
+def _save(fig: Any, path: Path) -> None:
     try:
         atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
 
 
+@drawn
 def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
     """Rows are gold labels, columns predictions; cells show counts, colour shows row-normalised share."""
     size = max(4.0, 0.45 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = pyplot().subplots(figsize=(size + 1, size))
     totals = [max(sum(row), 1) for row in matrix]
     shares = [[cell / total for cell in row] for row, total in zip(matrix, totals, strict=True)]
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -42,25 +67,40 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path
     return path
 
 
-def plot_history(history: list[dict], metric: str, path: Path) -> Path:
-    """Validation `metric` and mean training loss per epoch."""
-    epochs = [h["epoch"] for h in history]
-    fig, left = plt.subplots(figsize=(6, 4))
-    left.plot(epochs, [h.get("train_loss") for h in history], "o-", color="tab:red", label="train loss")
-    left.set_xlabel("epoch")
+@drawn
+def plot_history(log: Path, metric: str, path: Path) -> Path:
+    """Training loss at every logged step and validation `metric` at every evaluation, by optimizer step, from
+    a run's metrics.jsonl."""
+    train: list[tuple[int, float]] = []
+    validation: list[tuple[int, float]] = []
+    for line in Path(log).read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        scores = entry.get("validation") if isinstance(entry, dict) else None
+        if isinstance(scores, dict) and isinstance(scores.get(metric), (int, float)):
+            validation.append((scores["step"], scores[metric]))
+        elif isinstance(entry, dict) and isinstance(entry.get("train_loss"), (int, float)) and "step" in entry:
+            train.append((entry["step"], entry["train_loss"]))
+    fig, left = pyplot().subplots(figsize=(7, 4))
+    if train:
+        left.plot(*zip(*train, strict=True), "-", color="tab:red", linewidth=1, label="train loss (running mean)")
+    left.set_xlabel("optimizer step")
     left.set_ylabel("train loss", color="tab:red")
-    if any(metric in h for h in history):
+    if validation:
         right = left.twinx()
-        right.plot(epochs, [h.get(metric) for h in history], "s-", color="tab:blue", label=f"validation {metric}")
+        right.plot(*zip(*validation, strict=True), "s-", color="tab:blue", label=f"validation {metric}")
         right.set_ylabel(f"validation {metric}", color="tab:blue")
     left.set_title("Training history")
     _save(fig, path)
     return path
 
 
+@drawn
 def plot_search_progress(values: list[float | None], metric: str, minimise: bool, path: Path) -> Path:
     """Each trial's score (pruned trials: their best epoch) and the best so far, by trial number."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     shown = [(n, v) for n, v in enumerate(values) if v is not None]
     ax.scatter([n for n, _ in shown], [v for _, v in shown], s=18, color="tab:gray", label="trial")
     best, best_line = None, []
@@ -77,9 +117,10 @@ def plot_search_progress(values: list[float | None], metric: str, minimise: bool
     return path
 
 
+@drawn
 def plot_trend(trend: dict[str, list[tuple[int, float]]], alerts: list[dict], threshold: float, path: Path) -> Path:
     """Each topic's windowed negative rate against the input line, the threshold, and alert markers."""
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = pyplot().subplots(figsize=(8, 4))
     for topic, points in sorted(trend.items()):
         lines, rates = zip(*points, strict=True)
         (curve,) = ax.plot(lines, rates, label=topic, linewidth=1.2)
@@ -96,13 +137,14 @@ def plot_trend(trend: dict[str, list[tuple[int, float]]], alerts: list[dict], th
     return path
 
 
+@drawn
 def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
     """Sequence-level training: mean reward (and KL to the reference, when logged) per logged step."""
     entries = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = [e for e in entries if "mean_reward" in e]
     if not steps:
         return None
-    fig, left = plt.subplots(figsize=(6, 4))
+    fig, left = pyplot().subplots(figsize=(6, 4))
     left.plot([e["step"] for e in steps], [e["mean_reward"] for e in steps], "o-", color="tab:green", label="mean reward")
     left.set_xlabel("step")
     left.set_ylabel("mean reward", color="tab:green")
@@ -115,9 +157,10 @@ def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
     return path
 
 
+@drawn
 def plot_reward_vs_seconds(points: dict[str, tuple[float, float]], path: Path, title: str) -> Path:
     """Each decoding as a point: mean seconds per row (x) against mean reward (y), labelled."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for name, (seconds, reward) in points.items():
         ax.scatter([seconds], [reward], s=40, marker="*" if name.startswith("auto") else "o")
         ax.annotate(name, (seconds, reward), textcoords="offset points", xytext=(5, 4), fontsize=8)

@@ -14,10 +14,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX
 
 
-def save_pretrained_atomic(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
-    """save_pretrained into a staging folder, then swap it into place (safetensors weights)."""
-    return write_folder_atomic(target, lambda staging: model.save_pretrained(staging, safe_serialization=True),
-                               tokenizer)
+def save_pretrained_atomic(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path,
+                           weights: dict | None = None) -> Path:
+    """save_pretrained into a staging folder, then swap it into place (safetensors weights; `weights`: the state
+    dict to write instead of the model's own, e.g. gathered from a sharded model)."""
+    return write_folder_atomic(target, lambda staging: model.save_pretrained(
+        staging, safe_serialization=True, state_dict=weights), tokenizer)
 
 
 def write_folder_atomic(target: Path, write: Callable[[Path], None], tokenizer: PreTrainedTokenizerBase | None = None) -> Path:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmforge.models.device import DEVICE_HELP, DEVICE_PATTERN
 from lmforge.models.lstm import LstmParams
 
 
@@ -14,4 +17,10 @@ class ModelParams(BaseModel):
                                          "`lstm` for the from-scratch baseline.")
     allow_network: bool = Field(False, description="Allow downloading a hub id; off by default (lmforge works offline).")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint; only for sources you trust.")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=f"Where the model runs: {DEVICE_HELP}. "
+                                                                    "Every verb that runs a model takes --device too.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Weights' dtype outside training (evaluate, predict, generate, serve…): auto is fp32 on "
+                            "CPUs, bf16 on accelerators (fp16 where bf16 is missing). Training keeps fp32 weights "
+                            "(train.precision autocasts) unless set.")
     lstm: LstmParams = Field(default_factory=LstmParams, description="Sizes of the `lstm` baseline (used only when name is lstm).")

@@ -45,9 +45,11 @@ def generation_config(reference: str) -> RunConfig:
     return config
 
 
-def text_generator(reference: str, batch_size: int) -> Callable[[list[str]], list[str]]:
-    """texts -> generated texts, with a trained generation run or a generation config's (untrained) model."""
+def text_generator(reference: str, batch_size: int, device: str = "auto") -> Callable[[list[str]], list[str]]:
+    """texts -> generated texts, with a trained generation run or a generation config's (untrained) model, on
+    `device`."""
     config = generation_config(reference)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"device": device})})
     if Path(reference).is_dir():
         task, model, tokenizer = load_trained(Path(reference), config)
     else:
@@ -96,7 +98,7 @@ def augment(config: RunConfig, method: str, via: list[str], output: Path, copies
         texts = [example.text for example in originals]
         for step, reference in enumerate(via, start=1):
             print(f"lmforge: {method} step {step}/{len(via)} with {reference} ({len(texts)} texts)", file=sys.stderr)
-            texts = text_generator(reference, batch_size)(texts)
+            texts = text_generator(reference, batch_size, config.model.device)(texts)
         how = [method] * len(texts)
     column, label_column = config.data.text_column, config.data.label_column
     multi_label = getattr(config.task, "multi_label", False)

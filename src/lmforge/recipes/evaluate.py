@@ -18,6 +18,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
+from lmforge.models.device import place, resolve_device
 from lmforge.models.load import load_tokenizer
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.adapters import check_adapter, side_adapters
@@ -40,10 +41,18 @@ def task_tokenizer(task: Task, path: str, local_files_only: bool = True,
     return tokenizer
 
 
-def load_trained(run_dir: Path, config: RunConfig,
-                 adapter: str | None = None) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
-    """(task, model, tokenizer) of a run's saved model; a PEFT run with `adapter` (a name from `lmforge
-    adapters list`) loads its adapters side by side and switches that one on."""
+def load_trained(run_dir: Path, config: RunConfig, adapter: str | None = None,
+                 device: str | None = None) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
+    """(task, model, tokenizer) of a run's saved model on `device` (default the run's model.device); a PEFT
+    run with `adapter` (a name from `lmforge adapters list`) loads its adapters side by side and switches that
+    one on."""
+    resolve_device(device or config.model.device)  # present here, before anything loads
+    task, model, tokenizer = _load_trained(run_dir, config, adapter)
+    return task, place(model, device or config.model.device, config.model.dtype), tokenizer
+
+
+def _load_trained(run_dir: Path, config: RunConfig,
+                  adapter: str | None = None) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
     folder = model_dir(run_dir)
     check_adapter(run_dir, adapter)
     task = build_task(config.task)
@@ -80,12 +89,14 @@ def examples_to_score(task: Task, config: RunConfig, data_file: str | None,
     return ("test", test) if test else ("validation", split("validation"))
 
 
-def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False, adapter: str | None = None) -> dict:
-    """Score the run's model (with `adapter` switched on) on `data_file` (or on its own test/validation split);
-    write a report. With `perturbed`, also score a copy with typos and embedding-neighbour word swaps."""
+def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False, adapter: str | None = None,
+             device: str | None = None) -> dict:
+    """Score the run's model (with `adapter` switched on, on `device`) on `data_file` (or on its own
+    test/validation split); write a report. With `perturbed`, also score a copy with typos and
+    embedding-neighbour word swaps."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    task, model, tokenizer = load_trained(run_dir, config, adapter)
+    task, model, tokenizer = load_trained(run_dir, config, adapter, device)
     name, examples = examples_to_score(task, config, data_file, lambda split: saved_split(task, run_dir, split))
     train = saved_split(task, run_dir, "train")
     out_dir = run_dir / "evaluations" / (name if adapter is None else f"{name}-{adapter}")
@@ -112,11 +123,13 @@ def robustness_check(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTo
 
 
 def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The config's model as it comes (untrained, with `task`'s head) and its tokenizer."""
+    """The config's model as it comes (untrained, with `task`'s head) on model.device, and its tokenizer."""
+    resolve_device(config.model.device)
     path = resolve_model(config.model.name, config.model.allow_network)
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    return task.build_model(path, local_only, config.model.trust_remote_code), tokenizer
+    model = task.build_model(path, local_only, config.model.trust_remote_code)
+    return place(model, config.model.device, config.model.dtype), tokenizer
 
 
 def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict:

@@ -20,6 +20,7 @@ from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes
+from lmforge.models.device import resolve_device, weight_dtype
 from lmforge.models.export import set_dropout
 from lmforge.models.hardware import resolve
 from lmforge.models.lstm import build_lstm_dir, example_texts
@@ -37,13 +38,15 @@ from lmforge.recipes.continual import (
 from lmforge.recipes.evaluate import examples_to_score, load_trained, task_tokenizer
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
-from lmforge.recipes.serve import served_task
+from lmforge.recipes.served_task import served_task
 from lmforge.tasks import build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state
 from lmforge.train.loop import FitData, finished, fit
+from lmforge.train.metrics_log import tensorboard_wanted
 from lmforge.train.optimizers import check_optimizer
 from lmforge.train.processes import check_launch, process_state
+from lmforge.train.sharding import in_turn, wants_fsdp
 from lmforge.train.tracking import check_trackers
 from lmforge.tuning.apply import apply_tuning, save_model
 from lmforge.tuning.freeze import parameter_counts
@@ -53,6 +56,16 @@ from lmforge.tuning.sequence.train import use_sequence_objective
 
 def say(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def check_train_device(name: str):
+    """model.device for training: present on this machine; one process trains on one device, so cuda:N with
+    N > 0 is chosen with CUDA_VISIBLE_DEVICES (accelerate places process k on cuda:k)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and (device.index or 0) > 0:
+        raise ConfigError(f"model.device {name}: training places process k on cuda:k; run with "
+                          f"CUDA_VISIBLE_DEVICES={device.index} and model.device=cuda")
+    return device
 
 
 def finetune(config: RunConfig, resume_dir: Path | None = None,
@@ -116,6 +129,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if previous is not None:
         path = previous.model_path
     check_trackers(params.tracking)
+    tensorboard_wanted(params.tensorboard)  # true without the package: said before the run directory exists
+    train_device = check_train_device(config.model.device)
     if config.data.streaming and (config.tuning.continual or config.tuning.strategy_network):
         raise ConfigError(f"data.streaming works without tuning.{'continual' if config.tuning.continual else 'strategy_network'}"
                           " (it reads the training rows whole); set data.streaming=false")
@@ -128,7 +143,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
     splits = task.read_splits(config.data, params.seed)
     replayed = extend_splits(previous, task, splits, params.seed) if previous is not None else []
-    processes = process_state()  # rank and world size under `accelerate launch` / torchrun; one process otherwise
+    processes = process_state(train_device.type == "cpu")  # rank and world size under accelerate launch / torchrun
     if config.tuning.strategy_network and processes.num_processes > 1:
         raise ConfigError(f"tuning.strategy_network trains in one process ({processes.num_processes} were launched: "
                           "its experts take turns per batch, which data-parallel gradients cannot follow yet); "
@@ -174,12 +189,16 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
                                      params.precision)
         penalty = ewc_penalty(previous, model, tokenizer, max_length)
         grow_to(model, previous, task)
+    elif wants_fsdp(params.fsdp) and processes.num_processes > 1:
+        model = in_turn(lambda: task.build_model(path, local_only, config.model.trust_remote_code), processes)
     else:
         model = task.build_model(path, local_only, config.model.trust_remote_code)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if config.model.dtype != "auto":  # e.g. a bf16 base under LoRA (PEFT keeps its adapters in fp32)
+        model = model.to(weight_dtype(config.model.dtype, train_device))
     model = apply_tuning(model, config.tuning, task, path)
     trainable, total = parameter_counts(model)
     precision = resolve(params.precision, processes.device.type)
@@ -196,8 +215,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         train_features=train_features, validation_features=task.encode(splits.validation, tokenizer, max_length),
         validation_examples=splits.validation, train_examples=baseline_examples, pad_id=tokenizer.pad_token_id)
 
-    def save_best(trained) -> None:
-        save_model(trained, tokenizer, run_dir / "model")
+    def save_best(trained, weights: dict | None = None) -> None:
+        save_model(trained, tokenizer, run_dir / "model", weights)
 
     split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
     if previous is not None and examples:
@@ -206,12 +225,12 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     fit_started = time.perf_counter()
     state = fit(task, model, data, params, run_dir, save_best, resume=resuming,
                 tuning=config.tuning, on_validation=on_validation, penalty=penalty,
-                run_config=config.model_dump(mode="json"))
+                run_config=config.model_dump(mode="json"), model_device=config.model.device)
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir
     if state.history:
-        plot_history(state.history, params.metric or task.default_metric, run_dir / "history.png")
+        plot_history(run_dir / "metrics.jsonl", params.metric or task.default_metric, run_dir / "history.png")
     if config.tuning.sequence is not None:
         plot_rewards(run_dir / "metrics.jsonl", run_dir / "rewards.png")
 

@@ -28,6 +28,7 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.errors import ConfigError
+from lmforge.models.device import place
 from lmforge.models.resolve import resolve_model
 from lmforge.recipes.evaluate import load_trained, task_tokenizer
 from lmforge.recipes.run_dir import load_run_config
@@ -80,8 +81,9 @@ class Generator:
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,
                    max_new_tokens: int | None = None, stop_strings: list[str] | None = None,
-                   precision: str | None = None) -> Generator:
-    """A trained generation run, or a model reference (packaged alias or folder) with a plain prompt."""
+                   precision: str | None = None, device: str | None = None) -> Generator:
+    """A trained generation run, or a model reference (packaged alias or folder) with a plain prompt, on `device`
+    (default: the run's model.device, else auto)."""
     if (Path(target) / "config.yaml").is_file():
         config = load_run_config(Path(target))
         if not isinstance(config.task, GenerationParams):
@@ -89,14 +91,15 @@ def open_generator(target: str, system: str | None = None, chat_template: bool |
                               f"use `lmforge predict {target}` for its predictions")
         if system is not None or chat_template is not None:
             raise ConfigError("--system and --chat-template/--no-chat-template apply to a model; a run keeps its prompt format")
-        task, model, tokenizer = load_trained(Path(target), config)
+        task, model, tokenizer = load_trained(Path(target), config, device=device)
         params, run_precision = config.task, config.train.precision
     else:
         params = GenerationParams(system=system, chat_template=chat_template)
         task = Generation(params)
         path = resolve_model(target)
         tokenizer = task_tokenizer(task, path)
-        model, run_precision = task.build_model(path, local_files_only=True, trust_remote_code=False), "fp32"
+        model, run_precision = place(task.build_model(path, local_files_only=True, trust_remote_code=False),
+                                     device or "auto"), "fp32"
     context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     if max_new_tokens is not None and context and max_new_tokens > context:
         raise ConfigError(f"--max-new-tokens {max_new_tokens} is more than {target} can attend to ({context} positions, "

@@ -24,7 +24,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.plots import plot_trend
 from lmforge.models.labels import label_meaning
 from lmforge.recipes.run_dir import load_run_config
-from lmforge.recipes.serve import served_task
+from lmforge.recipes.served_task import served_task
 
 NEGATIVE_NAMES = ("negative", "neg", "bad", "0")
 DEFAULT_TOPIC = "all"
@@ -144,7 +144,8 @@ def negative_label(labels: list[str], chosen: str | None) -> str:
 
 def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5, min_count: int = 10,
             negative: str | None = None, recover_below: float | None = None, alerts_path: Path | None = None, plot_path: Path | None = None,
-            predictions_path: Path | None = None, batch_size: int = 16, out: TextIO | None = None) -> Monitor:
+            predictions_path: Path | None = None, batch_size: int = 16, out: TextIO | None = None,
+            device: str | None = None) -> Monitor:
     """Classify `source` (a file, or - for standard input) and write alert lines to `out` (and
     `alerts_path` as JSON lines); the trend plot is refreshed after every batch that raised an event and at
     the end."""
@@ -153,7 +154,7 @@ def monitor(run_dir: Path, source: str, window: int = 50, threshold: float = 0.5
         raise ConfigError(f"{run_dir} is a {config.task.name} run; monitor needs a text-classification run")
     out = out or sys.stdout
     watcher = Monitor(window, threshold, min_count, recover_below)
-    served = served_task(run_dir)
+    served = served_task(run_dir, device=device)
     stream = stdin_lines() if source == "-" else _open(source)
     name = "<stdin>" if source == "-" else source
     label_of_negative: str | None = None

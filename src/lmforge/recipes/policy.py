@@ -95,7 +95,8 @@ def _summary(rows: list[dict], choices: list[str]) -> dict:
 
 def fit_policy_run(target: str, data: str, output: str | Path, arms: str = "greedy,beam4", reward: str = "chrf",
                    cost_weight: float = 0.0, layer: int = -1, length: bool = False, max_new_tokens: int | None = None,
-                   limit: int | None = None, resume: bool = False, seed: int = 0, progress: bool = True) -> dict:
+                   limit: int | None = None, resume: bool = False, seed: int = 0, progress: bool = True,
+                   device: str | None = None) -> dict:
     """Log every arm on every row of `data` (continuing the log with `resume`), fit and save the policy in
     `output`; the report (also report.json, arms.png)."""
     output = Path(output)
@@ -103,7 +104,7 @@ def fit_policy_run(target: str, data: str, output: str | Path, arms: str = "gree
     if len(arm_params) < 2:
         raise ConfigError(f"--arms {arms!r}: a policy chooses between at least 2 arms, e.g. --arms greedy,beam4")
     reward_fn = build_reward(parse_rewards(reward))
-    generator = open_generator(target, max_new_tokens=max_new_tokens)
+    generator = open_generator(target, max_new_tokens=max_new_tokens, device=device)
     if isinstance(generator.task, StrategyNetworkTask):
         raise ConfigError(f"{target} is a strategy network; fit a policy on a single model or generation run")
     prompts, references = labelled_prompts(generator, data, limit)

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lmforge.data.faq import read_faq
-from lmforge.data.labelled import TextExample
-from lmforge.data.squad import QAExample
 from lmforge.decode.generate import load_draft_model, pad_id_of
 from lmforge.decode.policy import load_policy
 from lmforge.errors import ConfigError
-from lmforge.evaluate.inference import predict
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
-from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.generate import Generator, open_generator
 from lmforge.recipes.run_dir import load_run_config
+from lmforge.recipes.served_task import served_task
 from lmforge.serve.app import ServedModel, ServeOptions, create_app
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts
-from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask
+from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 from lmforge.tasks.strategy_network import StrategyNetworkTask
 
 
@@ -33,11 +29,11 @@ class FaqSettings:
     min_score: float = 0.3
 
 
-def served_model(target: str, name: str | None = None, weights: str = "fp32") -> ServedModel:
+def served_model(target: str, name: str | None = None, weights: str = "fp32", device: str | None = None) -> ServedModel:
     """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
     ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`). A strategy-network run brings
     its router and experts: each prompt is decoded by the expert the router picks."""
-    generator = open_generator(target)
+    generator = open_generator(target, device=device)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
     experts = _experts(generator)
     if experts is not None and weights != "fp32":
@@ -61,29 +57,6 @@ def _experts(generator: Generator) -> Experts | None:
     return Experts(route, generator.model.set_adapter)
 
 
-def served_task(run_dir: Path, name: str | None = None) -> ServedTask:
-    """A trained run of a classification, NER, QA or relevance-scoring task, answering through its own predict path."""
-    config = load_run_config(run_dir)
-    if config.task.name not in TASK_ENDPOINTS:
-        raise ConfigError(f"{run_dir} is a {config.task.name} run; serve runs of {', '.join(sorted(TASK_ENDPOINTS))} "
-                          "or generation")
-    task, model, tokenizer = load_trained(run_dir, config)
-
-    def example(row: Any, n: int) -> Any:
-        if isinstance(row, dict) and "question" in row:  # question answering
-            return QAExample(f"request-{n}", row["question"], row["context"], None, f"request input {n}")
-        if isinstance(row, dict):  # relevance scoring
-            return TextExample(row["query"], row["candidate"], (), f"request input {n}")
-        return task.example_from_text(row, f"request input {n}")
-
-    def run(rows: list[Any]) -> list[dict]:
-        examples = [example(row, n) for n, row in enumerate(rows)]
-        features = task.encode(examples, tokenizer, config.data.max_length)
-        return predict(task, model, features, examples, config.train.eval_batch_size, tokenizer.pad_token_id,
-                       config.train.precision)
-    return ServedTask(name or run_dir.name, config.task.name, run)
-
-
 def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
     """Load the draft model and decoding policy named at start (requests may not name files), so a wrong
     path stops the server before it listens, and no request pays for the loading."""
@@ -96,7 +69,7 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
-          faq: FaqSettings | None = None, weights: str = "fp32") -> None:
+          faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None) -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented)."""
     import uvicorn
@@ -111,9 +84,9 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} run")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     if is_task_run:
-        served: ServedModel | ServedTask = served_task(run_dir, name)
+        served: ServedModel | ServedTask = served_task(run_dir, name, device)
     else:
-        served = served_model(target, name, weights)
+        served = served_model(target, name, weights, device)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
@@ -17,22 +16,9 @@ from pydantic import Field, field_validator
 
 from lmforge.errors import LmforgeError
 from lmforge.serve.schemas import ApiModel
+from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 
-#: task name -> the endpoint that serves it
-TASK_ENDPOINTS = {"text-classification": "classify", "prompt-classification": "classify",
-                  "image-text-classification": "classify", "token-classification": "ner",
-                  "question-answering": "qa", "relevance-scoring": "score"}
 MAX_INPUTS = 256
-
-
-@dataclass
-class ServedTask:
-    """A trained run of a non-generating task: `predict(rows)` → one prediction dict per row (a text, or
-    {question, context} for QA)."""
-
-    name: str
-    task: str
-    predict: Callable[[list[Any]], list[dict]]
 
 
 class TextsRequest(ApiModel):

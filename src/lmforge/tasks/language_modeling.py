@@ -105,6 +105,8 @@ class LanguageModeling:
         return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
 
     def encode(self, examples: list[TextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
+        if not examples:  # e.g. no validation split (the tokenizer fails on an empty batch)
+            return []
         if not self.params.packing:
             encoded = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
             return [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in encoded["input_ids"]]

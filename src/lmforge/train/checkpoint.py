@@ -18,6 +18,8 @@ from safetensors.torch import load_model, save_model
 from lmforge.errors import RunDirError
 from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX, atomic_write_text
 
+SHARDS = "shards"  # a sharded checkpoint's weights and optimizer state (torch.distributed.checkpoint)
+
 
 @dataclass
 class LoopState:
@@ -57,15 +59,23 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, keep: int) -> Path:
-    """Write checkpoints/step-N atomically, point `latest` at it, and prune old ones."""
+def staging_folder(run_dir: Path) -> Path:
+    """A new staging folder for the next checkpoint."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+
+
+def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | None,
+                    optimizer: torch.optim.Optimizer | None, scheduler: Any, keep: int, staging: Path | None = None) -> Path:
+    """Write checkpoints/step-N atomically, point `latest` at it, and prune old ones. A sharded run's processes
+    have written their weights and optimizer shards into `staging` already (model and optimizer are None)."""
+    root = run_dir / "checkpoints"
     final = root / f"step-{state.global_step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
-    save_model(model, str(staging / "model.safetensors"))
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    staging = staging or staging_folder(run_dir)
+    if model is not None:
+        save_model(model, str(staging / "model.safetensors"))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
     torch.save(scheduler.state_dict(), staging / "scheduler.pt")
     torch.save(_rng_state(), staging / "rng.pt")
     (staging / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
@@ -108,10 +118,23 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> LoopState:
-    """Restore weights, optimizer, scheduler and RNG from `path`; return the loop state."""
-    load_model(model, str(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    rank: int = 0) -> LoopState:
+    """Restore weights, optimizer, scheduler and RNG from `path` (this process's shards and RNG in a sharded
+    checkpoint); return the loop state."""
+    if (path / SHARDS).is_dir():
+        from lmforge.train.sharding import load_sharded
+
+        load_sharded(path / SHARDS, model, optimizer)
+    else:
+        load_model(model, str(path / "model.safetensors"))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    own = path / f"rng-{rank}.pt"
+    _set_rng_state(torch.load(own if own.is_file() else path / "rng.pt", weights_only=True))
     return read_state(path)
+
+
+def save_process_rng(staging: Path, rank: int) -> None:
+    """This process's RNG state beside a sharded checkpoint's shards (each process draws its own dropout)."""
+    torch.save(_rng_state(), staging / f"rng-{rank}.pt")

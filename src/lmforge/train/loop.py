@@ -29,12 +29,21 @@ from lmforge.evaluate.inference import predict
 from lmforge.models.hardware import resolve
 from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
-from lmforge.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
+from lmforge.train.checkpoint import (
+    SHARDS,
+    LoopState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_process_rng,
+    staging_folder,
+)
 from lmforge.train.metrics_log import MetricsLog
 from lmforge.train.optimizers import build_optimizer, build_scheduler
 from lmforge.train.params import TrainParams
 from lmforge.train.processes import process_state
 from lmforge.train.progress import ProgressLines
+from lmforge.train.sharding import check_fsdp, full_state_dict, save_sharded, shard_model, wants_fsdp
 from lmforge.train.tracking import Trackers
 from lmforge.tuning.adversarial import adversarial_backward
 from lmforge.tuning.params import TuningParams
@@ -54,11 +63,12 @@ class FitData:
     pad_id: int
 
 
-def make_accelerator() -> Accelerator:
-    """Devices and DDP come from accelerate; precision is ours (autocast_for), so it never depends on
-    accelerate's process-wide state and can differ between runs in one process."""
-    process_state()  # first, so that processes launched without a GPU see each other
-    return Accelerator(mixed_precision="no")
+def make_accelerator(cpu: bool = False) -> Accelerator:
+    """Devices and DDP come from accelerate (`cpu`: model.device cpu on a machine with an accelerator);
+    precision is ours (autocast_for), so it never depends on accelerate's process-wide state and can differ
+    between runs in one process."""
+    process_state(cpu)  # first, so that processes launched without a GPU see each other
+    return Accelerator(mixed_precision="no", cpu=cpu)
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
@@ -105,12 +115,13 @@ class _Loop:
     state: LoopState
     log: MetricsLog | None
     run_dir: Path
-    save_model_fn: Callable[[PreTrainedModel], None]
+    save_model_fn: Callable[[PreTrainedModel, dict | None], None]
     tuning: TuningParams
     on_validation: Callable[[int, float], None] | None = None
     penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
     last_checkpoint: float = field(default_factory=time.monotonic)
     scaler: torch.amp.GradScaler | None = None  # fp16: scales the loss so small gradients survive
+    sharded: bool = False  # FSDP2: every process holds a shard; checkpoints and saves need all of them
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
@@ -129,7 +140,17 @@ class _Loop:
     def checkpoint(self) -> None:
         if self.scaler is not None:
             self.state.grad_scaler = self.scaler.state_dict()
-        if self.accelerator.is_main_process:
+        if self.sharded:  # every process writes its shards into the folder the main one made
+            folder = [str(staging_folder(self.run_dir)) if self.accelerator.is_main_process else None]
+            broadcast_object_list(folder)
+            staging = Path(folder[0])
+            save_sharded(staging / SHARDS, self.model, self.optimizer)
+            save_process_rng(staging, self.accelerator.process_index)
+            self.accelerator.wait_for_everyone()
+            if self.accelerator.is_main_process:
+                save_checkpoint(self.run_dir, self.state, None, None, self.scheduler, self.params.keep_checkpoints,
+                                staging)
+        elif self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, self.state, self.unwrapped, self.optimizer, self.scheduler,
                             self.params.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -151,8 +172,9 @@ class _Loop:
         return bool(decision[0])
 
     def save_model(self) -> None:
+        weights = full_state_dict(self.model) if self.sharded else None  # gathered by every process
         if self.accelerator.is_main_process:
-            self.save_model_fn(self.unwrapped)
+            self.save_model_fn(self.unwrapped, weights)
         self.accelerator.wait_for_everyone()
 
     def write_log(self, entry: dict) -> None:
@@ -165,14 +187,17 @@ class _Loop:
 
 
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
-        save_model_fn: Callable[[PreTrainedModel], None], resume: bool = False,
+        save_model_fn: Callable[[PreTrainedModel, dict | None], None], resume: bool = False,
         tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None,
-        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None, run_config: dict | None = None) -> LoopState:
-    """Train `model` in place; `save_model_fn(model)` is called whenever it becomes the best (or final) one.
+        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None, run_config: dict | None = None,
+        model_device: str = "auto") -> LoopState:
+    """Train `model` in place; `save_model_fn(model, weights)` is called whenever it becomes the best (or final)
+    one (`weights`: its gathered state dict when sharded, else None).
     `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
     each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
-    to every batch's loss (EWC); `run_config` is what experiment trackers record as the run's parameters."""
-    accelerator = make_accelerator()
+    to every batch's loss (EWC); `run_config` is what experiment trackers record as the run's parameters;
+    `model_device` is model.device (cpu keeps training on the CPU where an accelerator exists)."""
+    accelerator = make_accelerator(cpu=model_device == "cpu")
     if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
         order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
                                  accelerator.num_processes)
@@ -189,9 +214,14 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     warmup = params.warmup_steps if params.warmup_steps is not None else int(params.warmup_ratio * total_steps)
     if params.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    sharded = wants_fsdp(params.fsdp)
+    if sharded:  # shard first: the optimizer then holds only this process's part of each parameter
+        check_fsdp(model, tuning, accelerator.num_processes, params.optimizer)
+        model = shard_model(model, accelerator.device)
     optimizer = build_optimizer(params.optimizer, param_groups(model, params.weight_decay), params.lr)
     scheduler = build_scheduler(params.scheduler, optimizer, warmup, total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if not sharded:
+        model, optimizer = accelerator.prepare(model, optimizer)
     precision = resolve(params.precision, accelerator.device.type).precision
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
     if scaler is not None and tuning is not None and tuning.adversarial is not None:
@@ -200,7 +230,8 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
     state = LoopState()
     if resume:
         checkpoint = latest_checkpoint(run_dir)
-        state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        state = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler,
+                                accelerator.process_index)
         if scaler is not None and state.grad_scaler is not None:
             scaler.load_state_dict(state.grad_scaler)
     log = None
@@ -210,14 +241,15 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None,
                          trackers=trackers)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
-                 tuning or TuningParams(), on_validation, penalty, scaler=scaler)
+                 tuning or TuningParams(), on_validation, penalty, scaler=scaler, sharded=sharded)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
     try:
         while not finished(state, params):
             _train_epoch(loop)
-            _end_epoch(loop)
+            if not state.stopped_early:  # (an evaluation inside the epoch may have stopped it)
+                _end_epoch(loop)
             state.epoch += 1
             state.batches_done = state.epoch_batches = 0
             state.epoch_loss_sum = 0.0
@@ -286,6 +318,11 @@ def _train_epoch(loop: _Loop) -> None:
                             "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]}
                            | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
+        every = params.eval_every_steps
+        if every and state.global_step % every == 0 and state.batches_done < batches and loop.data.validation_features:
+            _validate(loop, state.epoch + state.batches_done / batches,
+                      f"epoch {state.epoch + 1}/{params.epochs}, step {state.global_step}")
+            model.train()
         if finished(state, params):
             break
         by_steps = params.save_every_steps and state.global_step % params.save_every_steps == 0
@@ -295,11 +332,17 @@ def _train_epoch(loop: _Loop) -> None:
 
 
 def _end_epoch(loop: _Loop) -> None:
+    _validate(loop, loop.state.epoch + 1, f"epoch {loop.state.epoch + 1}/{loop.params.epochs}")
+
+
+def _validate(loop: _Loop, epoch: float, name: str) -> None:
+    """Score the validation split (at an epoch's end, or every train.eval_every_steps); keep the best model;
+    count evaluations without improvement for early stopping."""
     state, params, data = loop.state, loop.params, loop.data
     metric = params.metric or loop.task.default_metric
-    record = {"epoch": state.epoch + 1, "step": state.global_step,
+    record = {"epoch": round(epoch, 4), "step": state.global_step,
               "train_loss": state.epoch_loss_sum / max(state.epoch_batches, 1)}
-    line = f"epoch {state.epoch + 1}/{params.epochs}: train loss {record['train_loss']:.4f}"
+    line = f"{name}: train loss {record['train_loss']:.4f}"
     if data.validation_features:
         predictions = predict(loop.task, loop.unwrapped, data.validation_features, data.validation_examples,
                               params.eval_batch_size, data.pad_id, params.precision)
@@ -315,9 +358,9 @@ def _end_epoch(loop: _Loop) -> None:
             state.bad_epochs += 1
             if params.patience is not None and state.bad_epochs >= params.patience:
                 state.stopped_early = True
-                line += f" — no improvement for {state.bad_epochs} epochs, stopping early"
+                line += f" — no improvement for {state.bad_epochs} evaluations, stopping early"
     state.history.append(record)
     loop.write_log({"validation": record})
     loop.say(line)
     if data.validation_features and loop.on_validation is not None:
-        loop.on_validation(state.epoch + 1, value)
+        loop.on_validation(len(state.history), value)

@@ -23,6 +23,10 @@ class TrainParams(BaseModel):
     scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                        "inverse_sqrt"] = Field("linear", description="Learning-rate schedule after warm-up "
                                                                      "(transformers.get_scheduler).")
+    fsdp: bool = Field(False, description="Shard parameters, gradients and optimizer state over the processes of "
+                                          "`accelerate launch` (torch FSDP2; GPUs and, over gloo, CPUs): each holds "
+                                          "1/N. Checkpoints are sharded; model/ is one consolidated folder. Also on "
+                                          "with `accelerate launch --use_fsdp`.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead of "
                                                             "storing them: less memory for large models, ~30% slower.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and norm weights).")
@@ -38,7 +42,11 @@ class TrainParams(BaseModel):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     seed: int = Field(42, description="Seed for initialisation, data order and dropout.")
     metric: str | None = Field(None, description="Validation metric that picks the best epoch and drives early stopping; default the task's.")
-    patience: int | None = Field(None, gt=0, description="Stop after this many epochs without improvement of `metric`; null = never.")
+    patience: int | None = Field(None, gt=0, description="Stop after this many evaluations without improvement of "
+                                                         "`metric` (epochs, unless eval_every_steps); null = never.")
+    eval_every_steps: int | None = Field(None, gt=0, description="Also score the validation split every N optimizer "
+                                                                 "steps (best model kept, history.png per evaluation); "
+                                                                 "null = at each epoch's end only.")
     save_every_steps: int | None = Field(None, gt=0, description="Also checkpoint every N optimizer steps (always at each epoch end).")
     save_every_minutes: float | None = Field(10.0, gt=0, description="Also checkpoint when this many minutes have passed "
                                                                     "since the last checkpoint, so a kill loses little; "
@@ -48,7 +56,9 @@ class TrainParams(BaseModel):
                                                                          "| tee): print a progress line this often; "
                                                                          "null = never.")
     log_every_steps: int = Field(20, gt=0, description="Write the training loss to metrics.jsonl every N optimizer steps.")
-    tensorboard: bool = Field(True, description="Also write TensorBoard event files to <run>/tensorboard.")
+    tensorboard: bool | None = Field(None, description="Also write TensorBoard event files to <run>/tensorboard: "
+                                                       "true, false, or null = when tensorboard is installed "
+                                                       "(the tensorboard extra).")
     tracking: list[Literal["mlflow", "wandb"]] = Field(
         default_factory=list, description="Also log to these experiment trackers (accelerate's): mlflow (a local "
                                           "SQLite store beside the run directories unless tracking_uri is set), wandb.")

@@ -9,12 +9,14 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 
 
-def process_state() -> PartialState:
-    """accelerate's view of the processes: rank, world size, the main process. Processes launched on a machine
-    without a GPU (`accelerate launch --multi_gpu --num_processes N` there, or torchrun) join one gloo group —
-    accelerate's PartialState sees them only when told to use the CPU."""
+def process_state(cpu: bool = False) -> PartialState:
+    """accelerate's view of the processes: rank, world size, the main process (on the CPU when `cpu`; the first
+    call in a process decides). Processes launched on a machine without a GPU (`accelerate launch --multi_gpu
+    --num_processes N` there, or torchrun) join one gloo group — accelerate's PartialState sees them only when
+    told to use the CPU."""
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (launched and not torch.cuda.is_available()))
+    return PartialState(cpu=cpu or parse_flag_from_env("ACCELERATE_USE_CPU")
+                        or (launched and not torch.cuda.is_available()))
 
 
 def launcher_argv() -> list[str]:
@@ -32,6 +34,10 @@ def check_launch(parent: list[str] | None = None) -> None:
     --multi_gpu, accelerate starts a single process even though N were asked for (`--cpu` does this)."""
     from lmforge.errors import ConfigError
 
+    if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+        raise ConfigError("accelerate launch --use_deepspeed: lmforge does not drive DeepSpeed; train.fsdp=true shards "
+                          "parameters, gradients and optimizer state the way ZeRO-3 does (FSDP2, on GPUs and CPUs) — "
+                          "launch with --multi_gpu and set it")
     parent = launcher_argv() if parent is None else parent
     launched_by_accelerate = any("accelerate" in a for a in parent) and any(a.endswith("launch") for a in parent)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not launched_by_accelerate:

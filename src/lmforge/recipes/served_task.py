@@ -1,0 +1,39 @@
+"""A trained run of a non-generating task (classification, NER, QA, relevance scoring) answering rows through
+its own predict path — what `lmforge serve`, `monitor` and reward models of sequence-level training call.
+Free of the HTTP stack, so those work without the `serve` extra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lmforge.data.labelled import TextExample
+from lmforge.data.squad import QAExample
+from lmforge.errors import ConfigError
+from lmforge.evaluate.inference import predict
+from lmforge.recipes.evaluate import load_trained
+from lmforge.recipes.run_dir import load_run_config
+from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
+
+
+def served_task(run_dir: Path, name: str | None = None, device: str | None = None) -> ServedTask:
+    """A trained run of a classification, NER, QA or relevance-scoring task, answering through its own predict path."""
+    config = load_run_config(run_dir)
+    if config.task.name not in TASK_ENDPOINTS:
+        raise ConfigError(f"{run_dir} is a {config.task.name} run; serve runs of {', '.join(sorted(TASK_ENDPOINTS))} "
+                          "or generation")
+    task, model, tokenizer = load_trained(run_dir, config, device=device)
+
+    def example(row: Any, n: int) -> Any:
+        if isinstance(row, dict) and "question" in row:  # question answering
+            return QAExample(f"request-{n}", row["question"], row["context"], None, f"request input {n}")
+        if isinstance(row, dict):  # relevance scoring
+            return TextExample(row["query"], row["candidate"], (), f"request input {n}")
+        return task.example_from_text(row, f"request input {n}")
+
+    def run(rows: list[Any]) -> list[dict]:
+        examples = [example(row, n) for n, row in enumerate(rows)]
+        features = task.encode(examples, tokenizer, config.data.max_length)
+        return predict(task, model, features, examples, config.train.eval_batch_size, tokenizer.pad_token_id,
+                       config.train.precision)
+    return ServedTask(name or run_dir.name, config.task.name, run)
