@@ -147,3 +147,16 @@ def test_a_log_that_is_not_a_terminal_gets_progress_lines(tiny_config, capsys):
     assert main(["train", str(tiny_config), "train.epochs=1", "train.progress_every_seconds=0.000001"]) == 0
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("lmforge: epoch 1/1: batch ")]
     assert len(lines) >= 5 and "samples/s, ETA " in lines[-1] and ", loss " in lines[-1]
+
+
+def test_a_lora_run_checkpoints_only_what_trains_and_resumes_bit_exact(tiny_config, tmp_path, monkeypatch):
+    common = ["train.epochs=2", "train.save_every_steps=7", "tuning.peft.method=lora", "tuning.peft.r=4"]
+    assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common]) == 0
+    crash_after_checkpoint(monkeypatch, ["train", str(tiny_config), f"train.output_dir={tmp_path / 'split'}", *common])
+    checkpoint = sorted((tmp_path / "split" / "checkpoints").glob("step-*"))[-1]
+    saved = load_file(checkpoint / "trainable.safetensors")
+    assert not (checkpoint / "model.safetensors").exists()
+    assert saved and all("lora_" in name or "classifier" in name or "pooler" in name for name in saved)
+    assert main(["train", "--resume", str(tmp_path / "split")]) == 0
+    whole, split = (load_file(tmp_path / name / "model" / "adapter_model.safetensors") for name in ("whole", "split"))
+    assert whole.keys() == split.keys() and all(whole[k].equal(split[k]) for k in whole)

@@ -13,7 +13,7 @@ from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
 from lmforge.recipes.run_dir import load_run_config
-from lmforge.recipes.served_task import served_task
+from lmforge.recipes.served_task import served_encoder, served_task
 from lmforge.serve.app import ServedModel, ServeOptions, create_app
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts
@@ -76,15 +76,18 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
 
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
-    task_name = config.task.name if config is not None else None
-    is_task_run = task_name in TASK_ENDPOINTS
+    encoder = served_encoder(target, name, device) if config is None else None  # e.g. minilm-l6: /v1/embeddings
+    task_name = config.task.name if config is not None else "feature-extraction" if encoder is not None else None
+    is_task_run = task_name in TASK_ENDPOINTS or encoder is not None
     if is_task_run and faq is not None:
-        raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} run")
+        raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} model")
     if is_task_run and weights != "fp32":
-        raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} run")
+        raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} model")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
-    if is_task_run:
-        served: ServedModel | ServedTask = served_task(run_dir, name, device)
+    if encoder is not None:
+        served: ServedModel | ServedTask = encoder
+    elif is_task_run:
+        served = served_task(run_dir, name, device)
     else:
         served = served_model(target, name, weights, device)
         _load_server_resources(served, options)

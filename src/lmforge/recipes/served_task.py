@@ -11,6 +11,7 @@ from lmforge.data.labelled import TextExample
 from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
+from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.evaluate import load_trained
 from lmforge.recipes.run_dir import load_run_config
 from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
@@ -36,4 +37,23 @@ def served_task(run_dir: Path, name: str | None = None, device: str | None = Non
         features = task.encode(examples, tokenizer, config.data.max_length)
         return predict(task, model, features, examples, config.train.eval_batch_size, tokenizer.pad_token_id,
                        config.train.precision)
-    return ServedTask(name or run_dir.name, config.task.name, run)
+    embedder = None if writes_text(model.config) else SentenceEncoder.of(model, tokenizer, config.data.max_length)
+    return ServedTask(name or run_dir.name, config.task.name, run, embedder)
+
+
+def writes_text(config) -> bool:
+    """Whether a model config is a text writer (decoder, encoder-decoder) rather than a BERT-like encoder."""
+    writes = any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in config.architectures or [])
+    return writes or config.is_encoder_decoder or getattr(config, "is_decoder", False)
+
+
+def served_encoder(target: str, name: str | None = None, device: str | None = None) -> ServedTask | None:
+    """An encoder model (packaged alias or folder, not a run) served for /v1/embeddings; None for a text writer."""
+    from transformers import AutoConfig
+
+    from lmforge.models.resolve import resolve_model
+
+    if writes_text(AutoConfig.from_pretrained(resolve_model(target), local_files_only=True)):
+        return None
+    return ServedTask(name or Path(target.rstrip("/")).name, "feature-extraction", None,
+                      SentenceEncoder(target, device=device or "auto"))

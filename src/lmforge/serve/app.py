@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.serve import responses as R
+from lmforge.serve.embedding_routes import add_embedding_route
 from lmforge.serve.generation_routes import add_generation_routes
 from lmforge.serve.guards import BodyLimit, Measured
 from lmforge.serve.limits import RequestLimits
@@ -125,7 +126,7 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     async def playground() -> str:
         info = {"model": served.name, "api_key": bool(options.api_key)}
         if task is not None:
-            info |= {"task": task.task, "endpoint": TASK_ENDPOINTS[task.task]}
+            info |= {"task": task.task, "endpoint": TASK_ENDPOINTS.get(task.task, "embeddings")}
         else:
             info["chat"] = bool(getattr(served.tokenizer, "chat_template", None))
         return playground_page(info)
@@ -146,7 +147,10 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
                                            | ({"task": task.task} if task is not None else {})]}
 
     if task is not None:
-        add_task_routes(app, task, BadRequest)
+        if task.task in TASK_ENDPOINTS:
+            add_task_routes(app, task, BadRequest)
+        if task.embedder is not None:
+            add_embedding_route(app, task.name, task.embedder, BadRequest)
     else:
         add_generation_routes(app, served, options, scheduler, metrics)
     return app

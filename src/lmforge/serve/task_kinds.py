@@ -18,5 +18,6 @@ class ServedTask:
     {question, context} for QA)."""
 
     name: str
-    task: str
-    predict: Callable[[list[Any]], list[dict]]
+    task: str  # a TASK_ENDPOINTS key, or "feature-extraction" for an encoder served for embeddings only
+    predict: Callable[[list[Any]], list[dict]] | None
+    embedder: Any = None  # a SentenceEncoder: /v1/embeddings (encoder models)

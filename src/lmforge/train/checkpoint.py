@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from lmforge.errors import RunDirError
 from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX, atomic_write_text
 
 SHARDS = "shards"  # a sharded checkpoint's weights and optimizer state (torch.distributed.checkpoint)
+TRAINABLE = "trainable.safetensors"  # a partly frozen model's checkpoint: the parameters that train
 
 
 @dataclass
@@ -74,7 +75,7 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | No
     final = root / f"step-{state.global_step:08d}"
     staging = staging or staging_folder(run_dir)
     if model is not None:
-        save_model(model, str(staging / "model.safetensors"))
+        _save_weights(model, staging)
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
     torch.save(scheduler.state_dict(), staging / "scheduler.pt")
     torch.save(_rng_state(), staging / "rng.pt")
@@ -90,6 +91,32 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | No
     for stale in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(stale)
     return final
+
+
+def _save_weights(model: torch.nn.Module, folder: Path) -> None:
+    """The whole model, or — when part of it is frozen (PEFT, frozen layers) — only the parameters that train:
+    the frozen ones are the base model's, loaded again on resume (a LoRA checkpoint: MBs, not the base's GBs)."""
+    parameters = dict(model.named_parameters())
+    if all(p.requires_grad for p in parameters.values()):
+        save_model(model, str(folder / "model.safetensors"))
+        return
+    trainable = {name: p.detach().contiguous() for name, p in parameters.items() if p.requires_grad}
+    save_file(trainable, str(folder / TRAINABLE))
+
+
+def _load_weights(model: torch.nn.Module, folder: Path) -> None:
+    if not (folder / TRAINABLE).is_file():
+        load_model(model, str(folder / "model.safetensors"))
+        return
+    saved = load_file(str(folder / TRAINABLE))
+    parameters = dict(model.named_parameters())
+    unknown = sorted(set(saved) - set(parameters))
+    if unknown:
+        raise RunDirError(f"{folder / TRAINABLE} holds {unknown[0]!r}, which this model does not have; the run's "
+                          "model changed since the checkpoint")
+    with torch.no_grad():
+        for name, value in saved.items():
+            parameters[name].copy_(value)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -127,7 +154,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
         load_sharded(path / SHARDS, model, optimizer)
     else:
-        load_model(model, str(path / "model.safetensors"))
+        _load_weights(model, path)
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     own = path / f"rng-{rank}.pt"
