@@ -56,7 +56,7 @@ def test_peft_run_trains_the_adapter_and_head_only_and_reloads(method, tiny_conf
     trained = int(err.split("lmforge: training ")[1].split(" of ")[0].replace(",", ""))
     report = json.loads((run / "report.json").read_text())
     assert report["trainable_parameters"] == trained < report["total_parameters"] / 3
-    assert (run / "model" / "adapter_model.safetensors").is_file() and (run / "model" / "config.json").is_file()
+    assert (run / "model" / "adapter_model.safetensors").is_file() and (run / "model" / "head" / "config.json").is_file()
     assert not (run / "model" / "model.safetensors").exists()
     assert main(["evaluate", str(run)]) == 0  # reloads base + adapter + head: same scores as at the end of training
     again = json.loads((run / "evaluations" / "validation" / "report.json").read_text())

@@ -22,9 +22,20 @@ def config_with_labels(path: str, labels: list[str], local_files_only: bool, tru
     return set_labels(config, labels)
 
 
+#: a PEFT run's model/ keeps its labelled config here, not as model/config.json: a config.json there would make
+#: transformers (pipeline, from_pretrained) take the adapter folder for a whole model
+LABELLED_CONFIG_DIR = "head"
+
+
+def labelled_config_dir(model_dir: Path) -> Path:
+    """Where a saved model's labelled config is: model/head/ for an adapter, else the folder itself."""
+    head = Path(model_dir) / LABELLED_CONFIG_DIR
+    return head if (head / "config.json").is_file() else Path(model_dir)
+
+
 def saved_labels(model_dir: Path) -> list[str]:
     """The label set a trained model was saved with, in output order."""
-    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    config = AutoConfig.from_pretrained(labelled_config_dir(model_dir), local_files_only=True)
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 

@@ -19,6 +19,7 @@ from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.device import place, resolve_device
+from lmforge.models.labels import labelled_config_dir
 from lmforge.models.load import load_tokenizer
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.adapters import check_adapter, side_adapters
@@ -62,7 +63,7 @@ def _load_trained(run_dir: Path, config: RunConfig,
         model, task.experts = load_strategy_network(folder, lambda path: task.build_model(
             path, local_files_only=True, trust_remote_code=config.model.trust_remote_code))
         return task, model, tokenizer
-    task = task.from_saved(folder)
+    task = task.from_saved(labelled_config_dir(folder))
     tokenizer = task_tokenizer(task, str(folder))
     if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
         base = task.build_model(base_model_path(folder), local_files_only=True,

@@ -50,6 +50,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
 def model_dir(run_dir: Path) -> Path:
     """<run>/model, with a clear error when training never saved one."""
     path = Path(run_dir) / "model"
-    if not (path / "config.json").is_file():
-        raise RunDirError(f"{run_dir} has no saved model yet (model/config.json); finish or resume its training first")
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise RunDirError(f"{run_dir} has no saved model yet (model/config.json or, for an adapter, "
+                          "model/adapter_config.json); finish or resume its training first")
     return path

@@ -23,6 +23,7 @@ from peft import (
 )
 
 from lmforge.errors import ConfigError, ModelError
+from lmforge.models.labels import LABELLED_CONFIG_DIR
 from lmforge.tuning.params import PeftParams
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -76,7 +77,8 @@ def base_model_path(folder: Path) -> str:
 
 
 def save_adapter(model: PeftModel, folder: Path) -> None:
-    """The adapter (and task head) plus the base config (labels) into `folder`."""
+    """The adapter (and task head) into `folder`, as peft writes it (transformers' pipeline loads it on its base),
+    and the base config with the task's labels into folder/head/."""
     model.save_pretrained(folder, safe_serialization=True)
     adapter_name = next(iter(model.peft_config))
     if adapter_name != "default":  # peft nests non-default adapters in a subfolder; keep one flat layout
@@ -84,7 +86,7 @@ def save_adapter(model: PeftModel, folder: Path) -> None:
         for item in nested.iterdir():
             item.replace(Path(folder) / item.name)
         nested.rmdir()
-    model.get_base_model().config.save_pretrained(folder)
+    model.get_base_model().config.save_pretrained(Path(folder) / LABELLED_CONFIG_DIR)
 
 
 def load_adapter(base: torch.nn.Module, folder: Path, side_by_side: dict[str, Path] | None = None,
