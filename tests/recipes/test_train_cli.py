@@ -141,3 +141,19 @@ def test_overrides_may_follow_options(tiny_config, tmp_path, capsys):
     out = tmp_path / "before"
     assert main(["evaluate", str(tiny_config), "--output", str(out), "data.max_eval_samples=8"]) == 0
     assert json.loads((out / "report.json").read_text())["count"] == 8
+
+
+def test_the_final_report_reuses_the_best_validation_scores(tiny_config, tmp_path, monkeypatch):
+    import lmforge.recipes.finetune as finetune
+
+    def scored_again(*args, **kwargs):
+        raise AssertionError("the validation split was scored a second time")
+    monkeypatch.setattr(finetune, "predict_examples", scored_again)
+    run = tmp_path / "reuse"
+    assert main(["train", str(tiny_config), f"train.output_dir={run}", "train.epochs=2"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    epochs = [json.loads(line)["validation"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if line.startswith('{"validation"')]
+    best = epochs[report["best_epoch"] - 1]
+    assert report["split"] == "validation" and report["accuracy"] == best["accuracy"]
+    assert len((run / "predictions.jsonl").read_text().splitlines()) == 40

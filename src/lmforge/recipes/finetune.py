@@ -234,12 +234,17 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if config.tuning.sequence is not None:
         plot_rewards(run_dir / "metrics.jsonl", run_dir / "rewards.png")
 
-    # Final report on the best model: the test split when there is one, else validation.
-    task, model, tokenizer = load_trained(run_dir, config)
+    # Final report on the best model: the test split when there is one, else validation — whose scores the
+    # best model already has (not decoded twice), unless this process did not see them (a resumed run).
+    reused = split_name == "validation" and data.best_validation is not None and previous is None
     if examples:
-        predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
-                                       params.precision)
-        metrics = task.score(predictions, examples, baseline_examples)
+        if reused:
+            predictions, metrics = data.best_validation[0], dict(data.best_validation[1])
+        else:
+            task, model, tokenizer = load_trained(run_dir, config)
+            predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
+                                           params.precision)
+            metrics = task.score(predictions, examples, baseline_examples)
         if previous is not None:
             old_after = old_task_scores(previous, task, model, tokenizer, max_length, params.eval_batch_size,
                                         params.precision)

@@ -61,6 +61,7 @@ class FitData:
     validation_examples: list
     train_examples: list
     pad_id: int
+    best_validation: tuple[list[dict], dict] | None = None  # (predictions, scores) of the best model, once scored
 
 
 def make_accelerator(cpu: bool = False) -> Accelerator:
@@ -352,6 +353,7 @@ def _validate(loop: _Loop, epoch: float, name: str) -> None:
         line += f", validation {metric} {value:.4f}"
         if is_better(value, state.best_metric, metric):
             state.best_metric, state.best_epoch, state.bad_epochs = value, state.epoch + 1, 0
+            data.best_validation = (predictions, scores)
             loop.save_model()
             line += " (best so far, saved)"
         else:
