@@ -93,9 +93,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides = args.overrides + ([f"train.output_dir={args.output}"] if args.output else []) + _device_override(args)
         evaluate_pretrained(validate_config(RunConfig, load_config(str(target), overrides)), args.data)
         return
-    if args.overrides or args.output:
-        raise ConfigError("overrides and --output apply to a config file; a run directory is evaluated as it was trained")
-    evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter, device=args.device)
+    if args.output:
+        raise ConfigError("--output applies to a config file; a run directory keeps its evaluations in RUN/evaluations/")
+    evaluate(target, args.data, perturbed=args.perturbed, adapter=args.adapter, device=args.device,
+             data_overrides=args.overrides)
 
 
 def _check_output_file(target: Path | str | None) -> None:
@@ -111,10 +112,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     _check_output_file(args.output)
     if args.output in (None, "-"):
-        predict(Path(args.run_dir), args.input, sys.stdout, args.adapter, args.device)
+        predict(Path(args.run_dir), args.input, sys.stdout, args.adapter, args.device, args.overrides)
     else:
         count = _write_atomically(Path(args.output), lambda handle: predict(Path(args.run_dir), args.input, handle,
-                                                                            args.adapter, args.device))
+                                                                            args.adapter, args.device, args.overrides))
         print(f"lmforge: wrote {count} predictions to {args.output}", file=sys.stderr)
 
 
@@ -139,7 +140,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     _check_output_file(args.output)
     texts = recipe.read_prompts(args.prompt or [], args.input, args.source_column)
     generator = recipe.open_generator(args.target, args.system, args.chat_template, args.max_new_tokens, args.stop,
-                                      args.precision, args.device)
+                                      args.precision, args.device, args.allow_network)
     flags = {name: getattr(args, name) for name in DecodeParams.model_fields}
     flags["logit_bias"] = _logit_bias(args.logit_bias)
     if args.compare:
@@ -342,7 +343,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                            request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes,
                            public_metrics=args.public_metrics, wave_wait_s=args.wave_wait, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
-    serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device)
+    serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device,
+          args.allow_network)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
@@ -405,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_, help_text) in VERBS.items():
         sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if name in ("generate", "serve"):
+            sub.add_argument("--allow-network", action="store_true", help="a hub id may be downloaded (once; cached "
+                                                                          "for offline use afterwards)")
         if name in RUNS_A_MODEL:
             sub.add_argument("--device", type=_device, metavar="DEVICE",
                              help="where the model runs: auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N, "
@@ -434,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
                              help="a run directory made by `lmforge train`, or a config whose model is scored untrained "
                                   "(the 'before' of a before/after comparison)")
-            sub.add_argument("overrides", nargs="*", help="with a config: section.key=value overrides")
+            sub.add_argument("overrides", nargs="*", help="section.key=value overrides (a run directory: data.* only, "
+                                                          "how --data is read, e.g. data.text_column=sentence)")
             sub.add_argument("--data", metavar="FILE", help="labelled file (.jsonl/.csv/.tsv); default the test split "
                                                             "(else validation)")
             sub.add_argument("--output", metavar="DIR", help="with a config: the new folder for the report "
@@ -444,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
         elif name == "predict":
             sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
+            sub.add_argument("overrides", nargs="*", help="data.key=value: how --input is read, e.g. "
+                                                          "data.text_column=sentence data.on_error=skip")
             sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "
                              "(one JSON object or plain text per line)")
             sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")

@@ -157,3 +157,19 @@ def test_the_final_report_reuses_the_best_validation_scores(tiny_config, tmp_pat
     best = epochs[report["best_epoch"] - 1]
     assert report["split"] == "validation" and report["accuracy"] == best["accuracy"]
     assert len((run / "predictions.jsonl").read_text().splitlines()) == 40
+
+
+def test_every_fix_an_error_suggests_can_be_typed_on_that_verb(trained_run, tmp_path, capsys):
+    """predict/evaluate of a run take data.* overrides (how the files given are read); generate/serve take
+    --allow-network for a hub id — the fixes their errors name."""
+    other = tmp_path / "other.tsv"
+    other.write_text("sentence\tlabel\na lovely plot\tpos\nterrible actors\tneg\n", encoding="utf-8")
+    assert main(["predict", str(trained_run), "--input", str(other)]) == 2
+    assert "data.text_column" in capsys.readouterr().err
+    assert main(["predict", str(trained_run), "--input", str(other), "data.text_column=sentence"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["evaluate", str(trained_run), "--data", str(other), "data.text_column=sentence"]) == 0
+    assert main(["evaluate", str(trained_run), "train.lr=1"]) == 2
+    assert "data.* overrides only" in capsys.readouterr().err
+    assert main(["generate", "someone/some-model", "--prompt", "hi"]) == 2
+    assert "--allow-network on generate and serve" in capsys.readouterr().err

@@ -35,4 +35,5 @@ def resolve_model(ref: str, allow_network: bool = False) -> str:
     raise ModelError(
         f"model '{ref}' is neither a local directory nor a packaged alias{suggest(ref, list(PACKAGED))}; "
         f"downloads are off: put the model files in a directory and give its path, use a packaged model "
-        f"({', '.join(PACKAGED)}; see `lmforge models`), or set model.allow_network=true")
+        f"({', '.join(PACKAGED)}; see `lmforge models`), or allow downloading it: model.allow_network=true in a config, "
+        "--allow-network on generate and serve")

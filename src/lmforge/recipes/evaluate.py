@@ -91,12 +91,12 @@ def examples_to_score(task: Task, config: RunConfig, data_file: str | None,
 
 
 def evaluate(run_dir: Path, data_file: str | None = None, perturbed: bool = False, adapter: str | None = None,
-             device: str | None = None) -> dict:
+             device: str | None = None, data_overrides: list[str] | None = None) -> dict:
     """Score the run's model (with `adapter` switched on, on `device`) on `data_file` (or on its own
     test/validation split); write a report. With `perturbed`, also score a copy with typos and
     embedding-neighbour word swaps."""
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
+    config = load_run_config(run_dir, data_overrides)
     task, model, tokenizer = load_trained(run_dir, config, adapter, device)
     name, examples = examples_to_score(task, config, data_file, lambda split: saved_split(task, run_dir, split))
     train = saved_split(task, run_dir, "train")

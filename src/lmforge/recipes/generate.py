@@ -81,9 +81,9 @@ class Generator:
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,
                    max_new_tokens: int | None = None, stop_strings: list[str] | None = None,
-                   precision: str | None = None, device: str | None = None) -> Generator:
-    """A trained generation run, or a model reference (packaged alias or folder) with a plain prompt, on `device`
-    (default: the run's model.device, else auto)."""
+                   precision: str | None = None, device: str | None = None, allow_network: bool = False) -> Generator:
+    """A trained generation run, or a model reference (packaged alias, folder, or with `allow_network` a hub id)
+    with a plain prompt, on `device` (default: the run's model.device, else auto)."""
     if (Path(target) / "config.yaml").is_file():
         config = load_run_config(Path(target))
         if not isinstance(config.task, GenerationParams):
@@ -96,10 +96,10 @@ def open_generator(target: str, system: str | None = None, chat_template: bool |
     else:
         params = GenerationParams(system=system, chat_template=chat_template)
         task = Generation(params)
-        path = resolve_model(target)
-        tokenizer = task_tokenizer(task, path)
-        model, run_precision = place(task.build_model(path, local_files_only=True, trust_remote_code=False),
-                                     device or "auto"), "fp32"
+        path = resolve_model(target, allow_network)
+        tokenizer = task_tokenizer(task, path, local_files_only=not allow_network)
+        model, run_precision = place(task.build_model(path, local_files_only=not allow_network,
+                                                      trust_remote_code=False), device or "auto"), "fp32"
     context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     if max_new_tokens is not None and context and max_new_tokens > context:
         raise ConfigError(f"--max-new-tokens {max_new_tokens} is more than {target} can attend to ({context} positions, "

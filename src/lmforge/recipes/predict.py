@@ -47,10 +47,11 @@ def _chunks(rows: Iterator[Any]) -> Iterator[list[Any]]:
         yield chunk
 
 
-def predict(run_dir: Path, input_path: str, output: TextIO, adapter: str | None = None, device: str | None = None) -> int:
-    """Write one prediction per input row to `output` (with `adapter` switched on, on `device`); return the number
-    written."""
-    config = load_run_config(Path(run_dir))
+def predict(run_dir: Path, input_path: str, output: TextIO, adapter: str | None = None, device: str | None = None,
+            data_overrides: list[str] | None = None) -> int:
+    """Write one prediction per input row to `output` (with `adapter` switched on, on `device`; the input read
+    with `data_overrides`, e.g. data.text_column=sentence); return the number written."""
+    config = load_run_config(Path(run_dir), data_overrides)
     task, model, tokenizer = load_trained(Path(run_dir), config, adapter, device)
     if input_path == "-":
         column = getattr(task, "input_column", None) or config.data.text_column  # generation reads its source column

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from lmforge.config.loader import load_yaml
+from lmforge.config.loader import apply_overrides, load_yaml
 from lmforge.config.validate import validate_config
-from lmforge.errors import RunDirError
+from lmforge.errors import ConfigError, RunDirError
 from lmforge.files import atomic_write_text
 from lmforge.recipes.schema import RunConfig
 
@@ -37,14 +37,20 @@ def save_config(config: RunConfig, run_dir: Path) -> None:
     atomic_write_text(run_dir / "config.yaml", text)
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The config a run was started with."""
+def load_run_config(run_dir: Path, data_overrides: list[str] | None = None) -> RunConfig:
+    """The config a run was started with; `data_overrides` (data.key=value) change how files given to it are read
+    (columns, format, on_error) — its model and training stay as they were."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir} is not an lmforge run directory (no config.yaml)")
-    return validate_config(RunConfig, load_yaml(run_dir / "config.yaml"))
+    raw = load_yaml(run_dir / "config.yaml")
+    other = next((o for o in data_overrides or [] if not o.partition("=")[0].strip().startswith("data.")), None)
+    if other is not None:
+        raise ConfigError(f"{other}: a run directory takes data.* overrides only (how the files you give it are "
+                          "read: data.text_column, data.on_error, …); its model and training are fixed")
+    return validate_config(RunConfig, apply_overrides(raw, data_overrides or []))
 
 
 def model_dir(run_dir: Path) -> Path:

@@ -29,11 +29,12 @@ class FaqSettings:
     min_score: float = 0.3
 
 
-def served_model(target: str, name: str | None = None, weights: str = "fp32", device: str | None = None) -> ServedModel:
+def served_model(target: str, name: str | None = None, weights: str = "fp32", device: str | None = None,
+                 allow_network: bool = False) -> ServedModel:
     """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
     ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`). A strategy-network run brings
     its router and experts: each prompt is decoded by the expert the router picks."""
-    generator = open_generator(target, device=device)
+    generator = open_generator(target, device=device, allow_network=allow_network)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
     experts = _experts(generator)
     if experts is not None and weights != "fp32":
@@ -69,14 +70,15 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
-          faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None) -> None:
+          faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None,
+          allow_network: bool = False) -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented)."""
     import uvicorn
 
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
-    encoder = served_encoder(target, name, device) if config is None else None  # e.g. minilm-l6: /v1/embeddings
+    encoder = served_encoder(target, name, device, allow_network) if config is None else None  # e.g. minilm-l6: /v1/embeddings
     task_name = config.task.name if config is not None else "feature-extraction" if encoder is not None else None
     is_task_run = task_name in TASK_ENDPOINTS or encoder is not None
     if is_task_run and faq is not None:
@@ -89,7 +91,7 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     elif is_task_run:
         served = served_task(run_dir, name, device)
     else:
-        served = served_model(target, name, weights, device)
+        served = served_model(target, name, weights, device, allow_network)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)

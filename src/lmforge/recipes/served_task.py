@@ -47,13 +47,15 @@ def writes_text(config) -> bool:
     return writes or config.is_encoder_decoder or getattr(config, "is_decoder", False)
 
 
-def served_encoder(target: str, name: str | None = None, device: str | None = None) -> ServedTask | None:
+def served_encoder(target: str, name: str | None = None, device: str | None = None,
+                   allow_network: bool = False) -> ServedTask | None:
     """An encoder model (packaged alias or folder, not a run) served for /v1/embeddings; None for a text writer."""
     from transformers import AutoConfig
 
     from lmforge.models.resolve import resolve_model
 
-    if writes_text(AutoConfig.from_pretrained(resolve_model(target), local_files_only=True)):
+    path = resolve_model(target, allow_network)
+    if writes_text(AutoConfig.from_pretrained(path, local_files_only=not allow_network)):
         return None
     return ServedTask(name or Path(target.rstrip("/")).name, "feature-extraction", None,
-                      SentenceEncoder(target, device=device or "auto"))
+                      SentenceEncoder(path, device=device or "auto"))

@@ -22,12 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.serve import responses as R
+from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.embedding_routes import add_embedding_route
 from lmforge.serve.generation_routes import add_generation_routes
 from lmforge.serve.guards import BodyLimit, Measured
 from lmforge.serve.limits import RequestLimits
 from lmforge.serve.playground import playground_page
-from lmforge.serve.responses import BadRequest
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts, Scheduler
 from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask, add_task_routes

@@ -16,7 +16,7 @@ from lmforge.decode.generate import check_token_ids
 from lmforge.decode.stream import TextDeltas
 from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
-from lmforge.serve.responses import BadRequest
+from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
 

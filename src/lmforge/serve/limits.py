@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.decode.params import DecodeParams
-from lmforge.serve.responses import BadRequest
+from lmforge.serve.bad_request import BadRequest
 
 #: decode fields a request may not set: they name server files or load models (the flag that sets them instead)
 SERVER_ONLY_FIELDS = {

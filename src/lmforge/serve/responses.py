@@ -13,14 +13,6 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import cut_at_stop_strings
 
 
-class BadRequest(Exception):
-    """A request the server refuses: answered as an error object with `status` naming `param`."""
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None):
-        super().__init__(message)
-        self.param, self.status, self.code = param, status, code
-
-
 def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error",
                code: str | None = None) -> dict[str, Any]:
     """{"error": {message, type, param, code}}, as the OpenAI API answers (also as a streamed event)."""
