@@ -77,15 +77,18 @@ def measure(command: list[str], run_dir: Path, steps: int, threads: int) -> dict
     started = time.perf_counter()
     process = psutil.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, int] = {}
+    anon: dict[int, int] = {}  # RSS less file-backed pages (a memory-mapped checkpoint being read counts in RSS)
     steady: dict[int, int] = {}
     log = run_dir / "metrics.jsonl"
     while process.poll() is None:
         for worker in workers(process):
             try:
-                rss = worker.memory_info().rss
+                memory = worker.memory_info()
             except psutil.Error:
                 continue
+            rss = memory.rss
             peaks[worker.pid] = max(peaks.get(worker.pid, 0), rss)
+            anon[worker.pid] = max(anon.get(worker.pid, 0), rss - memory.shared)
             steady[worker.pid] = rss
         logged = log.read_text(encoding="utf-8").count('"train_loss"') if log.is_file() else 0
         if logged >= steps:
@@ -99,6 +102,7 @@ def measure(command: list[str], run_dir: Path, steps: int, threads: int) -> dict
     process.kill()
     process.wait()
     return {"processes": len(peaks), "peak_gb": round(max(peaks.values()) / 2**30, 2),
+            "peak_anon_gb": round(max(anon.values()) / 2**30, 2),
             "steady_gb": round(max(steady.values()) / 2**30, 2), "seconds": round(seconds)}
 
 
@@ -114,8 +118,9 @@ def main() -> None:
         data = Path(tmp) / "train.txt"
         data.write_text("".join(f"line {n}: the quick brown fox jumps over the lazy dog, again and again.\n"
                                 for n in range(200)), encoding="utf-8")
-        print("| run | processes | peak RSS GB / process | steady RSS GB / process | seconds to step |")
-        print("|---|---|---|---|---|")
+        print("| run | processes | peak RSS GB / process | peak anonymous GB / process | steady RSS GB / process | "
+              "seconds to step |")
+        print("|---|---|---|---|---|---|")
         for name in args.runs.split(","):
             run_dir = Path(tmp) / f"run-{len(os.listdir(tmp))}"
             train = ["-m", "lmforge.cli", "train", *BASE, f"model={args.folder}", f"data.train={data}",
@@ -127,8 +132,8 @@ def main() -> None:
                 command = [sys.executable, *train]
             cores = os.cpu_count() or 1
             result = measure(command, run_dir, args.steps, max(1, cores // 2) if "train.fsdp=true" in RUNS[name] else cores)
-            print(f"| {name} | {result['processes']} | {result['peak_gb']} | {result['steady_gb']} | {result['seconds']} |",
-                  flush=True)
+            print(f"| {name} | {result['processes']} | {result['peak_gb']} | {result['peak_anon_gb']} | "
+                  f"{result['steady_gb']} | {result['seconds']} |", flush=True)
             print(json.dumps({"run": name, **result}), file=sys.stderr)
 
 

@@ -97,3 +97,24 @@ def test_generation_verbs_honour_the_device(device, tiny_chat_llama, tmp_path, p
     placed.clear()
     assert main(["generate", str(run), "--prompt", "a cat", "--device", device]) == 0
     assert placed == [device]
+
+
+def test_model_dtype_reads_weights_straight_in_that_dtype(tiny_config, tmp_path, monkeypatch):
+    """model.dtype bf16 under LoRA: the base is read in bf16 (never held in fp32); the adapters stay fp32."""
+    import lmforge.tasks.classification as classification
+
+    asked = []
+    real = classification.AutoModelForSequenceClassification.from_pretrained
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(classification.AutoModelForSequenceClassification, "from_pretrained", spy)
+    run = tmp_path / "bf16"
+    assert main(["train", str(tiny_config), f"train.output_dir={run}", "train.epochs=1", "model.dtype=bf16",
+                 "tuning.peft.method=lora"]) == 0
+    assert asked[0] == torch.bfloat16
+    from safetensors.torch import load_file
+
+    saved = load_file(run / "model" / "adapter_model.safetensors")
+    assert {t.dtype for name, t in saved.items() if "lora_" in name} == {torch.float32}  # peft keeps adapters fp32

@@ -18,7 +18,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
-from lmforge.models.device import place, resolve_device
+from lmforge.models.device import place, resolve_device, weight_dtype
 from lmforge.models.labels import labelled_config_dir
 from lmforge.models.load import load_tokenizer
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
@@ -47,13 +47,14 @@ def load_trained(run_dir: Path, config: RunConfig, adapter: str | None = None,
     """(task, model, tokenizer) of a run's saved model on `device` (default the run's model.device); a PEFT
     run with `adapter` (a name from `lmforge adapters list`) loads its adapters side by side and switches that
     one on."""
-    resolve_device(device or config.model.device)  # present here, before anything loads
-    task, model, tokenizer = _load_trained(run_dir, config, adapter)
+    target = resolve_device(device or config.model.device)  # present here, before anything loads
+    dtype = weight_dtype(config.model.dtype, target)
+    task, model, tokenizer = _load_trained(run_dir, config, adapter, dtype)
     return task, place(model, device or config.model.device, config.model.dtype), tokenizer
 
 
-def _load_trained(run_dir: Path, config: RunConfig,
-                  adapter: str | None = None) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_trained(run_dir: Path, config: RunConfig, adapter: str | None,
+                  dtype: torch.dtype) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
     folder = model_dir(run_dir)
     check_adapter(run_dir, adapter)
     task = build_task(config.task)
@@ -61,16 +62,17 @@ def _load_trained(run_dir: Path, config: RunConfig,
         task = with_strategy_network(task, config.tuning.strategy_network or StrategyNetworkParams())
         tokenizer = task_tokenizer(task, str(folder))
         model, task.experts = load_strategy_network(folder, lambda path: task.build_model(
-            path, local_files_only=True, trust_remote_code=config.model.trust_remote_code))
+            path, local_files_only=True, trust_remote_code=config.model.trust_remote_code, dtype=dtype))
         return task, model, tokenizer
     task = task.from_saved(labelled_config_dir(folder))
     tokenizer = task_tokenizer(task, str(folder))
     if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
         base = task.build_model(base_model_path(folder), local_files_only=True,
-                                trust_remote_code=config.model.trust_remote_code)
+                                trust_remote_code=config.model.trust_remote_code, dtype=dtype)
         side = side_adapters(run_dir) if adapter is not None else {}
         return task, load_adapter(base, folder, side, adapter), tokenizer
-    model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code)
+    model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code,
+                             dtype=dtype)
     return task, model, tokenizer
 
 
@@ -125,11 +127,11 @@ def robustness_check(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTo
 
 def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The config's model as it comes (untrained, with `task`'s head) on model.device, and its tokenizer."""
-    resolve_device(config.model.device)
+    dtype = weight_dtype(config.model.dtype, resolve_device(config.model.device))
     path = resolve_model(config.model.name, config.model.allow_network)
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    model = task.build_model(path, local_only, config.model.trust_remote_code)
+    model = task.build_model(path, local_only, config.model.trust_remote_code, dtype)
     return place(model, config.model.device, config.model.dtype), tokenizer
 
 

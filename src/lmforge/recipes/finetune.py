@@ -182,6 +182,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
     max_length = config.data.max_length
+    load_dtype = weight_dtype(config.model.dtype, train_device) if config.model.dtype != "auto" else None
     penalty = None
     if previous is not None:  # the old model, measured on the old task before its head grows to the new labels
         model = previous.task.build_model(path, local_only, config.model.trust_remote_code)
@@ -190,9 +191,9 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         penalty = ewc_penalty(previous, model, tokenizer, max_length)
         grow_to(model, previous, task)
     elif wants_fsdp(params.fsdp) and processes.num_processes > 1:
-        model = in_turn(lambda: task.build_model(path, local_only, config.model.trust_remote_code), processes)
-    else:
-        model = task.build_model(path, local_only, config.model.trust_remote_code)
+        model = in_turn(lambda: task.build_model(path, local_only, config.model.trust_remote_code, load_dtype), processes)
+    else:  # model.dtype set: read straight in it (a bf16 base under LoRA never holds fp32 weights)
+        model = task.build_model(path, local_only, config.model.trust_remote_code, load_dtype)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:

@@ -47,8 +47,10 @@ class Task(Protocol):
     # Optional hook: `adapt_tokenizer(tokenizer)` runs right after the tokenizer loads and before
     # build_model (relation extraction adds its entity-marker tokens there).
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
-        """Load `path` with this task's head (new head weights are initialised)."""
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+        """Load `path` with this task's head (new head weights are initialised), its weights read in `dtype` where
+        the task can (None: as saved)."""
 
     def encode(self, examples: list[Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         """Features (one or more per example) with labels when the examples have them."""

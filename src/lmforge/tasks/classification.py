@@ -117,11 +117,12 @@ class TextClassification:
         return tokenised(rows, encode_batch, Features(types | {"length": Value("int32")}), key, self.num_proc)
 
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         config.problem_type = "multi_label_classification" if self.params.multi_label else "single_label_classification"
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, dtype=dtype)
         if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
             model.config.pad_token_id = model.config.eos_token_id  # decoder-only models pool on the last non-pad token
         return model

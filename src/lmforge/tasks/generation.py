@@ -170,11 +170,13 @@ class Generation:
     def adapt_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         auto = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
-        return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+        return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                    dtype=dtype)
 
     def _uses_template(self) -> bool:
         chosen = self.params.chat_template

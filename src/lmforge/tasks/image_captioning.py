@@ -127,7 +127,8 @@ class ImageCaptioning:
     def adapt_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
         saved = saved_submodule(Path(path), PREFIX_MODULE)
         with quiet_about_own_keys(saved):
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,

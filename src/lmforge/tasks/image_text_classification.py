@@ -131,7 +131,8 @@ class ImageTextClassification:
                                  f"{path}, line {n}") for n, r in read_records(path)]
 
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         saved = saved_submodule(Path(path), HEAD_MODULE)
         with quiet_about_own_keys(saved):

@@ -95,14 +95,16 @@ class LanguageModeling:
         self.vocab_size = len(tokenizer)
         self.separator = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
         if self.objective == "auto":
             self.objective = "mlm" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "clm"
         if self.objective == "mlm" and self.mask_id is None:
             raise ConfigError(f"masked-LM needs a tokenizer with a mask token; {path} has none (use task.objective=clm)")
         auto = AutoModelForMaskedLM if self.objective == "mlm" else AutoModelForCausalLM
-        return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+        return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                    dtype=dtype)
 
     def encode(self, examples: list[TextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:  # e.g. no validation split (the tokenizer fails on an empty batch)

@@ -101,9 +101,10 @@ class PromptClassification(TextClassification):
             features.append(feature)
         return features
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code, dtype=dtype)
         set_labels(model.config, self.labels)  # saved with the model, so a trained run knows its labels
         return model
 

@@ -71,9 +71,10 @@ class QuestionAnswering:
         return read_qa(path)
 
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         return AutoModelForQuestionAnswering.from_pretrained(path, local_files_only=local_files_only,
-                                                             trust_remote_code=trust_remote_code)
+                                                             trust_remote_code=trust_remote_code, dtype=dtype)
 
     def encode(self, examples: list[QAExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:

@@ -83,7 +83,8 @@ class RelationExtraction:
         self.marker_ids = tokenizer.convert_tokens_to_ids(list(MARKERS))
         self.vocab_size = len(tokenizer)
 
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
         if not self.marker_ids:
             raise RuntimeError("adapt_tokenizer must run before build_model")  # a bug in the caller, not user input
         model = EntityMarkerClassifier.from_pretrained(path, len(self.labels), self.marker_ids[0], self.marker_ids[2],

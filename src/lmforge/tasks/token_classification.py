@@ -97,10 +97,11 @@ class TokenClassification:
         return [TaggedSentence(r["tokens"], r["tags"], f"{path}, line {n}") for n, r in read_records(path)]
 
     # --- model ----------------------------------------------------------------------------------
-    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedModel:
+    def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         return AutoModelForTokenClassification.from_pretrained(
-            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, dtype=dtype)
 
     def encode(self, examples: list[TaggedSentence], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:
