@@ -138,6 +138,65 @@ def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tok
     return run
 
 
+def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int) -> None:
+    """Holds a llama.cpp model (llama-cpp-python) in its own process; greedy, exactly `new_tokens` tokens a prompt
+    (EOS suppressed, as HF's min_new_tokens does), whenever the parent sends "run"."""
+    try:
+        import numpy as np
+        from llama_cpp import Llama, LogitsProcessorList
+    except ImportError:
+        pipe.send(None)
+        return
+    llm = Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def no_eos(ids, logits):
+        logits[eos] = -np.inf
+        return logits
+    pipe.send("ready")
+    while True:
+        try:
+            if pipe.recv() != "run":
+                return
+        except EOFError:
+            return
+        rows = []
+        for prompt in prompts:
+            out: list[int] = []
+            for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True,
+                                      logits_processor=LogitsProcessorList([no_eos])):
+                out.append(token)
+                if len(out) == new_tokens:
+                    break
+            rows.append(out)
+        pipe.send(rows)
+
+
+def llama_cpp_runner(gguf: str, prompts: list[list[int]], tokenizer, new_tokens: int) -> Callable[[], list[list[int]]] | None:
+    """llama.cpp in a separate process (its own threads, as CTranslate2), on a GGUF `lmforge export` wrote."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    context.Process(target=_llama_cpp_worker, daemon=True, args=(child, gguf, prompts, new_tokens,
+                                                                  torch.get_num_threads(), tokenizer.eos_token_id)).start()
+    if parent.recv() is None:
+        return None
+
+    def run() -> list[list[int]]:
+        parent.send("run")
+        return parent.recv()
+    return run
+
+
+def exported_gguf(outtype: str, folder: str) -> str:
+    """The packaged SmolLM2 as GGUF (`lmforge export --format gguf`), made once per --outtype in a temp folder."""
+    import subprocess
+    import sys
+
+    target = tempfile.mkdtemp(prefix=f"gguf-{outtype}-")
+    subprocess.run([sys.executable, "-m", "lmforge.cli", "export", folder, "--format", "gguf", "--outtype", outtype,
+                    "--output", target], check=True, capture_output=True)
+    return f"{target}/model-{outtype}.gguf"
+
+
 def perplexity(model, tokenizer, texts: list[str]) -> float:
     """exp(mean negative log-likelihood per token) of `texts`, one at a time."""
     total, count = 0.0, 0
@@ -185,6 +244,8 @@ def main() -> None:
     parser.add_argument("--invariance", action="store_true", help="only check: are greedy outputs the same at batch 1 "
                                                                   "and batch 8 (mixed prompt lengths)?")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the model and HF's inputs go there)")
+    parser.add_argument("--llama-cpp", action="store_true", help="greedy mode: add llama.cpp (llama-cpp-python, own "
+                                                                 "process) on f32 and q8_0 GGUF exports as peers")
     args = parser.parse_args()
     folder = str(locate_packaged("smollm2-135m-instruct"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -225,6 +286,11 @@ def main() -> None:
             prompts = (encoded * rows)[:rows]
             peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True),
                      "lmforge": lmforge_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True)}
+        if args.llama_cpp and mode == "greedy":
+            for outtype in ("f32", "q8_0"):
+                runner = llama_cpp_runner(exported_gguf(outtype, folder), prompts, tokenizer, args.new_tokens)
+                if runner is not None:
+                    peers[f"llama.cpp {outtype}"] = runner
         if args.ctranslate2 and mode != "lookup":
             for quantization in ("int8",) if mode == "weights" else ("float32", "int8"):
                 runner = ctranslate2_runner(folder, prompts, tokenizer, args.new_tokens, beams, quantization)
