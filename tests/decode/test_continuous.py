@@ -146,3 +146,35 @@ def test_a_request_whose_rules_fail_leaves_the_others_running(chat):
     while batch.rows:
         batch.step()
     assert ok.future.result(0)[0][0].tokens
+
+
+def test_generation_progress_counts_tokens(tiny_chat_llama, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import lmforge.decode.generate as decode
+    from lmforge.decode.params import DecodeParams
+
+    bars = []
+
+    class Bar:  # records what the progress bar is told
+        def __init__(self, total, **kwargs):
+            self.total, self.updates = total, []
+            bars.append(self)
+
+        def update(self, count):
+            self.updates.append(count)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+    monkeypatch.setattr(decode, "tqdm", Bar)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
+    prompts = [tokenizer("a red dog")["input_ids"], tokenizer("the cat")["input_ids"]]
+    for params in (DecodeParams(), DecodeParams(strategy="beam", num_beams=2)):
+        decode.generate(model, tokenizer, prompts, params, 6, batch_size=1, progress=True)
+    greedy, beam = bars
+    assert greedy.total == beam.total == 12 and sum(greedy.updates) == sum(beam.updates) == 12
+    assert len(greedy.updates) > 2  # greedy reports step by step; beam search once a batch

@@ -198,8 +198,11 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     order = longest_first(prompts) if prefilled is None else list(range(len(prompts)))
     batch_size = batch_size if prefilled is None else len(prompts)
     outputs: dict[int, list[Candidate]] = {}
-    with eval_mode(model):
-        for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress, leave=False):
+    # counted in tokens (at most max_new_tokens a prompt): greedy and sampled rows report each step, other
+    # strategies each finished batch
+    bar = tqdm(total=len(prompts) * max_new_tokens, desc="generating", unit="tok", disable=not progress, leave=False)
+    with eval_mode(model), bar:
+        for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
             engine = prefilled or Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
@@ -208,10 +211,17 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)
-            if on_tokens is not None:
-                limits.on_tokens = lambda rows, tokens, indices=indices: on_tokens([indices[r] for r in rows], tokens)
+            heard = [0]
+
+            def hear(rows: list[int], tokens: list[int], indices: list[int] = indices) -> None:
+                heard[0] += len(rows)
+                bar.update(len(rows))
+                if on_tokens is not None:
+                    on_tokens([indices[r] for r in rows], tokens)
+            limits.on_tokens = hear if on_tokens is not None or progress else None
             with autocast_for(precision, device):
                 batch = strategy(engine, params, rules, limits)
+            bar.update(len(indices) * max_new_tokens - heard[0])  # rows that stopped early, and unheard strategies
             outputs.update(zip(indices, batch, strict=True))
     return [outputs[i] for i in range(len(prompts))]
 
