@@ -119,16 +119,12 @@ def _ctranslate2_worker(pipe, folder: str, tokens: list[list[str]], new_tokens: 
         pipe.send(until_eos([r.sequences_ids[0] for r in results], eos))
 
 
-def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tokens: int, beams: int,
-                       quantization: str) -> Callable[[], list[list[int]]] | None:
-    """CTranslate2 in a separate process: loaded beside torch, its OpenMP runtime slowed torch's own
-    threaded kernels (int8 decoding 42.7 → 25.7 tok/s in one process)."""
+def worker_runner(worker: Callable, *args) -> Callable[[], list[list[int]]] | None:
+    """`worker(pipe, *args)` in a spawned process that decodes on every "run"; None when it cannot start (its
+    package missing). Peers with their own threading runtime stay out of torch's process."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    tokens = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
-    context.Process(target=_ctranslate2_worker, daemon=True,
-                    args=(child, folder, tokens, new_tokens, beams, quantization, torch.get_num_threads(),
-                          tokenizer.eos_token_id)).start()
+    context.Process(target=worker, daemon=True, args=(child, *args)).start()
     if parent.recv() is None:
         return None
 
@@ -136,6 +132,15 @@ def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tok
         parent.send("run")
         return parent.recv()
     return run
+
+
+def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tokens: int, beams: int,
+                       quantization: str) -> Callable[[], list[list[int]]] | None:
+    """CTranslate2 in a separate process: loaded beside torch, its OpenMP runtime slowed torch's own
+    threaded kernels (int8 decoding 42.7 → 25.7 tok/s in one process)."""
+    tokens = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
+    return worker_runner(_ctranslate2_worker, folder, tokens, new_tokens, beams, quantization, torch.get_num_threads(),
+                         tokenizer.eos_token_id)
 
 
 def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int) -> None:
@@ -173,17 +178,7 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
 
 def llama_cpp_runner(gguf: str, prompts: list[list[int]], tokenizer, new_tokens: int) -> Callable[[], list[list[int]]] | None:
     """llama.cpp in a separate process (its own threads, as CTranslate2), on a GGUF `lmforge export` wrote."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    context.Process(target=_llama_cpp_worker, daemon=True, args=(child, gguf, prompts, new_tokens,
-                                                                  torch.get_num_threads(), tokenizer.eos_token_id)).start()
-    if parent.recv() is None:
-        return None
-
-    def run() -> list[list[int]]:
-        parent.send("run")
-        return parent.recv()
-    return run
+    return worker_runner(_llama_cpp_worker, gguf, prompts, new_tokens, torch.get_num_threads(), tokenizer.eos_token_id)
 
 
 def exported_gguf(outtype: str, folder: str) -> str:

@@ -213,7 +213,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)
             heard = [0]
 
-            def hear(rows: list[int], tokens: list[int], indices: list[int] = indices) -> None:
+            def hear(rows: list[int], tokens: list[int], indices: list[int] = indices, heard: list[int] = heard) -> None:
                 heard[0] += len(rows)
                 bar.update(len(rows))
                 if on_tokens is not None:
