@@ -56,3 +56,13 @@ def test_eval_every_steps_scores_inside_epochs_and_plots_every_evaluation(tiny_c
     assert len([e for e in entries if "train_loss" in e]) == 12
     assert "epoch 1/1, step 10: train loss" in capsys.readouterr().err
     assert (run / "history.png").stat().st_size > 10_000
+
+
+def test_a_run_that_stops_at_an_evaluation_step_is_scored_once_there(tiny_config, tmp_path):
+    from lmforge.cli import main
+
+    run = tmp_path / "stops"
+    assert main(["train", str(tiny_config), f"train.output_dir={run}", "train.eval_every_steps=10",
+                 "train.max_steps=20"]) == 0
+    entries = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in entries if "validation" in e] == [10, 20]

@@ -154,13 +154,21 @@ def tokenised(rows: ArrowRows, encode_batch: Callable[[dict], dict], features: A
 
 def record_source(rows: ArrowRows, path: Path) -> None:
     """Write where a split's rows come from (source file stamp and row numbers) instead of a copy of them."""
-    from lmforge.files import atomic_write_text, atomic_write_with
+    from lmforge.files import atomic_write_with
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.name.removesuffix(".jsonl")
-    atomic_write_with(path.with_name(f"{stem}.indices.npy"), lambda tmp: np.save(tmp, rows.indices))
-    atomic_write_text(path.with_name(f"{stem}.source.json"),
-                      json.dumps(rows.source | {"rows": len(rows), "indices": f"{stem}.indices.npy"}, indent=1) + "\n")
+    indices = path.with_name(f"{path.name.removesuffix('.jsonl')}.indices.npy")
+    atomic_write_with(indices, lambda tmp: np.save(tmp, rows.indices))
+    write_source(path, rows.source | {"rows": len(rows), "indices": indices.name})
+
+
+def write_source(path: Path, record: dict) -> None:
+    """`record` (where a split's rows come from) as NAME.source.json beside the split's `path` (NAME.jsonl)."""
+    from lmforge.files import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path.with_name(f"{path.name.removesuffix('.jsonl')}.source.json"),
+                      json.dumps(record, indent=1) + "\n")
 
 
 def check_source_unchanged(run_dir: Path) -> None:

@@ -13,7 +13,6 @@ part of its resumable state — so the buffer and the skip are ours, and the row
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lmforge.data.arrow import file_stamp
+from lmforge.data.arrow import file_stamp, write_source
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import sort_labels
 from lmforge.data.params import DataFile, DataParams, file_params
@@ -83,18 +82,9 @@ class StreamedRows:
     def epoch(self, seed: int, epoch: int) -> Iterator[Any]:
         return shuffled(iter(self), self.buffer_size, seed, epoch)
 
-    def head(self, count: int) -> list[Any]:
-        """The first `count` training rows (e.g. the majority baseline of the scores)."""
-        return list(islice(iter(self), count))
-
     def record(self, path: Path) -> None:
         """Write where the split's rows come from (`NAME.source.json`) instead of a copy of them."""
-        from lmforge.files import atomic_write_text
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stem = path.name.removesuffix(".jsonl")
-        atomic_write_text(path.with_name(f"{stem}.source.json"), json.dumps(
-            self.source | {"rows": self.rows, "streaming": True, "shuffle_buffer": self.buffer_size}, indent=1) + "\n")
+        write_source(path, self.source | {"rows": self.rows, "streaming": True, "shuffle_buffer": self.buffer_size})
 
 
 class StreamedFeatures:
@@ -105,9 +95,6 @@ class StreamedFeatures:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def __bool__(self) -> bool:
-        return len(self.rows) > 0
 
 
 class StreamOrder:
@@ -157,14 +144,18 @@ def stream_splits(iterate: Iterate, data: DataParams, seed: int, expected: str,
     forms: Counter = Counter()
     rows = 0
     limit = data.max_train_samples
-    routes = _routes(seed, data, data.validation is None, data.test is None)
+
+    def route() -> Iterator[str]:
+        return _routes(seed, data, data.validation is None, data.test is None)
+
+    routes = route()
     for example in iterate(path, own, counting):
-        route = next(routes)
-        if route == "validation" and (data.max_eval_samples is None or len(validation) < data.max_eval_samples):
+        where = next(routes)
+        if where == "validation" and (data.max_eval_samples is None or len(validation) < data.max_eval_samples):
             validation.append(example)
-        elif route == "test":
+        elif where == "test":
             test.append(example)
-        elif route == "train":
+        elif where == "train":
             rows += 1
             forms[getattr(example, "form", None)] += 1
         if labels_of is not None:
@@ -177,9 +168,6 @@ def stream_splits(iterate: Iterate, data: DataParams, seed: int, expected: str,
 
     def read() -> Iterator[Any]:
         return iterate(path, own, RowErrors(data.on_error))
-
-    def route() -> Iterator[str]:
-        return _routes(seed, data, data.validation is None, data.test is None)
 
     errors = RowErrors(data.on_error)
     for name, spec in (("validation", data.validation), ("test", data.test)):
@@ -222,6 +210,4 @@ def head_rows(examples: Any, count: int = 100_000) -> list:
     """A split as a list: itself when it is one, else its first `count` rows (a baseline estimate)."""
     if isinstance(examples, list):
         return examples
-    if isinstance(examples, StreamedRows):
-        return examples.head(count)
     return list(islice(iter(examples), count))

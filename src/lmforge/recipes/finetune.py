@@ -198,8 +198,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if config.model.dtype != "auto":  # e.g. a bf16 base under LoRA (PEFT keeps its adapters in fp32)
-        model = model.to(weight_dtype(config.model.dtype, train_device))
+    if load_dtype is not None:  # tasks that cannot load in it, a continued run (PEFT keeps its adapters in fp32)
+        model = model.to(load_dtype)
     model = apply_tuning(model, config.tuning, task, path)
     trainable, total = parameter_counts(model)
     precision = resolve(params.precision, processes.device.type)
@@ -226,7 +226,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     fit_started = time.perf_counter()
     state = fit(task, model, data, params, run_dir, save_best, resume=resuming,
                 tuning=config.tuning, on_validation=on_validation, penalty=penalty,
-                run_config=config.model_dump(mode="json"), model_device=config.model.device)
+                run_config=config.model_dump(mode="json"), cpu=train_device.type == "cpu")
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir

@@ -191,14 +191,14 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         save_model_fn: Callable[[PreTrainedModel, dict | None], None], resume: bool = False,
         tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None,
         penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None, run_config: dict | None = None,
-        model_device: str = "auto") -> LoopState:
+        cpu: bool = False) -> LoopState:
     """Train `model` in place; `save_model_fn(model, weights)` is called whenever it becomes the best (or final)
     one (`weights`: its gathered state dict when sharded, else None).
     `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
     each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
     to every batch's loss (EWC); `run_config` is what experiment trackers record as the run's parameters;
-    `model_device` is model.device (cpu keeps training on the CPU where an accelerator exists)."""
-    accelerator = make_accelerator(cpu=model_device == "cpu")
+    `cpu` trains on the CPU (model.device cpu, also where an accelerator exists)."""
+    accelerator = make_accelerator(cpu)
     if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
         order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
                                  accelerator.num_processes)
@@ -320,7 +320,8 @@ def _train_epoch(loop: _Loop) -> None:
                            | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
         every = params.eval_every_steps
-        if every and state.global_step % every == 0 and state.batches_done < batches and loop.data.validation_features:
+        if every and state.global_step % every == 0 and state.batches_done < batches and loop.data.validation_features \
+                and not finished(state, params):  # (a run that ends here is scored once, at the epoch's end)
             _validate(loop, state.epoch + state.batches_done / batches,
                       f"epoch {state.epoch + 1}/{params.epochs}, step {state.global_step}")
             model.train()
