@@ -1,5 +1,5 @@
 """Memory of a ~1B-parameter model on this CPU: peak and steady RSS per process of `lmforge train` for LoRA on a
-bf16 base with and without gradient checkpointing, and full fine-tuning in one process vs FSDP over two.
+bf16 base with and without gradient checkpointing, QLoRA (an nf4 base through bitsandbytes), and full fine-tuning in one process vs FSDP over two.
 
 No ~1B weights exist offline, so the model is a Llama-architecture network built from a config (TinyLlama-1.1B's
 shape with SmolLM2's 49,152-token vocabulary: 1.1B parameters) with random weights, saved once to --folder.
@@ -32,6 +32,9 @@ RUNS = {
     "LoRA r=8 on a bf16 base": ["tuning.peft.method=lora", "model.dtype=bf16"],
     "LoRA r=8 on a bf16 base + gradient checkpointing": ["tuning.peft.method=lora", "model.dtype=bf16",
                                                          "train.gradient_checkpointing=true"],
+    "QLoRA r=8 on an nf4 base (bitsandbytes)": ["tuning.peft.method=lora", "model.quantization=nf4"],
+    "QLoRA r=8 on an nf4 base + gradient checkpointing": ["tuning.peft.method=lora", "model.quantization=nf4",
+                                                          "train.gradient_checkpointing=true"],
     "full fine-tuning (AdamW) in 1 process": [],
     "full fine-tuning (SGD with momentum) in 1 process": ["train.optimizer=sgd"],
     "full fine-tuning (SGD with momentum) with FSDP over 2 processes": ["train.optimizer=sgd", "train.fsdp=true"],

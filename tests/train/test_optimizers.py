@@ -32,9 +32,3 @@ def test_gradient_checkpointing_gives_the_same_weights(tiny_config, tmp_path):
     plain = load_file(tmp_path / "plain" / "model" / "model.safetensors")
     checkpointed = load_file(tmp_path / "checkpointed" / "model" / "model.safetensors")
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-5) for k in plain)
-
-
-def test_a_cuda_only_optimizer_on_cpu_is_one_line(tiny_config, tmp_path, capsys):
-    assert main(["train", str(tiny_config), "train.optimizer=adamw_8bit"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("error:") == 1 and "CUDA GPUs only" in err and not (tmp_path / "run").exists()

@@ -60,7 +60,16 @@ def weight_dtype(setting: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "mps" else torch.float32
 
 
+def is_quantized(model: torch.nn.Module) -> bool:
+    """Whether `model` (or the base under a PEFT wrapper) holds bitsandbytes weights (`model.quantization`)."""
+    return bool(getattr(model, "is_quantized", False) or getattr(getattr(model, "base_model", None), "is_quantized", False))
+
+
 def place(model: torch.nn.Module, device: str = "auto", dtype: str = "auto") -> torch.nn.Module:
-    """`model` moved to `device` with its floating-point weights in `dtype` (see `weight_dtype`)."""
+    """`model` moved to `device` with its floating-point weights in `dtype` (see `weight_dtype`); a
+    bitsandbytes-quantised model stays where and as it loaded (it is quantised on its device, its other
+    weights in the dtype it loaded in)."""
+    if is_quantized(model):
+        return model
     target = resolve_device(device)
     return model.to(device=target, dtype=weight_dtype(dtype, target))

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lmforge.models.device import DEVICE_HELP, DEVICE_PATTERN
 from lmforge.models.lstm import LstmParams
+from lmforge.models.quantization import QUANTIZATION_HELP, Quantization
 
 
 class ModelParams(BaseModel):
@@ -23,4 +24,7 @@ class ModelParams(BaseModel):
         "auto", description="Weights' dtype outside training (evaluate, predict, generate, serve…): auto is fp32 on "
                             "CPUs, bf16 on accelerators (fp16 where bf16 is missing). Training keeps fp32 weights "
                             "(train.precision autocasts) unless set.")
+    quantization: Quantization = Field(
+        "none", description=f"Hold the base's linear layers in low bits: {QUANTIZATION_HELP}. Training a quantised "
+                            "base needs tuning.peft (QLoRA: nf4 + lora); its runs load the base the same way.")
     lstm: LstmParams = Field(default_factory=LstmParams, description="Sizes of the `lstm` baseline (used only when name is lstm).")

@@ -19,8 +19,10 @@ from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.device import place, resolve_device, weight_dtype
+from lmforge.models.hardware import choose_precision, device_capabilities
 from lmforge.models.labels import labelled_config_dir
 from lmforge.models.load import load_tokenizer
+from lmforge.models.quantization import quantized_base
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
 from lmforge.recipes.adapters import check_adapter, side_adapters
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, model_dir, save_config
@@ -49,12 +51,18 @@ def load_trained(run_dir: Path, config: RunConfig, adapter: str | None = None,
     one on."""
     target = resolve_device(device or config.model.device)  # present here, before anything loads
     dtype = weight_dtype(config.model.dtype, target)
-    task, model, tokenizer = _load_trained(run_dir, config, adapter, dtype)
+    task, model, tokenizer = _load_trained(run_dir, config, adapter, dtype, target)
     return task, place(model, device or config.model.device, config.model.dtype), tokenizer
 
 
-def _load_trained(run_dir: Path, config: RunConfig, adapter: str | None,
-                  dtype: torch.dtype) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
+def base_quantization(task: Task, config: RunConfig, device: torch.device) -> dict | None:
+    """How the config's base loads on `device` (model.quantization; checked), computing in its train.precision."""
+    precision = choose_precision(config.train.precision, device_capabilities(device.type)).precision
+    return quantized_base(config.model.quantization, task, config.task.name, precision, device)
+
+
+def _load_trained(run_dir: Path, config: RunConfig, adapter: str | None, dtype: torch.dtype,
+                  device: torch.device) -> tuple[Task, PreTrainedModel, PreTrainedTokenizerBase]:
     folder = model_dir(run_dir)
     check_adapter(run_dir, adapter)
     task = build_task(config.task)
@@ -66,9 +74,10 @@ def _load_trained(run_dir: Path, config: RunConfig, adapter: str | None,
         return task, model, tokenizer
     task = task.from_saved(labelled_config_dir(folder))
     tokenizer = task_tokenizer(task, str(folder))
-    if is_adapter_dir(folder):  # a PEFT run: the base model plus the saved adapter and head
+    if is_adapter_dir(folder):  # a PEFT run: the base model (quantised as it trained) plus the adapter and head
         base = task.build_model(base_model_path(folder), local_files_only=True,
-                                trust_remote_code=config.model.trust_remote_code, dtype=dtype)
+                                trust_remote_code=config.model.trust_remote_code, dtype=dtype,
+                                quantization=base_quantization(task, config, device))
         side = side_adapters(run_dir) if adapter is not None else {}
         return task, load_adapter(base, folder, side, adapter), tokenizer
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code,
@@ -131,7 +140,8 @@ def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, Pre
     path = resolve_model(config.model.name, config.model.allow_network)
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    model = task.build_model(path, local_only, config.model.trust_remote_code, dtype)
+    quantization = base_quantization(task, config, resolve_device(config.model.device))
+    model = task.build_model(path, local_only, config.model.trust_remote_code, dtype, quantization)
     return place(model, config.model.device, config.model.dtype), tokenizer
 
 

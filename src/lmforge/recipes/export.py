@@ -65,6 +65,9 @@ def _load(source: Path | str, is_run: bool) -> tuple[PreTrainedModel, object]:
     if config.tuning.strategy_network is not None:
         raise RunDirError(f"{source} is a strategy network (one expert per task, routed per input): it has no single "
                           f"set of weights to merge; use it through lmforge evaluate/predict/generate")
+    # a QLoRA run's adapters merge into the base in full precision (the usual way to deploy them): the export
+    # loads anywhere, without bitsandbytes
+    config = config.model_copy(update={"model": config.model.model_copy(update={"quantization": "none"})})
     _, model, tokenizer = load_trained(Path(source), config)
     return (merged(model) if isinstance(model, PeftModel) else model), tokenizer
 

@@ -26,6 +26,8 @@ class Task(Protocol):
     metric_names: tuple[str, ...]
     #: the label set (empty for tasks without one)
     labels: list[str]
+    #: whether `build_model` loads a bitsandbytes-quantised base (`quantization`); model.quantization needs it
+    loads_quantized: bool
 
     # --- data -----------------------------------------------------------------------------------
     def read_splits(self, data: DataParams, seed: int) -> Splits:
@@ -48,9 +50,10 @@ class Task(Protocol):
     # build_model (relation extraction adds its entity-marker tokens there).
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         """Load `path` with this task's head (new head weights are initialised), its weights read in `dtype` where
-        the task can (None: as saved)."""
+        the task can (None: as saved), quantised per `quantization` (`models.quantization.quantized_loading`)
+        where `loads_quantized`."""
 
     def encode(self, examples: list[Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         """Features (one or more per example) with labels when the examples have them."""

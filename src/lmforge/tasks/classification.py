@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, read_splits
 from lmforge.metrics.classification import majority_label, multi_label_metrics, single_label_metrics
 from lmforge.models.labels import config_with_labels, saved_labels
+from lmforge.models.quantization import pretrained_kwargs
 
 
 class TextClassificationParams(BaseModel):
@@ -37,6 +38,7 @@ class TextClassification:
     """Sequence classification head on any HF encoder or decoder."""
 
     default_metric = "accuracy"
+    loads_quantized = True
     label_smoothing = 0.0  # set from tuning.label_smoothing (tuning/regularise.py)
     metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
 
@@ -118,11 +120,11 @@ class TextClassification:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         config.problem_type = "multi_label_classification" if self.params.multi_label else "single_label_classification"
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, dtype=dtype)
+            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, **pretrained_kwargs(dtype, quantization))
         if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
             model.config.pad_token_id = model.config.eos_token_id  # decoder-only models pool on the last non-pad token
         return model

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -39,6 +39,7 @@ from lmforge.decode.params import DecodeParams
 from lmforge.errors import DataError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
 from lmforge.metrics.generation import ROUGE_TYPES, generation_scores
+from lmforge.models.quantization import pretrained_kwargs
 from lmforge.tasks.chat_format import Segment, has_chat_template, plain_segments, template_segments
 
 IGNORE = -100
@@ -114,6 +115,7 @@ class Generation:
     """Source → target and dialogue generation; evaluated by decoding with `params.decode` (greedy by default)."""
 
     default_metric = "bleu"
+    loads_quantized = True
     label_smoothing = 0.0
 
     def __init__(self, params: GenerationParams, labels: list[str] | None = None):
@@ -171,12 +173,12 @@ class Generation:
         self.tokenizer = tokenizer
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         auto = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
         return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
-                                    dtype=dtype)
+                                    **pretrained_kwargs(dtype, quantization))
 
     def _uses_template(self) -> bool:
         chosen = self.params.chat_template

@@ -73,6 +73,7 @@ class ImageCaptioning:
     """Captions from image features read by an LM as a soft prompt."""
 
     default_metric = "cider"
+    loads_quantized = False
     metric_names = CAPTION_METRICS
     supports_peft = True  # with PEFT the prefix trains and is saved as one of the adapter's modules_to_save
 
@@ -128,7 +129,8 @@ class ImageCaptioning:
         self.tokenizer = tokenizer
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
+                    dtype: torch.dtype | None = None,
+                    quantization: dict | None = None) -> PreTrainedModel:  # dtype: cast after; never quantised
         saved = saved_submodule(Path(path), PREFIX_MODULE)
         with quiet_about_own_keys(saved):
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,

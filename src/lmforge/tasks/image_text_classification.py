@@ -75,6 +75,7 @@ class ImageTextClassification:
     """Single-label classification of (text, image) pairs through a fused representation."""
 
     default_metric = "accuracy"
+    loads_quantized = False
     metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
     supports_peft = True  # with PEFT the fusion head trains and is saved as one of the adapter's modules_to_save
 
@@ -132,7 +133,8 @@ class ImageTextClassification:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
+                    dtype: torch.dtype | None = None,
+                    quantization: dict | None = None) -> PreTrainedModel:  # dtype: cast after; never quantised
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         saved = saved_submodule(Path(path), HEAD_MODULE)
         with quiet_about_own_keys(saved):

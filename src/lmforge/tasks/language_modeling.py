@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.errors import ConfigError
+from lmforge.models.quantization import pretrained_kwargs
 
 IGNORE = -100
 
@@ -59,6 +60,7 @@ def pack(documents: list[list[int]], separator: int | None, block_size: int) -> 
 
 class LanguageModeling:
     default_metric = "loss"
+    loads_quantized = True
     metric_names = ("loss", "perplexity")
 
     def __init__(self, params: LanguageModelingParams, labels: list[str] | None = None):
@@ -96,7 +98,7 @@ class LanguageModeling:
         self.separator = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code)
         if self.objective == "auto":
             self.objective = "mlm" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "clm"
@@ -104,7 +106,7 @@ class LanguageModeling:
             raise ConfigError(f"masked-LM needs a tokenizer with a mask token; {path} has none (use task.objective=clm)")
         auto = AutoModelForMaskedLM if self.objective == "mlm" else AutoModelForCausalLM
         return auto.from_pretrained(path, local_files_only=local_files_only, trust_remote_code=trust_remote_code,
-                                    dtype=dtype)
+                                    **pretrained_kwargs(dtype, quantization))
 
     def encode(self, examples: list[TextExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:  # e.g. no validation split (the tokenizer fails on an empty batch)

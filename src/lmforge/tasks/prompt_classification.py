@@ -10,7 +10,7 @@ text classification.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from lmforge.data.params import DataParams
 from lmforge.data.splits import Splits
 from lmforge.errors import ConfigError
 from lmforge.models.labels import saved_labels, set_labels
+from lmforge.models.quantization import pretrained_kwargs
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 
 
@@ -102,9 +103,9 @@ class PromptClassification(TextClassification):
         return features
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_files_only,
-                                                     trust_remote_code=trust_remote_code, dtype=dtype)
+                                                     trust_remote_code=trust_remote_code, **pretrained_kwargs(dtype, quantization))
         set_labels(model.config, self.labels)  # saved with the model, so a trained run knows its labels
         return model
 

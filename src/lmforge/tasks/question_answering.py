@@ -9,7 +9,7 @@ answer wins when the null score beats it by more than `no_answer_threshold`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from lmforge.data.splits import Splits, assemble_splits
 from lmforge.data.squad import QAExample, read_qa
 from lmforge.errors import ConfigError, DataError
 from lmforge.metrics.squad import squad_scores
+from lmforge.models.quantization import pretrained_kwargs
 
 
 class QuestionAnsweringParams(BaseModel):
@@ -44,6 +45,7 @@ class QuestionAnswering:
     """A start/end span head on an encoder."""
 
     default_metric = "f1"
+    loads_quantized = True
     metric_names = ("f1", "exact_match", "has_answer_f1", "has_answer_exact_match", "no_answer_exact_match")
     label_smoothing = 0.0  # over token positions
 
@@ -72,9 +74,9 @@ class QuestionAnswering:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         return AutoModelForQuestionAnswering.from_pretrained(path, local_files_only=local_files_only,
-                                                             trust_remote_code=trust_remote_code, dtype=dtype)
+                                                             trust_remote_code=trust_remote_code, **pretrained_kwargs(dtype, quantization))
 
     def encode(self, examples: list[QAExample], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:

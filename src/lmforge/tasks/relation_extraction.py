@@ -36,6 +36,7 @@ class RelationExtractionParams(BaseModel):
 
 class RelationExtraction:
     default_metric = "micro_f1"
+    loads_quantized = False
     metric_names = ("micro_f1", "micro_precision", "micro_recall", "accuracy")
     #: PEFT would freeze the new entity-marker embeddings, and the head is saved beside the encoder
     supports_peft = False
@@ -84,7 +85,8 @@ class RelationExtraction:
         self.vocab_size = len(tokenizer)
 
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:  # dtype: cast after loading
+                    dtype: torch.dtype | None = None,
+                    quantization: dict | None = None) -> PreTrainedModel:  # dtype: cast after; never quantised
         if not self.marker_ids:
             raise RuntimeError("adapt_tokenizer must run before build_model")  # a bug in the caller, not user input
         model = EntityMarkerClassifier.from_pretrained(path, len(self.labels), self.marker_ids[0], self.marker_ids[2],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from lmforge.data.readers import detect_format, locate, read_records, write_json
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.errors import ConfigError
 from lmforge.models.labels import config_with_labels, saved_labels
+from lmforge.models.quantization import pretrained_kwargs
 
 IGNORE = -100
 
@@ -44,6 +45,7 @@ class TokenClassification:
     """A per-token head on an encoder; predictions are entity spans with character offsets."""
 
     default_metric = "f1"
+    loads_quantized = True
     metric_names = ("f1", "precision", "recall", "token_accuracy")
     supports_rdrop = True
     label_smoothing = 0.0
@@ -98,10 +100,10 @@ class TokenClassification:
 
     # --- model ----------------------------------------------------------------------------------
     def build_model(self, path: str, local_files_only: bool, trust_remote_code: bool,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, quantization: dict[str, Any] | None = None) -> PreTrainedModel:
         config = config_with_labels(path, self.labels, local_files_only, trust_remote_code)
         return AutoModelForTokenClassification.from_pretrained(
-            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, dtype=dtype)
+            path, config=config, local_files_only=local_files_only, trust_remote_code=trust_remote_code, **pretrained_kwargs(dtype, quantization))
 
     def encode(self, examples: list[TaggedSentence], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[dict]:
         if not examples:

@@ -10,6 +10,7 @@ import torch
 from transformers import get_scheduler
 
 from lmforge.errors import ConfigError
+from lmforge.models.quantization import BITSANDBYTES_DEVICES, bitsandbytes
 
 
 def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -22,20 +23,8 @@ def _adafactor(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return Adafactor(groups, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
 
 
-def _bitsandbytes():
-    """bitsandbytes, where it can run (CUDA); else a one-line ConfigError."""
-    if not torch.cuda.is_available():
-        raise ConfigError("train.optimizer adamw_8bit runs on CUDA GPUs only (bitsandbytes); on this machine use "
-                          "adamw or adafactor")
-    try:
-        import bitsandbytes
-    except ImportError:
-        raise ConfigError("train.optimizer adamw_8bit needs bitsandbytes: pip install bitsandbytes") from None
-    return bitsandbytes
-
-
 def _adamw_8bit(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    return _bitsandbytes().optim.AdamW8bit(groups, lr=lr)
+    return bitsandbytes("train.optimizer adamw_8bit").optim.AdamW8bit(groups, lr=lr)
 
 
 def _sgd(groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -48,10 +37,13 @@ OPTIMIZERS: dict[str, Callable[[list[dict], float], torch.optim.Optimizer]] = {
 }
 
 
-def check_optimizer(name: str) -> None:
-    """Refuse an optimizer this machine cannot run, before anything is written."""
+def check_optimizer(name: str, device: torch.device) -> None:
+    """Refuse an optimizer `device` cannot run, before anything is written."""
     if name == "adamw_8bit":
-        _bitsandbytes()
+        if device.type not in BITSANDBYTES_DEVICES:
+            raise ConfigError(f"train.optimizer adamw_8bit runs on {', '.join(BITSANDBYTES_DEVICES)} (bitsandbytes), "
+                              f"not {device.type}; use adamw or adafactor")
+        bitsandbytes("train.optimizer adamw_8bit")
 
 
 def build_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:

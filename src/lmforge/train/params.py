@@ -19,7 +19,7 @@ class TrainParams(BaseModel):
     lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
     optimizer: Literal["adamw", "adafactor", "adamw_8bit", "sgd"] = Field(
         "adamw", description="adamw (torch's fused AdamW), adafactor (transformers; less optimizer memory), "
-                             "adamw_8bit (bitsandbytes, CUDA only), sgd (momentum 0.9).")
+                             "adamw_8bit (bitsandbytes: CPU or CUDA, states in 8 bits), sgd (momentum 0.9).")
     scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                        "inverse_sqrt"] = Field("linear", description="Learning-rate schedule after warm-up "
                                                                      "(transformers.get_scheduler).")
