@@ -22,7 +22,7 @@ LAYERS = [
     ["train"],
     ["serve"],
     ["recipes"],
-    ["cli"],
+    ["cli", "cli_flags", "cli_params"],
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

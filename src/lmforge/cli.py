@@ -228,6 +228,7 @@ def _add_limit_flags(sub: argparse.ArgumentParser) -> None:
     """One flag per `RequestLimits` field (max_beams is --max-beams): what one request may cost."""
     import dataclasses
 
+    from lmforge.cli_flags import checked
     from lmforge.serve.limits import RequestLimits
 
     group = sub.add_argument_group("per-request limits (a request over one gets a 400 naming it; model files are "
@@ -239,36 +240,7 @@ def _add_limit_flags(sub: argparse.ArgumentParser) -> None:
         elif field.default is None:
             group.add_argument(flag, metavar=field.name.split("_")[-1].upper(), help=text)
         else:
-            group.add_argument(flag, type=_positive_int, default=field.default, help=f"{text} (default {field.default})")
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"give a whole number of at least 1, not {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"give a number above 0, not {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """argparse type: a TCP port."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"give a port from 1 to 65535, not {text!r}")
-    return int(text)
+            group.add_argument(flag, type=checked(int, gt=0), default=field.default, help=f"{text} (default {field.default})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -385,201 +357,21 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 }
 
 
-RUNS_A_MODEL = ("train", "augment", "evaluate", "predict", "generate", "policy", "serve", "monitor")
-
-
-def _device(text: str) -> str:
-    """--device: a device name that is present here (checked before any model loads)."""
-    from lmforge.models.device import DEVICE_HELP, DEVICE_PATTERN, resolve_device
-
-    if not re.match(DEVICE_PATTERN, text):
-        raise argparse.ArgumentTypeError(f"{text!r}: choose {DEVICE_HELP}")
-    try:
-        resolve_device(text)
-    except LmforgeError as error:
-        raise argparse.ArgumentTypeError(str(error).partition(": ")[2]) from None
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """One subcommand per verb, its arguments derived from its params model (`cli_params.VERB_ARGS`)."""
+    from lmforge.cli_flags import add_flags
+    from lmforge.cli_params import VERB_ARGS
+
     parser = _Parser(prog="lmforge", description="Adapt pretrained language models to real tasks — offline.")
     parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_, help_text) in VERBS.items():
         sub = verbs.add_parser(name, help=help_text, description=help_text)
-        if name in ("generate", "serve"):
-            sub.add_argument("--allow-network", action="store_true", help="a hub id may be downloaded (once; cached "
-                                                                          "for offline use afterwards)")
-        if name in RUNS_A_MODEL:
-            sub.add_argument("--device", type=_device, metavar="DEVICE",
-                             help="where the model runs: auto (CUDA, then MPS, else CPU; the default), cpu, cuda, cuda:N, "
-                                  "mps" + (" (model.device)" if name in ("train", "augment", "evaluate") else ""))
-        if name == "train":
-            sub.add_argument("config", nargs="?", help="YAML config file (see examples/)")
-            sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-5 data.max_length=64")
-            sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-        elif name == "search":
-            sub.add_argument("config", nargs="?", help="a run config with a `search:` section (space of dotted keys, "
-                                                       "sampler, trials, storage, workers); see examples/search_sst2.yaml")
-            sub.add_argument("overrides", nargs="*", help="section.key=value, e.g. search.trials=20 search.sampler=random")
-            sub.add_argument("--resume", metavar="SEARCH_DIR", help="continue a killed search from its study.db without "
-                                                                   "repeating finished trials")
-        elif name == "augment":
-            sub.add_argument("config", help="the run config whose training split is augmented")
-            sub.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. data.max_train_samples=500")
-            sub.add_argument("--method", required=True, choices=["eda", "paraphrase", "back-translation"])
-            sub.add_argument("--via", action="append", metavar="RUN_DIR|CONFIG.yaml",
-                             help="a generation model: a trained run or a generation config (paraphrase: one; "
-                                  "back-translation: two, in order, e.g. en→fr then fr→en)")
-            sub.add_argument("--output", required=True, metavar="FILE", help="new .jsonl file for the augmented rows")
-            sub.add_argument("--copies", type=_positive_int, default=1, help="augmented rows per training row (default 1)")
-            sub.add_argument("--rate", type=float, default=0.1, help="eda: share of words each edit touches")
-            sub.add_argument("--batch-size", type=_positive_int, default=32, help="generation batch size")
-        elif name == "evaluate":
-            sub.add_argument("target", metavar="RUN_DIR|CONFIG.yaml",
-                             help="a run directory made by `lmforge train`, or a config whose model is scored untrained "
-                                  "(the 'before' of a before/after comparison)")
-            sub.add_argument("overrides", nargs="*", help="section.key=value overrides (a run directory: data.* only, "
-                                                          "how --data is read, e.g. data.text_column=sentence)")
-            sub.add_argument("--data", metavar="FILE", help="labelled file (.jsonl/.csv/.tsv); default the test split "
-                                                            "(else validation)")
-            sub.add_argument("--output", metavar="DIR", help="with a config: the new folder for the report "
-                                                             "(default train.output_dir, else runs/<task>-<time>)")
-            sub.add_argument("--perturbed", action="store_true", help="also score a copy with typos and word swaps "
-                                                                      "(robustness; text classification)")
-            sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
-        elif name == "predict":
-            sub.add_argument("run_dir", help="a run directory made by `lmforge train`")
-            sub.add_argument("overrides", nargs="*", help="data.key=value: how --input is read, e.g. "
-                                                          "data.text_column=sentence data.on_error=skip")
-            sub.add_argument("--input", required=True, metavar="FILE|-", help="texts: .jsonl/.csv/.tsv/.txt, or - for stdin "
-                             "(one JSON object or plain text per line)")
-            sub.add_argument("--output", metavar="FILE", help="where to write jsonl (default stdout)")
-            sub.add_argument("--adapter", metavar="NAME", help="a PEFT run: the adapter to use (see `lmforge adapters list`)")
-        elif name == "generate":
-            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias (see `lmforge models`), a model "
-                                                                     "folder, or a generation run directory")
-            sub.add_argument("--prompt", action="append", metavar="TEXT", help="a prompt (repeatable)")
-            sub.add_argument("--input", metavar="FILE", help="prompts from .jsonl/.csv/.tsv (the --source-column field) "
-                                                             "or .txt (one per line); writes jsonl")
-            sub.add_argument("--source-column", default="source", help="--input: the field holding each prompt")
-            sub.add_argument("--image", action="append", metavar="PATH", help="an image guiding the text (strategy "
-                             "contrastive with --image-weight): one for all prompts or one per prompt")
-            sub.add_argument("--image-column", default="image", help="--input .jsonl: the field holding each row's "
-                                                                      "image path (relative to the file)")
-            sub.add_argument("--output", metavar="FILE", help="write jsonl here instead of stdout")
-            sub.add_argument("--max-new-tokens", type=_positive_int, help="longest output (default: the run's, else 128)")
-            sub.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable), e.g. --stop '\\n'")
-            sub.add_argument("--system", help="a model: system message before each prompt")
-            sub.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
-                             help="a model: wrap prompts in its chat template (default: when it has one)")
-            sub.add_argument("--batch-size", type=_positive_int, default=8, help="prompts decoded together (default 8)")
-            sub.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="bf16 autocast; auto: bf16 where the "
-                             "hardware runs it natively (default: the run's, else fp32)")
-            sub.add_argument("--stream", action="store_true", help="print the output as it is generated (one prompt)")
-            sub.add_argument("--compare", metavar="LIST", help="strategies side by side, e.g. greedy,beam4,topp0.9,topk50,"
-                                                              "minp0.1,typical0.9,sample: output, tokens, tok/s, mean "
-                                                              "log-prob, distinct-2")
+        add_flags(sub, VERB_ARGS[name])
+        if name == "generate":
             _add_decode_flags(sub)
-        elif name == "adapters":
-            sub.add_argument("action", choices=["add", "list"], help="add: copy OTHER_RUN's adapter beside RUN_DIR's; "
-                                                                     "list: the run's adapters")
-            sub.add_argument("run_dir", help="a PEFT run directory")
-            sub.add_argument("other_run", nargs="?", help="add: the PEFT run (same base, task and labels) to take from")
-            sub.add_argument("--name", help="add: the name to use (default the other run's folder name)")
-        elif name == "export":
-            from lmforge.models.gguf_export import OUTTYPES
-
-            sub.add_argument("run_dir", metavar="RUN_OR_MODEL", help="a run directory made by `lmforge train`, or a "
-                                                                     "model name/folder (`lmforge models`)")
-            sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the model (must not exist "
-                                                                            "or be empty)")
-            sub.add_argument("--format", choices=("hf", "gguf", "onnx"), default="hf",
-                             help="hf: a Hugging Face folder (adapters merged); gguf: one .gguf file for llama.cpp, "
-                                  "Ollama, LM Studio (llama.cpp's converter); onnx: model.onnx + tokenizer, checked "
-                                  "in onnxruntime (extra: export). Default hf")
-            sub.add_argument("--outtype", choices=OUTTYPES, default="f16", help="gguf: weight type (default f16)")
-            sub.add_argument("--converter", metavar="PATH", help="gguf: llama.cpp's convert_hf_to_gguf.py (default: "
-                                                                 "$LMFORGE_LLAMA_CPP, then .venv/llama.cpp)")
-        elif name == "gate":
-            sub.add_argument("data", help="image-text pairs: .jsonl rows {image, text[, relevant]} or a folder with "
-                                          "captions.jsonl / captions.tsv")
-            sub.add_argument("--output", required=True, metavar="FILE", help="new gate file (.json)")
-            sub.add_argument("--scorer", default="efficientnet-minilm", help="image-text scorer: efficientnet-minilm "
-                                                                             "or an HF CLIP/SigLIP directory")
-            sub.add_argument("--threshold", type=float, default=0.5, help="probability from which an image is used")
-            sub.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=True,
-                             help="add each text paired with another image as an irrelevant pair (default on)")
-            sub.add_argument("--seed", type=int, default=0, help="seed for the shuffled pairs")
-        elif name == "policy":
-            sub.add_argument("target", metavar="MODEL|RUN_DIR", help="a packaged alias, a model folder or a generation run "
-                                                                     "(which formats the prompts its own way)")
-            sub.add_argument("--data", required=True, metavar="FILE",
-                             help="prompts with references: .jsonl/.csv/.tsv rows with the run's source and target "
-                                  "columns (source, target for a model)")
-            sub.add_argument("--output", required=True, metavar="DIR", help="new folder for the policy, its log, "
-                                                                           "report.json and arms.png")
-            sub.add_argument("--arms", default="greedy,beam4", help="the decodings to choose from, as for generate "
-                                                                   "--compare (default greedy,beam4)")
-            sub.add_argument("--reward", default="chrf", help="reward names with weights, e.g. chrf or chrf:0.7,bleu:0.3, "
-                                                              "or a YAML list of reward specs (default chrf)")
-            sub.add_argument("--cost-weight", type=float, default=0.0,
-                             help="reward given up per second of decoding (default 0: reward alone)")
-            sub.add_argument("--layer", type=int, default=-1, help="the hidden layer the policy reads (default -1: the "
-                                                                   "top, read from the decoding's own prefill)")
-            sub.add_argument("--length", action="store_true", help="the policy also reads the prompt's length")
-            sub.add_argument("--max-new-tokens", type=_positive_int, help="longest output (default: the run's, else 128)")
-            sub.add_argument("--limit", type=_positive_int, help="the first N rows only")
-            sub.add_argument("--resume", action="store_true", help="continue DIR's log, or refit a finished one "
-                                                                   "(another --cost-weight, --layer or --length)")
-            sub.add_argument("--seed", type=int, default=0, help="seed of the sampling arms")
         elif name == "serve":
-            sub.add_argument("target", metavar="MODEL|RUN_DIR",
-                             help="a packaged alias, a model folder, a generation run, or a classification / NER / "
-                                  "QA / relevance-scoring run")
-            sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-            sub.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-            sub.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 requests and /metrics (/health "
-                                               "stays open for load balancers)")
-            sub.add_argument("--public-metrics", action="store_true", help="with --api-key: serve /metrics without the "
-                                                                           "key (e.g. to a Prometheus on a private network)")
-            sub.add_argument("--max-body-bytes", type=_positive_int, default=1_000_000,
-                             help="largest request body, counted as read (default 1000000); larger gets 413")
-            sub.add_argument("--wave-wait", type=_positive_float, default=2.0,
-                             help="seconds a beam/speculative request waits for the continuous batch to drain before "
-                                  "it runs between two of its steps (default 2)")
-            sub.add_argument("--served-model-name", help="the model name clients send (default: the folder or alias name)")
-            sub.add_argument("--max-queue", type=_positive_int, default=64, help="requests that may wait; more get 429 (default 64)")
-            sub.add_argument("--max-batch", type=_positive_int, default=8,
-                             help="rows in the continuous batch (default 8; sampling's n counts each copy)")
-            sub.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds a request may take (default 300)")
-            sub.add_argument("--faq", type=Path, metavar="FILE",
-                             help="ground chat answers in the nearest entries of this FAQ (jsonl/csv: question, answer)")
-            sub.add_argument("--faq-top-k", type=_positive_int, default=2, help="FAQ entries per answer (default 2)")
-            sub.add_argument("--faq-min-score", type=float, default=0.3,
-                             help="least cosine similarity for an entry to be used (default 0.3)")
-            sub.add_argument("--faq-encoder", default="minilm-l6", help="sentence encoder for the FAQ (default minilm-l6)")
-            sub.add_argument("--weights", choices=["fp32", "bf16", "int8"], default="fp32",
-                             help="weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 "
-                                  "(about 2.5x faster at batch 1 on CPU; outputs may differ slightly)")
             _add_limit_flags(sub)
-        elif name == "monitor":
-            sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a trained text-classification run")
-            sub.add_argument("--input", required=True, metavar="FILE|-",
-                             help="texts, one a line: TEXT, TOPIC<TAB>TEXT or {\"text\", \"topic\"} JSON; - reads stdin")
-            sub.add_argument("--window", type=_positive_int, default=50, help="texts per topic in the sliding window (default 50)")
-            sub.add_argument("--threshold", type=float, default=0.5,
-                             help="alert when a topic's negative rate reaches this (default 0.5)")
-            sub.add_argument("--min-count", type=_positive_int, default=10, help="texts a topic needs before it can alert (default 10)")
-            sub.add_argument("--recover-below", type=float,
-                             help="an alert ends when the rate falls below this (default: threshold - 0.1)")
-            sub.add_argument("--negative-label", help="the run's negative label (default: the one named negative/neg/0)")
-            sub.add_argument("--alerts", type=Path, metavar="FILE", help="also append alerts here as JSON lines")
-            sub.add_argument("--plot", type=Path, metavar="PNG", help="keep a trend plot of every topic's negative rate here")
-            sub.add_argument("--predictions", type=Path, metavar="FILE", help="append every text's label here (JSON lines)")
-            sub.add_argument("--batch-size", type=_positive_int, default=16, help="texts classified together (default 16)")
-        elif name == "demo":
-            sub.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo config")
     return parser
 
 
@@ -630,11 +422,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_libraries() -> None:
     """Keep library chatter (download hints, load reports) out of the way of lmforge's own output."""
+    import logging as python_logging
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    # bitsandbytes says at import that its optional hub-downloaded CPU kernel is absent (it never downloads offline)
+    python_logging.getLogger("bitsandbytes").setLevel(python_logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from lmforge.cli import RUNS_A_MODEL, main
+from lmforge.cli import main
+from lmforge.cli_params import RUNS_A_MODEL
 from lmforge.errors import ConfigError
 from lmforge.models.device import resolve_device, weight_dtype
 from tests.conftest import make_pairs, make_sentences, write_jsonl

@@ -37,3 +37,9 @@ def resolve_model(ref: str, allow_network: bool = False) -> str:
         f"downloads are off: put the model files in a directory and give its path, use a packaged model "
         f"({', '.join(PACKAGED)}; see `lmforge models`), or allow downloading it: model.allow_network=true in a config, "
         "--allow-network on generate and serve")
+
+
+def portable_reference(ref: str) -> str | None:
+    """`ref` when it names a model the same way on any machine (a packaged alias or a hub id); None for a
+    local folder (its path means something only here)."""
+    return None if Path(ref).expanduser().exists() or ref == SCRATCH_MODEL else ref

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from accelerate.utils import broadcast_object_list, set_seed
 
 from lmforge.config.validate import suggest
@@ -24,7 +25,8 @@ from lmforge.models.device import resolve_device, weight_dtype
 from lmforge.models.export import set_dropout
 from lmforge.models.hardware import resolve
 from lmforge.models.lstm import build_lstm_dir, example_texts
-from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
+from lmforge.models.quantization import prepare_for_adapters, quantized_base
+from lmforge.models.resolve import SCRATCH_MODEL, portable_reference, resolve_model
 from lmforge.recipes.continual import (
     REPORTED,
     ewc_penalty,
@@ -39,7 +41,7 @@ from lmforge.recipes.evaluate import examples_to_score, load_trained, task_token
 from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.recipes.schema import RunConfig
 from lmforge.recipes.served_task import served_task
-from lmforge.tasks import build_task
+from lmforge.tasks import Task, build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state
 from lmforge.train.loop import FitData, finished, fit
@@ -66,6 +68,19 @@ def check_train_device(name: str):
         raise ConfigError(f"model.device {name}: training places process k on cuda:k; run with "
                           f"CUDA_VISIBLE_DEVICES={device.index} and model.device=cuda")
     return device
+
+
+def quantized_training(config: RunConfig, task: Task, precision: str, device: torch.device) -> dict | None:
+    """How the base loads for training (`quantized_base`): model.quantization trains adapters (QLoRA) on a
+    frozen low-bit base in one unsharded process; a one-line ConfigError otherwise."""
+    quantization = config.model.quantization
+    if quantization != "none" and config.tuning.peft is None:
+        raise ConfigError(f"model.quantization {quantization} freezes the base in low bits: train adapters on it "
+                          "with tuning.peft.method=lora (QLoRA), or set model.quantization=none")
+    if quantization != "none" and (config.tuning.continual is not None or wants_fsdp(config.train.fsdp)):
+        raise ConfigError(f"model.quantization {quantization} works without "
+                          f"{'tuning.continual' if config.tuning.continual else 'train.fsdp'}; set model.quantization=none")
+    return quantized_base(quantization, task, config.task.name, precision, device)
 
 
 def finetune(config: RunConfig, resume_dir: Path | None = None,
@@ -134,8 +149,10 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     if config.data.streaming and (config.tuning.continual or config.tuning.strategy_network):
         raise ConfigError(f"data.streaming works without tuning.{'continual' if config.tuning.continual else 'strategy_network'}"
                           " (it reads the training rows whole); set data.streaming=false")
-    check_optimizer(params.optimizer)
+    check_optimizer(params.optimizer, train_device)
     task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
+    precision = resolve(params.precision, train_device.type)
+    quantization = quantized_training(config, task, precision.precision, train_device)
     configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
     use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)
     if params.metric is not None and params.metric not in task.metric_names:
@@ -183,6 +200,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
     max_length = config.data.max_length
     load_dtype = weight_dtype(config.model.dtype, train_device) if config.model.dtype != "auto" else None
+    if quantization is not None:  # each process quantises its own copy on its own device
+        quantization["device_map"] = {"": str(processes.device)}
     penalty = None
     if previous is not None:  # the old model, measured on the old task before its head grows to the new labels
         model = previous.task.build_model(path, local_only, config.model.trust_remote_code)
@@ -193,16 +212,17 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     elif wants_fsdp(params.fsdp) and processes.num_processes > 1:
         model = in_turn(lambda: task.build_model(path, local_only, config.model.trust_remote_code, load_dtype), processes)
     else:  # model.dtype set: read straight in it (a bf16 base under LoRA never holds fp32 weights)
-        model = task.build_model(path, local_only, config.model.trust_remote_code, load_dtype)
+        model = task.build_model(path, local_only, config.model.trust_remote_code, load_dtype, quantization)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if load_dtype is not None:  # tasks that cannot load in it, a continued run (PEFT keeps its adapters in fp32)
+    if quantization is not None:  # QLoRA: adapters train on the frozen low-bit base
+        model = prepare_for_adapters(model)
+    elif load_dtype is not None:  # tasks that cannot load in it, a continued run (PEFT keeps its adapters in fp32)
         model = model.to(load_dtype)
     model = apply_tuning(model, config.tuning, task, path)
     trainable, total = parameter_counts(model)
-    precision = resolve(params.precision, processes.device.type)
     if main:
         say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%) in "
             f"{precision.precision} ({precision.reason})")
@@ -217,7 +237,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         validation_examples=splits.validation, train_examples=baseline_examples, pad_id=tokenizer.pad_token_id)
 
     def save_best(trained, weights: dict | None = None) -> None:
-        save_model(trained, tokenizer, run_dir / "model", weights)
+        save_model(trained, tokenizer, run_dir / "model", weights,
+                   portable_reference(config.model.name) if previous is None else None)
 
     split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
     if previous is not None and examples:

@@ -27,6 +27,8 @@ from lmforge.models.labels import LABELLED_CONFIG_DIR
 from lmforge.tuning.params import PeftParams
 
 ADAPTER_CONFIG = "adapter_config.json"
+#: beside the labelled config: the base model as the user named it (an alias, a folder or a hub id)
+BASE_REFERENCE = "base_model.json"
 #: the task-model class suffix -> peft's task type (which also keeps the task head trainable)
 TASK_TYPES = {"ForSequenceClassification": TaskType.SEQ_CLS, "ForTokenClassification": TaskType.TOKEN_CLS,
               "ForQuestionAnswering": TaskType.QUESTION_ANS, "ForCausalLM": TaskType.CAUSAL_LM,
@@ -68,17 +70,30 @@ def is_adapter_dir(folder: Path) -> bool:
 
 
 def base_model_path(folder: Path) -> str:
-    """The base model an adapter folder was trained on."""
-    path = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not path or not Path(path).exists():
-        raise ModelError(f"{folder}: the adapter's base model {path!r} is not on this machine; put it back there "
+    """The base model an adapter folder was trained on: the path (or hub id) peft recorded when it is here,
+    else the reference the run named, resolved on this machine (a packaged alias is found wherever it is
+    installed), so a run copied to another machine loads there."""
+    from lmforge.models.resolve import resolve_model
+
+    recorded = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if recorded and (Path(recorded).exists() or not recorded.startswith(("/", ".", "~")) and recorded.count("/") == 1):
+        return recorded  # a folder here, or a hub id (read from the hub cache)
+    reference_file = Path(folder) / LABELLED_CONFIG_DIR / BASE_REFERENCE
+    reference = json.loads(reference_file.read_text(encoding="utf-8"))["reference"] if reference_file.is_file() else None
+    if reference is None or reference == recorded:
+        raise ModelError(f"{folder}: the adapter's base model {recorded!r} is not on this machine; put it back there "
                          f"(or export the merged model where it is)")
-    return path
+    try:
+        return resolve_model(reference)
+    except ModelError as error:
+        raise ModelError(f"{folder}: the adapter's base model {recorded!r} is not on this machine, and its reference "
+                         f"{reference!r} does not resolve here ({error})") from None
 
 
-def save_adapter(model: PeftModel, folder: Path) -> None:
+def save_adapter(model: PeftModel, folder: Path, base_reference: str | None = None) -> None:
     """The adapter (and task head) into `folder`, as peft writes it (transformers' pipeline loads it on its base),
-    and the base config with the task's labels into folder/head/."""
+    and the base config with the task's labels into folder/head/, with the base's reference as the run named
+    it (`base_reference`: an alias or hub id travels to other machines; peft's record is this machine's path)."""
     model.save_pretrained(folder, safe_serialization=True)
     adapter_name = next(iter(model.peft_config))
     if adapter_name != "default":  # peft nests non-default adapters in a subfolder; keep one flat layout
@@ -87,6 +102,9 @@ def save_adapter(model: PeftModel, folder: Path) -> None:
             item.replace(Path(folder) / item.name)
         nested.rmdir()
     model.get_base_model().config.save_pretrained(Path(folder) / LABELLED_CONFIG_DIR)
+    if base_reference is not None:
+        (Path(folder) / LABELLED_CONFIG_DIR / BASE_REFERENCE).write_text(
+            json.dumps({"reference": base_reference}) + "\n", encoding="utf-8")
 
 
 def load_adapter(base: torch.nn.Module, folder: Path, side_by_side: dict[str, Path] | None = None,

@@ -32,12 +32,13 @@ def apply_tuning(model: torch.nn.Module, params: TuningParams, task: object, bas
 
 
 def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, target: Path,
-               weights: dict | None = None) -> Path:
-    """A PEFT run saves its adapter (+ head and base config), a strategy network its experts and router; any
-    other run the full model (`weights`: its gathered state dict, for a sharded model)."""
+               weights: dict | None = None, base_reference: str | None = None) -> Path:
+    """A PEFT run saves its adapter (+ head, base config and `base_reference`, the base as the config named it),
+    a strategy network its experts and router; any other run the full model (`weights`: its gathered state
+    dict, for a sharded model)."""
     if hasattr(model, ROUTER_ATTRIBUTE):
         experts = list(model.peft_config)
         return write_folder_atomic(target, lambda staging: save_strategy_network(model, experts, staging), tokenizer)
     if isinstance(model, PeftModel):
-        return write_folder_atomic(target, lambda staging: save_adapter(model, staging), tokenizer)
+        return write_folder_atomic(target, lambda staging: save_adapter(model, staging, base_reference), tokenizer)
     return save_pretrained_atomic(model, tokenizer, target, weights)
