@@ -51,6 +51,8 @@ def main() -> None:
                 body = {"model": served.name, "messages": [{"role": "user", "content": q["question"]}],
                         "max_tokens": args.max_tokens, "temperature": 0}
                 reply = client.post("/v1/chat/completions", json=body).json()
+                if "choices" not in reply:
+                    raise SystemExit(f"error: the server refused {q['question']!r}: {reply.get('error', reply)}")
                 answer = reply["choices"][0]["message"]["content"]
                 right += holds_fact(answer, q["expect"])
                 passed += not holds_fact(answer, q["expect"]) and NOT_COVERED.split(".")[0] in answer
