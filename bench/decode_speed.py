@@ -79,12 +79,16 @@ def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams
 
 
 def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
-                   lookup: bool = False, weights: str = "fp32", compiled: bool = False) -> Callable[[], list[list[int]]]:
+                   lookup: bool = False, weights: str = "fp32", compiled: bool = False,
+                   engine: str = "torch") -> Callable[[], list[list[int]]]:
     knobs: dict = {"min_new_tokens": new_tokens} if exact else {}
+    knobs["engine"] = engine
     if compiled:
         knobs |= {"cache": "static", "compile": True}
-    if weights != "fp32":  # convert once, outside the timed runs
+    if weights != "fp32" and engine == "torch":  # convert once, outside the timed runs
         model = decoding_weights(model, weights)
+    elif engine != "torch":
+        knobs["weights"] = weights
     if beams > 1:
         knobs |= {"strategy": "beam", "num_beams": beams}
     if lookup:
@@ -192,6 +196,23 @@ def exported_gguf(outtype: str, folder: str) -> str:
     return f"{target}/model-{outtype}.gguf"
 
 
+def llama_cpp_perplexity(weights: str, model, tokenizer, texts: list[str]) -> float:
+    """Perplexity of the GGUF that decode.engine llama.cpp uses for `weights`, read by llama.cpp itself."""
+    from lmforge.decode.llama_cpp_engine import llama_cpp_runtime
+
+    runtime = llama_cpp_runtime(model, weights)
+    total, count = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        if len(ids) < 2:
+            continue
+        runtime.open(cells=len(ids) + 8, sequences=1, tokens=len(ids))
+        logits = runtime.decode([(token, i, 0, True) for i, token in enumerate(ids)])
+        total += float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="sum"))
+        count += len(ids) - 1
+    return math.exp(total / count)
+
+
 def perplexity(model, tokenizer, texts: list[str]) -> float:
     """exp(mean negative log-likelihood per token) of `texts`, one at a time."""
     total, count = 0.0, 0
@@ -239,7 +260,8 @@ def main() -> None:
     parser.add_argument("--invariance", action="store_true", help="only check: are greedy outputs the same at batch 1 "
                                                                   "and batch 8 (mixed prompt lengths)?")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the model and HF's inputs go there)")
-    parser.add_argument("--llama-cpp", action="store_true", help="greedy mode: add llama.cpp (llama-cpp-python, own "
+    parser.add_argument("--llama-cpp", action="store_true", help="every mode but weights: add lmforge with decode.engine "
+                        "llama.cpp (f32 and q8_0 GGUF); greedy mode: add llama.cpp (llama-cpp-python, own "
                                                                  "process) on f32 and q8_0 GGUF exports as peers")
     args = parser.parse_args()
     folder = str(locate_packaged("smollm2-135m-instruct"))
@@ -281,6 +303,12 @@ def main() -> None:
             prompts = (encoded * rows)[:rows]
             peers = {"HF generate": hf_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True),
                      "lmforge": lmforge_runner(model, tokenizer, prompts, args.new_tokens, beams, exact=True)}
+        if args.llama_cpp and mode != "weights":  # lmforge's engine with llama.cpp running the forward passes
+            for weights, outtype in (("fp32", "f32"), ("int8", "q8_0")):
+                copy = mode == "lookup"
+                peers[f"lmforge on llama.cpp {outtype}"] = lmforge_runner(
+                    model, tokenizer, copying[:1] if copy else prompts, 2 * args.new_tokens if copy else args.new_tokens,
+                    beams, not copy, lookup=copy, weights=weights, engine="llama.cpp")
         if args.llama_cpp and mode == "greedy":
             for outtype in ("f32", "q8_0"):
                 runner = llama_cpp_runner(exported_gguf(outtype, folder), prompts, tokenizer, args.new_tokens)
@@ -308,6 +336,13 @@ def main() -> None:
             same = outputs[name] == outputs["HF generate"]
             print(f"| {mode} | {name} | {speeds[0]:.1f} | {median:.1f} | {speeds[-1]:.1f} | "
                   f"{base / statistics.median(times[name]):.2f} | {share:.0%} | {'yes' if same else 'NO'} |", flush=True)
+        if args.llama_cpp and mode == "greedy":
+            texts = [row["text"] for row in chatterbot_topics()][:300]
+            reference = perplexity(model, tokenizer, texts)
+            for weights, outtype in (("fp32", "f32"), ("int8", "q8_0")):
+                value = llama_cpp_perplexity(weights, model, tokenizer, texts)
+                print(f"perplexity on {len(texts)} chatterbot utterances: torch fp32 {reference:.3f}, llama.cpp {outtype} "
+                      f"{value:.3f} ({100 * (value / reference - 1):+.2f}%)", flush=True)
         if mode == "weights":
             texts = [row["text"] for row in chatterbot_topics()][:300]
             reference = perplexity(model, tokenizer, texts)

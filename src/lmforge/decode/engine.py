@@ -188,6 +188,10 @@ class Engine:
             raise RuntimeError("prompt_states needs the prefill (with keep_hidden, decoder-only models) and no step since")
         return masked_mean(states, self.prompt_mask)
 
+    def alone(self, prompt: list[int]) -> Engine:
+        """A fresh one-row engine of the same model for `prompt` (rows decoded one at a time)."""
+        return Engine(self.model, [prompt], self.pad_id)
+
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> Engine:
         """A new engine of `rows` of this prefilled batch (own cache, same model) whose `prefill` returns `logits`
         (rows, vocab): several strategies can continue from one prefill."""

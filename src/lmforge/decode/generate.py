@@ -20,6 +20,7 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
+from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime
 from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.decode.policy import DecodingPolicy, load_policy
 from lmforge.decode.strategies import STRATEGIES, Limits
@@ -187,7 +188,14 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                     candidate.image_relevant, candidate.image_relevance = decision
         return found
     strategy = STRATEGIES[params.strategy]
-    model = decoding_weights(model, params.weights)
+    runtime = None
+    if params.engine == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF of the model at params.weights
+        if prompt_embeds is not None or model.config.is_encoder_decoder:
+            raise ConfigError("decode.engine llama.cpp decodes decoder-only models from their tokens (no soft prompts); "
+                              "use engine torch")
+        runtime = llama_cpp_runtime(model, params.weights)
+    else:
+        model = decoding_weights(model, params.weights)
     pad_id = pad_id_of(tokenizer)
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
@@ -205,9 +213,14 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
-            engine = prefilled or Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
-                                         static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens),
-                                         params.compile)
+            if prefilled is not None:
+                engine = prefilled
+            elif runtime is not None:
+                widest = max(params.num_beams if params.strategy == "beam" else 1, params.num_return_sequences)
+                engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens, len(batch_prompts) * widest)
+            else:
+                engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
+                                static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
                 limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)

@@ -22,6 +22,7 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "speculative": frozenset({"draft_model", "num_draft_tokens"}),
     "auto": frozenset({"policy"}),
 }
+LLAMA_CPP_STRATEGIES = ("greedy", "sample", "beam", "prompt_lookup")  # need no hidden states, forks or second model
 STRATEGY_KNOBS = frozenset().union(*STRATEGY_FIELDS.values()) | {"strategy"}  # every field a strategy owns
 
 
@@ -97,6 +98,10 @@ class DecodeParams(BaseModel):
     compile: bool = Field(False, description="torch.compile the decoding step (needs cache: static). The first call "
                                              "compiles for a minute or two; pays off with weights: int8 on CPU.")
     explain: int = Field(0, ge=0, description="Record each token's log-probability and this many alternatives.")
+    engine: Literal["torch", "llama.cpp"] = Field(
+        "torch", description="What runs the forward passes: torch, or llama.cpp (llama-cpp-python) on a GGUF made from "
+                             "the model on first use and cached (weights fp32 → f32, bf16 → bf16, int8 → q8_0); "
+                             "strategies greedy, sample, beam and prompt_lookup, decoder-only models llama.cpp knows.")
 
     @model_validator(mode="after")
     def _knobs_match_strategy(self) -> DecodeParams:
@@ -122,6 +127,9 @@ class DecodeParams(BaseModel):
             raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
         if self.strategy == "beam" and self.num_beams % self.num_beam_groups:
             raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups ({self.num_beam_groups})")
+        if self.engine == "llama.cpp" and (self.strategy not in LLAMA_CPP_STRATEGIES or self.cache != "dynamic"):
+            raise ValueError(f"engine llama.cpp runs strategies {', '.join(LLAMA_CPP_STRATEGIES)} with cache dynamic; "
+                             f"use engine torch for {self.strategy!r}" + (" with cache static" if self.cache != "dynamic" else ""))
         if self.strategy == "beam" and self.num_return_sequences > self.num_beams:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
         return self

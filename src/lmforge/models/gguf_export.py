@@ -54,3 +54,26 @@ def convert_to_gguf(hf_folder: Path, target: Path, outtype: str = "f16", convert
         raise ModelError(f"llama.cpp's converter could not write GGUF from {hf_folder}: {reason.strip()[:300]}")
     os.replace(staging, target)
     return target
+
+
+#: decode.weights -> the GGUF weight type that decodes like it
+OUTTYPE_OF_WEIGHTS = {"fp32": "f32", "bf16": "bf16", "int8": "q8_0"}
+
+
+def cached_gguf(hf_folder: Path, outtype: str) -> Path:
+    """A GGUF of the Hugging Face folder `hf_folder` at `outtype`, converted once and kept in lmforge's cache
+    (keyed by the folder's path and its weight files' sizes and times: a retrained model converts again)."""
+    import hashlib
+
+    from lmforge.packages import cache_dir
+
+    weights = sorted(p for p in Path(hf_folder).iterdir() if p.suffix in (".safetensors", ".bin"))
+    if not weights:
+        raise ModelError(f"{hf_folder} has no weight files to convert to GGUF")
+    stamp = "|".join([str(Path(hf_folder).resolve()), outtype] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                                                                 for p in weights])
+    target = cache_dir() / "gguf" / hashlib.sha256(stamp.encode()).hexdigest()[:16] / f"model-{outtype}.gguf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        convert_to_gguf(Path(hf_folder), target, outtype)
+    return target

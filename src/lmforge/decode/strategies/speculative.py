@@ -37,7 +37,7 @@ def speculative_decode(engine: Engine, make_proposer: Callable[[list[int]], Prop
     if engine.rows == 1:
         return [_verify_row(engine, make_proposer(prompts[0]), rules, max_new_tokens, stop_ids, draft_tokens, stop_check,
                             on_tokens, padding=[])]
-    return [_verify_row(Engine(engine.model, [prompt], engine.pad_id), make_proposer(prompt), rules, max_new_tokens,
+    return [_verify_row(engine.alone(prompt), make_proposer(prompt), rules, max_new_tokens,
                         stop_ids, draft_tokens, stop_check,
                         None if on_tokens is None else lambda rows, tokens, i=i: on_tokens([i], tokens),
                         padding=[engine.pad_id] * (engine.prompt_length - len(prompt)))

@@ -1,0 +1,209 @@
+"""The decoding engine's steps run by llama.cpp (llama-cpp-python's low-level API) on a GGUF file.
+
+`LlamaCppEngine` keeps `Engine`'s interface — prefill, step, select, crop — so the strategies, rules and
+constraints run unchanged and only the forward passes move: each row is one sequence of a llama.cpp context,
+a step is one `llama_decode` over every row's new tokens, and `select` (beams, finished rows) copies
+sequences in llama.cpp's KV cache, whose cells are shared between sequences rather than copied.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmforge.decode.engine import pad_prompts
+from lmforge.errors import ConfigError, ModelError
+from lmforge.packages import require
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _QUIET(level: int, text: bytes, data: object) -> None:  # noqa: N802 - a C callback kept alive at module level
+    """llama.cpp's log callback: its messages are dropped (its errors reach lmforge as return codes)."""
+
+
+class LlamaCppModel:
+    """A GGUF model loaded in llama.cpp and one reusable context, grown when a batch needs more room."""
+
+    def __init__(self, gguf: Path, threads: int | None = None):
+        self.llama = require("llama_cpp", "llama-cpp", "decode.engine llama.cpp")
+        self.llama.llama_log_set(_QUIET, ctypes.c_void_p(0))  # llama.cpp reports every load on stderr
+        self.llama.llama_backend_init()
+        params = self.llama.llama_model_default_params()
+        self.model = self.llama.llama_model_load_from_file(str(gguf).encode(), params)
+        if not self.model:
+            raise ModelError(f"llama.cpp cannot load {gguf}; write it again with `lmforge export --format gguf`")
+        self.vocab_size = self.llama.llama_vocab_n_tokens(self.llama.llama_model_get_vocab(self.model))
+        self.threads = threads or torch.get_num_threads() or os.cpu_count() or 1
+        self.context, self.room = None, (0, 0, 0)
+        self.batch, self.batch_size = None, 0
+
+    def open(self, cells: int, sequences: int, tokens: int) -> object:
+        """The context, emptied, with at least `cells` KV cells, `sequences` sequence ids and `tokens` per decode."""
+        if self.context is None or any(need > have for need, have in zip((cells, sequences, tokens), self.room, strict=True)):
+            if self.context is not None:
+                self.llama.llama_free(self.context)
+            self.room = (max(cells, self.room[0], 512), max(sequences, self.room[1], 4), max(tokens, self.room[2], 512))
+            params = self.llama.llama_context_default_params()
+            params.n_ctx, params.n_seq_max = self.room[0], self.room[1]
+            params.n_batch = params.n_ubatch = self.room[2]
+            params.n_threads = params.n_threads_batch = self.threads
+            params.kv_unified, params.no_perf = True, True
+            self.context = self.llama.llama_init_from_model(self.model, params)
+            if not self.context:
+                raise ModelError(f"llama.cpp could not make a context of {self.room[0]} cells")
+        self.llama.llama_memory_clear(self.llama.llama_get_memory(self.context), True)
+        return self.context
+
+    def decode(self, entries: list[tuple[int, int, int, bool]]) -> torch.Tensor:
+        """Run (token, position, sequence, wants logits) entries through one `llama_decode`; the logits of the
+        entries that want them, in order, (n, vocab) float32."""
+        if len(entries) > self.batch_size:
+            if self.batch is not None:
+                self.llama.llama_batch_free(self.batch)
+            self.batch_size = max(len(entries), 512)
+            self.batch = self.llama.llama_batch_init(self.batch_size, 0, 1)
+        batch = self.batch
+        for i, (token, position, sequence, logits) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+            batch.seq_id[i][0], batch.logits[i] = sequence, logits
+        batch.n_tokens = len(entries)
+        status = self.llama.llama_decode(self.context, batch)
+        if status != 0:
+            raise ModelError(f"llama.cpp's decode failed (status {status}): the context is out of room")
+        wanted = sum(entry[3] for entry in entries)
+        pointer = self.llama.llama_get_logits(self.context)
+        array = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(wanted, self.vocab_size))
+        return torch.from_numpy(array.copy())
+
+    def memory(self):
+        return self.llama.llama_get_memory(self.context)
+
+
+class LlamaCppEngine:
+    """A batch of rows decoded by llama.cpp, with `Engine`'s interface (decoder-only models; no soft prompts,
+    hidden states, forks or merges: strategies that need those stay on the torch engine)."""
+
+    encoder_decoder = False
+    keep_hidden = False
+    last_hidden = None
+    model = None
+    device = torch.device("cpu")
+
+    def __init__(self, runtime: LlamaCppModel, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
+                 rows_at_most: int | None = None):
+        """`rows_at_most`: the most rows `select` may make (beams × prompts); default the prompts."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        self.runtime, self.pad_id = runtime, pad_id
+        self.prompt_ids, self.prompt_mask = pad_prompts(prompts, pad_id, left=True)
+        self.prompt_lengths = [len(p) for p in prompts]
+        self.rows = len(prompts)
+        slots = max(rows_at_most or self.rows, self.rows)
+        self.sequences = list(range(self.rows))
+        self.spare = [s for s in range(2 * slots) if s not in self.sequences]
+        self.context = runtime.open(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64,
+                                    sequences=2 * slots, tokens=sum(self.prompt_lengths))
+        self.length, self.max_new_tokens = 0, max_new_tokens
+        self._prompts = [list(p) for p in prompts]
+
+    @property
+    def prompt_length(self) -> int:
+        return self.prompt_ids.shape[1]
+
+    def prompts(self) -> list[list[int]]:
+        return [list(p) for p in self._prompts]
+
+    def first_tokens(self) -> torch.Tensor:
+        return self.prompt_ids
+
+    def prefill(self) -> torch.Tensor:
+        """Every prompt through llama.cpp; each row's next-token logits, (rows, vocab) float32."""
+        if self.length:
+            raise RuntimeError("prefill runs once per engine")
+        entries = [(token, position, sequence, position == len(prompt) - 1)
+                   for prompt, sequence in zip(self._prompts, self.sequences, strict=True)
+                   for position, token in enumerate(prompt)]
+        logits = self.runtime.decode(entries)
+        self.length = self.prompt_length
+        return logits
+
+    def step(self, tokens: torch.Tensor, keep: int = 1) -> torch.Tensor:
+        """Append `tokens` (rows, k) to every row; the logits of the last `keep` positions, (rows, keep, vocab)."""
+        generated = self.length - self.prompt_length
+        k = tokens.shape[1]
+        rows = tokens.tolist()
+        entries = [(token, self.prompt_lengths[r] + generated + j, self.sequences[r], j >= k - keep)
+                   for r, row in enumerate(rows) for j, token in enumerate(row)]
+        logits = self.runtime.decode(entries)
+        self.length += k
+        return logits.view(self.rows, keep, -1)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Row i becomes old row `rows[i]`: a row taken again is a copy of its sequence (shared cells)."""
+        picked = rows.tolist()
+        if picked == list(range(self.rows)):
+            return
+        memory = self.runtime.memory()
+        kept, sequences = set(), []
+        for old in picked:
+            source = self.sequences[old]
+            if source not in kept:
+                kept.add(source)
+                sequences.append(source)
+                continue
+            if not self.spare:
+                raise RuntimeError("the llama.cpp context has no free sequence id left")
+            target = self.spare.pop()
+            self.runtime.llama.llama_memory_seq_cp(memory, source, target, -1, -1)
+            sequences.append(target)
+        for dropped in set(self.sequences) - kept:
+            self.runtime.llama.llama_memory_seq_rm(memory, dropped, -1, -1)
+            self.spare.append(dropped)
+        self.sequences = sequences
+        self.prompt_lengths = [self.prompt_lengths[r] for r in picked]
+        self._prompts = [self._prompts[r] for r in picked]
+        self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
+        self.rows = len(picked)
+
+    def crop(self, length: int) -> None:
+        """Forget every position from `length` on (rejected speculative tokens)."""
+        removed = self.length - length
+        if removed <= 0:
+            return
+        kept = length - self.prompt_length
+        memory = self.runtime.memory()
+        for sequence, prompt_length in zip(self.sequences, self.prompt_lengths, strict=True):
+            self.runtime.llama.llama_memory_seq_rm(memory, sequence, prompt_length + kept, -1)
+        self.length = length
+
+    def alone(self, prompt: list[int]) -> LlamaCppEngine:
+        """A one-row engine for `prompt` on the same context (emptied: this engine is not used after)."""
+        return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens)
+
+    def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> LlamaCppEngine:
+        raise ConfigError("decode.engine llama.cpp does not fork a prefill (strategy auto); use engine torch")
+
+    def merge(self, other: object) -> None:
+        raise ConfigError("decode.engine llama.cpp does not join running batches yet; serve with engine torch")
+
+
+_RUNTIMES: dict[Path, LlamaCppModel] = {}
+
+
+def llama_cpp_runtime(model: torch.nn.Module, weights: str) -> LlamaCppModel:
+    """llama.cpp holding `model` (a plain HF model loaded from a folder) at the GGUF type of `weights`; the
+    GGUF is converted on first use and cached, the loaded model kept for the process."""
+    from lmforge.models.gguf_export import OUTTYPE_OF_WEIGHTS, cached_gguf
+
+    folder = Path(getattr(model, "name_or_path", "") or "")
+    if type(model).__name__.startswith("Peft") or not (folder / "config.json").is_file():
+        raise ConfigError("decode.engine llama.cpp converts the model's own folder to GGUF; a PEFT run needs its "
+                          "adapters merged first: `lmforge export RUN --output DIR`, then decode DIR")
+    gguf = cached_gguf(folder, OUTTYPE_OF_WEIGHTS[weights])
+    if gguf not in _RUNTIMES:
+        _RUNTIMES[gguf] = LlamaCppModel(gguf)
+    return _RUNTIMES[gguf]

@@ -1,0 +1,107 @@
+"""decode.engine llama.cpp: the strategies run unchanged with llama.cpp doing the forward passes, and give the
+torch engine's tokens in fp32. Needs llama-cpp-python and llama.cpp's converter (both optional: skipped without)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from lmforge.cli import main
+from lmforge.decode.generate import generate
+from lmforge.decode.params import DecodeParams
+from lmforge.errors import ConfigError
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def tiny_smol(tmp_path_factory):
+    """A 2-layer random Llama with SmolLM2's tokenizer (a pre-tokenizer llama.cpp's converter knows), its GGUFs
+    cached in a private lmforge cache."""
+    from lmforge.models.gguf_export import find_converter
+    from lmforge.models.packaged import locate_packaged
+
+    try:
+        find_converter()
+        source = locate_packaged("smollm2-135m-instruct")
+    except Exception as missing:  # noqa: BLE001 - optional pieces of a dev install
+        pytest.skip(f"needs llama.cpp's converter and the packaged SmolLM2 tokenizer: {missing}")
+    folder = tmp_path_factory.mktemp("tiny-smol")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    return model, tokenizer
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LMFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "lmforge-cache"))
+
+
+PROMPTS = ["Why is the sky blue?", "Name three colours of the rainbow, please.", "Hi"]
+
+
+@pytest.mark.parametrize("knobs", [
+    {"strategy": "greedy"},
+    {"strategy": "beam", "num_beams": 4, "num_return_sequences": 2},
+    {"strategy": "sample", "seed": 3, "top_k": 20, "num_return_sequences": 2},
+    {"strategy": "prompt_lookup"},
+    {"strategy": "greedy", "no_repeat_ngram_size": 2, "repetition_penalty": 1.3},
+], ids=lambda knobs: "-".join(str(v) for v in knobs.values()))
+def test_llama_cpp_steps_give_the_torch_engines_tokens(tiny_smol, knobs):
+    model, tokenizer = tiny_smol
+    prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]  # mixed lengths, one batch
+    params = DecodeParams(**knobs, min_new_tokens=12)
+    torch_out = generate(model, tokenizer, prompts, params, 12)
+    llama_out = generate(model, tokenizer, prompts, params.model_copy(update={"engine": "llama.cpp"}), 12)
+    for theirs, ours in zip(torch_out, llama_out, strict=True):
+        assert [c.tokens for c in ours] == [c.tokens for c in theirs]
+        assert all(abs(a.score - b.score) < 1e-3 for a, b in zip(ours, theirs, strict=True))
+
+
+def test_int8_weights_run_on_a_q8_0_gguf(tiny_smol):
+    model, tokenizer = tiny_smol
+    prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]
+    out = generate(model, tokenizer, prompts, DecodeParams(engine="llama.cpp", weights="int8", min_new_tokens=8), 8)
+    assert [len(c[0].tokens) for c in out] == [8, 8, 8]
+
+
+def test_strategies_that_need_torch_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="engine llama.cpp runs strategies greedy, sample, beam, prompt_lookup"):
+        DecodeParams(engine="llama.cpp", strategy="contrastive")
+
+
+def test_a_peft_model_and_a_missing_package_are_one_line(tiny_smol, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_smol
+    wrapped = get_peft_model(LlamaForCausalLM(model.config), LoraConfig(r=2, target_modules=["q_proj"]))
+    with pytest.raises(ConfigError, match="adapters merged first"):
+        generate(wrapped, tokenizer, [[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4)
+    import lmforge.decode.llama_cpp_engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_RUNTIMES", {})
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(ConfigError, match=r"pip install 'lmforge\[llama-cpp\]'"):
+        generate(model, tokenizer, [[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4)
+
+
+def test_generate_takes_the_engine_flag(tiny_smol, tmp_path):
+    import json
+
+    model, _ = tiny_smol
+    rows = []
+    for engine in ("torch", "llama.cpp"):
+        out = tmp_path / f"{engine}.jsonl"
+        assert main(["generate", model.name_or_path, "--prompt", "Why is the sky blue?", "--max-new-tokens", "6",
+                     "--min-new-tokens", "6", "--engine", engine, "--no-chat-template", "--output", str(out)]) == 0
+        rows.append(json.loads(out.read_text()))
+    assert rows[0]["generated"] == rows[1]["generated"] and abs(rows[0]["score"] - rows[1]["score"]) < 1e-3
