@@ -54,6 +54,7 @@ def hostile(secret) -> list[tuple[str, object, int, str]]:
          "lmforge.image_gate"),
         (CHAT, ext({"strategy": "contrastive", "image_weight": 1.0}), 400, "lmforge.image_weight"),
         (CHAT, ext({"weights": "int8"}), 400, "lmforge.weights"),
+        (CHAT, ext({"engine": "llama.cpp"}), 400, "lmforge.engine"),
         # cost knobs
         (CHAT, ext({"strategy": "beam", "num_beams": 64}), 400, "limit of 8"),
         (CHAT, ext({"strategy": "beam", "num_beams": 8, "num_return_sequences": 8}), 200, ""),

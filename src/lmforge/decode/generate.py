@@ -7,6 +7,7 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator
 
@@ -209,7 +210,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     # counted in tokens (at most max_new_tokens a prompt): greedy and sampled rows report each step, other
     # strategies each finished batch
     bar = tqdm(total=len(prompts) * max_new_tokens, desc="generating", unit="tok", disable=not progress, leave=False)
-    with eval_mode(model), bar:
+    with eval_mode(model) if runtime is None else contextlib.nullcontext(), bar:  # llama.cpp never runs the module
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]

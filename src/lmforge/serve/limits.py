@@ -25,6 +25,7 @@ SERVER_ONLY_FIELDS = {
     "image_gate": "not served over HTTP",
     "image_weight": "not served over HTTP: requests carry no images",
     "weights": "lmforge serve --weights",
+    "engine": "not served over HTTP: the server decodes with torch (decode.engine llama.cpp converts and loads a model)",
 }
 
 
