@@ -86,12 +86,9 @@ def _help(field: FieldInfo, shown_default: bool) -> str:
     return text
 
 
-def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel],
-              skip: tuple[str, ...] = ()) -> None:
-    """One argument per field of `model` (but `skip`), named after it: `max_new_tokens` is --max-new-tokens."""
+def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel]) -> None:
+    """One argument per field of `model`, named after it: `max_new_tokens` is --max-new-tokens."""
     for name, field in model.model_fields.items():
-        if name in skip:
-            continue
         spelling = _spelling(field)
         annotation = _without_none(field.annotation)
         required = field.is_required()

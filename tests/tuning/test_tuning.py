@@ -50,8 +50,9 @@ def test_too_many_frozen_layers_and_peft_with_freezing_are_config_errors(tiny_be
 @pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt", "prefix"])
 def test_peft_run_trains_the_adapter_and_head_only_and_reloads(method, tiny_config, tmp_path, capsys):
     run = tmp_path / f"run-{method}"
+    virtual = ["tuning.peft.num_virtual_tokens=4"] if method in ("prompt", "prefix") else []
     assert main(["train", str(tiny_config), f"train.output_dir={run}", f"tuning.peft.method={method}", "train.epochs=1",
-                 "tuning.peft.num_virtual_tokens=4"]) == 0
+                 *virtual]) == 0
     err = capsys.readouterr().err
     trained = int(err.split("lmforge: training ")[1].split(" of ")[0].replace(",", ""))
     report = json.loads((run / "report.json").read_text())
@@ -88,3 +89,10 @@ def test_prompt_tuning_cannot_be_merged(tiny_config, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(run), "--output", str(tmp_path / "out")]) == 2
     assert "cannot be merged" in capsys.readouterr().err
+
+
+def test_a_knob_of_another_peft_method_is_one_line(tiny_config, tmp_path, capsys):
+    assert main(["train", str(tiny_config), "tuning.peft.method=ia3", "tuning.peft.r=4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "r does not apply to method 'ia3' (it reads target_modules)" in err
+    assert not (tmp_path / "run").exists()

@@ -12,6 +12,14 @@ from lmforge.tuning.sequence.params import SequenceParams
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
 PeftMethod = Literal["lora", "dora", "ia3", "prompt", "prefix"]
+#: the knobs each method reads (adapter_name is every method's)
+PEFT_KNOBS: dict[str, frozenset[str]] = {
+    "lora": frozenset({"r", "alpha", "dropout", "target_modules"}),
+    "dora": frozenset({"r", "alpha", "dropout", "target_modules"}),
+    "ia3": frozenset({"target_modules"}),
+    "prompt": frozenset({"num_virtual_tokens"}),
+    "prefix": frozenset({"num_virtual_tokens"}),
+}
 
 
 class PeftParams(BaseModel):
@@ -29,6 +37,17 @@ class PeftParams(BaseModel):
                           "peft's per-architecture choice for IA3.")
     num_virtual_tokens: int = Field(20, gt=0, description="Prompt/prefix tuning: learned virtual tokens.")
     adapter_name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="Name the adapter is saved under.")
+
+    @model_validator(mode="after")
+    def _knobs_match_method(self) -> PeftParams:
+        fields = type(self).model_fields
+        foreign = sorted(name for name in frozenset().union(*PEFT_KNOBS.values()) - PEFT_KNOBS[self.method]
+                         if getattr(self, name) != fields[name].default)  # saved configs list every field
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to method "
+                             f"{self.method!r} (it reads {', '.join(sorted(PEFT_KNOBS[self.method]))}); remove "
+                             f"{'it' if len(foreign) == 1 else 'them'}")
+        return self
 
 
 class TuningParams(BaseModel):
