@@ -8,8 +8,8 @@ import pytest
 
 from lmforge.config import load_config, validate_config
 from lmforge.recipes.demo import demo_config_path
-from lmforge.recipes.schema import RunConfig
 from lmforge.recipes.search import SearchConfig
+from lmforge.runs.schema import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml")) + [demo_config_path()]

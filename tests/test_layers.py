@@ -21,6 +21,7 @@ LAYERS = [
     ["evaluate"],
     ["train"],
     ["serve"],
+    ["runs"],
     ["recipes"],
     ["cli", "cli_flags", "cli_params"],
 ]

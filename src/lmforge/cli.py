@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from lmforge.config.validate import validate_config
     from lmforge.errors import ConfigError
     from lmforge.recipes.finetune import finetune
-    from lmforge.recipes.schema import RunConfig
+    from lmforge.runs.schema import RunConfig
 
     if args.resume:
         if args.config or args.overrides:
@@ -73,7 +73,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from lmforge.config.loader import load_config
     from lmforge.config.validate import validate_config
     from lmforge.recipes.augment import augment
-    from lmforge.recipes.schema import RunConfig
+    from lmforge.runs.schema import RunConfig
 
     config = validate_config(RunConfig, load_config(args.config, args.overrides + _device_override(args)))
     augment(config, args.method, args.via or [], Path(args.output), args.copies, args.rate, args.batch_size)
@@ -84,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from lmforge.config.validate import validate_config
     from lmforge.errors import ConfigError
     from lmforge.recipes.evaluate import evaluate, evaluate_pretrained
-    from lmforge.recipes.schema import RunConfig
+    from lmforge.runs.schema import RunConfig
 
     target = Path(args.target)
     if target.suffix.lower() in (".yaml", ".yml"):
@@ -251,7 +251,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_adapters(args: argparse.Namespace) -> None:
-    from lmforge.recipes.adapters import adapter_names, add_adapter
+    from lmforge.runs.adapters import adapter_names, add_adapter
 
     if args.action == "add":
         if not args.other_run:

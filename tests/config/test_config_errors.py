@@ -6,7 +6,7 @@ import pytest
 
 from lmforge.config import load_config, parse_overrides, validate_config
 from lmforge.errors import ConfigError
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.schema import RunConfig
 
 
 def write(tmp_path, text: str):

@@ -42,9 +42,9 @@ def test_every_verb_refuses_a_missing_cuda_device_in_one_line(verb, capsys):
 
 @pytest.fixture
 def placed(monkeypatch):
-    """Every device a model was placed on, through whichever recipe placed it."""
-    import lmforge.recipes.evaluate as evaluate
+    """Every device a model was placed on, through whichever recipe or run loader placed it."""
     import lmforge.recipes.generate as generate
+    import lmforge.runs.load as load
 
     seen: list[str] = []
 
@@ -53,7 +53,7 @@ def placed(monkeypatch):
             seen.append(device)
             return real(model, device, dtype)
         return place
-    monkeypatch.setattr(evaluate, "place", spy(evaluate.place))
+    monkeypatch.setattr(load, "place", spy(load.place))
     monkeypatch.setattr(generate, "place", spy(generate.place))
     return seen
 

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lmforge.cli import main
-from lmforge.recipes.evaluate import load_trained
-from lmforge.recipes.run_dir import load_run_config
+from lmforge.runs.load import load_trained
+from lmforge.runs.run_dir import load_run_config
 from tests.tasks.test_generation import toy_files
 
 bitsandbytes = pytest.importorskip("bitsandbytes")

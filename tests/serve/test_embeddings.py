@@ -10,7 +10,7 @@ import openai
 from fastapi.testclient import TestClient
 
 from lmforge.cli import main
-from lmforge.recipes.served_task import served_encoder, served_task
+from lmforge.runs.served_task import served_encoder, served_task
 from lmforge.serve.app import create_app
 from tests.serve.conftest import running
 

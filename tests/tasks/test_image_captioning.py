@@ -97,8 +97,8 @@ def test_lora_captioner_saves_its_prefix_with_the_adapter(tmp_path, tiny_chat_ll
     assert main(["evaluate", str(run)]) == 0
     assert json.loads((run / "evaluations" / "validation" / "report.json").read_text())["cider"] == pytest.approx(report["cider"])
 
-    from lmforge.recipes.evaluate import load_trained
-    from lmforge.recipes.run_dir import load_run_config
+    from lmforge.runs.load import load_trained
+    from lmforge.runs.run_dir import load_run_config
 
     loads = []
     for seed in (1, 2):  # a prefix the adapter did not restore would be initialised differently each time

@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lmforge.cli import main
 from lmforge.config import load_config, validate_config
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.schema import RunConfig
 from lmforge.tuning.freeze import freeze, parameter_counts, transformer_layers
 from lmforge.tuning.params import TuningParams
 
@@ -71,8 +71,8 @@ def test_lora_export_merges_into_a_plain_transformers_model(tiny_config, tmp_pat
     assert main(["export", str(run), "--output", str(out)]) == 0
     plain = AutoModelForSequenceClassification.from_pretrained(out)  # no peft involved
     tokenizer = AutoTokenizer.from_pretrained(out)
-    from lmforge.recipes.evaluate import load_trained
-    from lmforge.recipes.run_dir import load_run_config
+    from lmforge.runs.load import load_trained
+    from lmforge.runs.run_dir import load_run_config
 
     _, adapted, _ = load_trained(run, load_run_config(run))
     batch = tokenizer(["the film was good", "a dull story"], return_tensors="pt", padding=True)

@@ -22,9 +22,10 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.perturb import embedding_neighbours, vocabulary
 from lmforge.files import atomic_write_text
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
-from lmforge.recipes.evaluate import load_pretrained, load_trained, pretrained_embeddings, task_tokenizer
-from lmforge.recipes.run_dir import load_run_config
-from lmforge.recipes.schema import RunConfig
+from lmforge.recipes.evaluate import pretrained_embeddings
+from lmforge.runs.load import load_pretrained, load_trained, task_tokenizer
+from lmforge.runs.run_dir import load_run_config
+from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.tuning.augment import eda
 

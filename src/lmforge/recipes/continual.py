@@ -14,9 +14,9 @@ from lmforge.data.batching import pad_batch
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict_examples
 from lmforge.models.labels import saved_labels, set_labels
-from lmforge.recipes.evaluate import saved_split
-from lmforge.recipes.run_dir import load_run_config, model_dir
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.load import saved_split
+from lmforge.runs.run_dir import load_run_config, model_dir
+from lmforge.runs.schema import RunConfig
 from lmforge.tasks import Task, build_task
 from lmforge.tuning.adapters import is_adapter_dir
 from lmforge.tuning.continual import ContinualParams, EwcPenalty, fisher_diagonal, grow_head, replay_sample

@@ -9,7 +9,7 @@ from lmforge.config.loader import apply_overrides, load_yaml
 from lmforge.config.validate import validate_config
 from lmforge.data.packaged import chatterbot_topics
 from lmforge.recipes.finetune import finetune
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.schema import RunConfig
 
 
 def demo_config_path() -> Path:

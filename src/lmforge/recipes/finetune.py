@@ -37,10 +37,11 @@ from lmforge.recipes.continual import (
     open_previous_run,
     reported_scores,
 )
-from lmforge.recipes.evaluate import examples_to_score, load_trained, task_tokenizer
-from lmforge.recipes.run_dir import create_run_dir, load_run_config, save_config
-from lmforge.recipes.schema import RunConfig
-from lmforge.recipes.served_task import served_task
+from lmforge.recipes.evaluate import examples_to_score
+from lmforge.runs.load import load_trained, task_tokenizer
+from lmforge.runs.run_dir import create_run_dir, load_run_config, save_config
+from lmforge.runs.schema import RunConfig
+from lmforge.runs.served_task import served_task
 from lmforge.tasks import Task, build_task
 from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state

@@ -30,8 +30,8 @@ from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.errors import ConfigError
 from lmforge.models.device import place
 from lmforge.models.resolve import resolve_model
-from lmforge.recipes.evaluate import load_trained, task_tokenizer
-from lmforge.recipes.run_dir import load_run_config
+from lmforge.runs.load import load_trained, task_tokenizer
+from lmforge.runs.run_dir import load_run_config
 from lmforge.tasks.generation import Generation, GenerationParams
 from lmforge.vision.images import load_image
 from lmforge.vision.scorer import ImageTextScorer

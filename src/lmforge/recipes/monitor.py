@@ -23,8 +23,8 @@ from lmforge.data.readers import TextLines, open_text, stdin_lines
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.plots import plot_trend
 from lmforge.models.labels import label_meaning
-from lmforge.recipes.run_dir import load_run_config
-from lmforge.recipes.served_task import served_task
+from lmforge.runs.run_dir import load_run_config
+from lmforge.runs.served_task import served_task
 
 NEGATIVE_NAMES = ("negative", "neg", "bad", "0")
 DEFAULT_TOPIC = "all"

@@ -11,8 +11,8 @@ from lmforge.data.errors_policy import RowErrors
 from lmforge.data.readers import stdin_lines
 from lmforge.errors import DataError
 from lmforge.evaluate.inference import predict as run_predict
-from lmforge.recipes.evaluate import load_trained
-from lmforge.recipes.run_dir import load_run_config
+from lmforge.runs.load import load_trained
+from lmforge.runs.run_dir import load_run_config
 from lmforge.tasks.base import Task
 
 CHUNK = 256  # rows predicted at a time, so stdin streams

@@ -38,7 +38,7 @@ from lmforge.errors import ConfigError, RunDirError
 from lmforge.evaluate.plots import plot_search_progress
 from lmforge.files import atomic_write_text
 from lmforge.recipes.finetune import finetune
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.train.loop import lower_is_better
 

@@ -12,8 +12,8 @@ from lmforge.errors import ConfigError
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
-from lmforge.recipes.run_dir import load_run_config
-from lmforge.recipes.served_task import served_encoder, served_task
+from lmforge.runs.run_dir import load_run_config
+from lmforge.runs.served_task import served_encoder, served_task
 from lmforge.serve.app import ServedModel, ServeOptions, create_app
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.models.labels import saved_labels
-from lmforge.recipes.run_dir import load_run_config, model_dir
+from lmforge.runs.run_dir import load_run_config, model_dir
 from lmforge.tuning.adapters import base_model_path, is_adapter_dir
 
 ADAPTERS = "adapters"

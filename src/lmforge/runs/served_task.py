@@ -12,8 +12,8 @@ from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
 from lmforge.models.sentence import SentenceEncoder
-from lmforge.recipes.evaluate import load_trained
-from lmforge.recipes.run_dir import load_run_config
+from lmforge.runs.load import load_trained
+from lmforge.runs.run_dir import load_run_config
 from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 
 

@@ -11,7 +11,7 @@ from lmforge.config.loader import apply_overrides, load_yaml
 from lmforge.config.validate import validate_config
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.files import atomic_write_text
-from lmforge.recipes.schema import RunConfig
+from lmforge.runs.schema import RunConfig
 
 
 def create_run_dir(config: RunConfig) -> Path:
