@@ -7,6 +7,11 @@ throughput (completion tokens/s), its ratio to the baseline, p50/p99 latency and
 
     python bench/serve_load.py --clients 16,32 --requests 2 --tokens 32
     python bench/serve_load.py --clients 16 --requests 2 --tokens 32 --mixed
+    python bench/serve_load.py --clients 16 --requests 2 --tokens 32 --llama-cpp   # + llama-cpp-python's server
+
+`--llama-cpp` adds llama-cpp-python's OpenAI server (`python -m llama_cpp.server`, extra `server`) on f32 and q8_0
+GGUFs of the same model as a peer, in its own process with the same threads; it answers one request at a time
+(it has no parallel slots). Its requests forbid EOS through logit_bias (it has no min_new_tokens).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -39,9 +46,32 @@ def start(app) -> tuple[uvicorn.Server, str]:
     return server, f"http://127.0.0.1:{port}/v1"
 
 
-def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: bool = False) -> dict:
+def llama_cpp_server(gguf: str, threads: int) -> tuple[subprocess.Popen, str]:
+    """llama-cpp-python's OpenAI server on `gguf`, started and answering; (process, base url)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", "smollm2",
+                                "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch", str(threads),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/models", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("llama-cpp-python's server did not start (pip install 'llama-cpp-python[server]')")
+
+
+def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: bool = False,
+         eos_id: int | None = None) -> dict:
     """Every client's requests in turn; throughput, latencies and failures. `mixed`: request lengths cycle
-    through tokens/4, tokens/2, tokens and 2 × tokens (a short answer should not wait for a long one)."""
+    through tokens/4, tokens/2, tokens and 2 × tokens (a short answer should not wait for a long one). `eos_id`:
+    a server without min_new_tokens, whose requests forbid that token instead."""
     latencies: list[float] = []
     failures, produced = [0], [0]
     lock = threading.Lock()
@@ -51,7 +81,8 @@ def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: 
             for n in range(requests):
                 length = max(1, int(tokens * (0.25, 0.5, 1, 2)[(index + n) % 4])) if mixed else tokens
                 body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(index + n) % len(PROMPTS)]}],
-                        "max_tokens": length, "temperature": 0, "lmforge": {"min_new_tokens": length}}
+                        "max_tokens": length, "temperature": 0}
+                body |= {"lmforge": {"min_new_tokens": length}} if eos_id is None else {"logit_bias": {str(eos_id): -100}}
                 started = time.perf_counter()
                 response = http.post(url + "/chat/completions", json=body)
                 seconds = time.perf_counter() - started
@@ -81,6 +112,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="completion tokens per request")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--mixed", action="store_true", help="lengths cycle through tokens × 0.25, 0.5, 1, 2")
+    parser.add_argument("--llama-cpp", action="store_true", help="add llama-cpp-python's server on f32 and q8_0 GGUFs")
     args = parser.parse_args()
     served = served_model("smollm2-135m-instruct")
     print("| clients | server | tokens/s | vs one-at-a-time | p50 latency (s) | p99 latency (s) | failed |")
@@ -92,6 +124,22 @@ def main() -> None:
             results[label] = load(url, served.name, clients, args.requests, args.tokens, args.mixed)
             server.should_exit = True
             time.sleep(0.5)
+        if args.llama_cpp:
+            import torch
+
+            from lmforge.models.gguf_export import cached_gguf
+            from lmforge.models.packaged import locate_packaged
+
+            eos = served.tokenizer.convert_tokens_to_ids("<|im_end|>")
+            for outtype in ("f32", "q8_0"):
+                process, url = llama_cpp_server(str(cached_gguf(locate_packaged("smollm2-135m-instruct"), outtype)),
+                                                torch.get_num_threads())
+                try:
+                    results[f"llama-cpp-python server {outtype}"] = load(url, "smollm2", clients, args.requests,
+                                                                         args.tokens, args.mixed, eos)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
         base = results["one at a time"]["throughput"]
         for label, r in results.items():
             print(f"| {clients} | {label} | {r['throughput']:.1f} | {r['throughput'] / base:.2f}× | {r['p50']:.2f} | "
