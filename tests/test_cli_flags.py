@@ -18,10 +18,11 @@ class Toy(BaseModel):
     rest: list[str] = cli([], "key=value pairs", positional=True)
     count: int = cli(3, "how many", gt=0)
     port: int = cli(8000, "port", ge=1, le=65535)
-    word: list[str] | None = cli(None, "a word (repeatable)", repeat=True, metavar="TEXT")
+    word: list[str] | None = cli(None, "a word (repeatable)", metavar="TEXT")
     shuffled: bool = cli(True, "shuffle (default on)", negatable=True)
     verbose: bool = cli(False, "say more")
     mode: str = cli("fast", "how", pattern="^(fast|slow)$")
+    rate: float = cli(0.5, "a rate", gt=0)
 
 
 class Failed(Exception):
@@ -42,7 +43,7 @@ def toy_parser() -> argparse.ArgumentParser:
 def test_fields_become_typed_arguments_with_their_defaults():
     parsed = toy_parser().parse_args(["here", "a=1", "--count", "5", "--word", "x", "--word", "y", "--no-shuffled"])
     assert vars(parsed) == {"source": "here", "rest": ["a=1"], "count": 5, "port": 8000, "word": ["x", "y"],
-                            "shuffled": False, "verbose": False, "mode": "fast"}
+                            "shuffled": False, "verbose": False, "mode": "fast", "rate": 0.5}
     assert Toy(**vars(parsed)).count == 5  # what argparse produced validates as the model
 
 
@@ -51,6 +52,9 @@ def test_fields_become_typed_arguments_with_their_defaults():
     (["here", "--count", "2.5"], "argument --count: give a whole number, not '2.5'"),
     (["here", "--port", "70000"], "argument --port: give a number of at most 65535, not '70000'"),
     (["here", "--mode", "medium"], "argument --mode: String should match pattern"),
+    (["here", "--count", "3.0"], "argument --count: give a whole number, not '3.0'"),
+    (["here", "--rate", "inf"], "argument --rate: give a finite number, not 'inf'"),
+    (["here", "--rate", "0"], "argument --rate: give a number above 0, not '0'"),
 ])
 def test_values_are_checked_by_the_field_at_parse_time(argv, message):
     with pytest.raises(Failed, match=re.escape(message)):
@@ -59,7 +63,7 @@ def test_values_are_checked_by_the_field_at_parse_time(argv, message):
 
 def test_help_shows_each_description_and_each_default_once():
     text = toy_parser().format_help()
-    assert "how many (default 3)" in text and "shuffle (default on)" in text and text.count("default") == 4
+    assert "how many (default 3)" in text and "shuffle (default on)" in text and text.count("default") == 5
     for verb, parser in next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices.items():
         helps = {action.dest: action.help or "" for action in parser._actions}
         for name in VERB_ARGS[verb].model_fields:

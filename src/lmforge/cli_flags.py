@@ -2,7 +2,8 @@
 
 A field's `description` is its help (with the default appended), its annotation and constraints check the
 value at parse time (`--batch-size 0` → `argument --batch-size: give a number above 0, not '0'`), and
-`cli(...)` metadata says how it is spelled: positional, repeatable, negatable, metavar.
+`cli(...)` metadata says how it is spelled: positional, negatable, metavar; a list field is a repeatable flag.
+Numbers on the command line are strict: a whole number is written as one ('3', not '3.0'), and a float is finite.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ from pydantic.fields import FieldInfo
 
 #: how pydantic's failures read on the command line
 _MESSAGES = {
-    "greater_than": "give a number above {gt}", "greater_than_equal": "give a number of at least {ge}",
-    "less_than": "give a number below {lt}", "less_than_equal": "give a number of at most {le}",
+    "greater_than": "give a number above {gt:g}", "greater_than_equal": "give a number of at least {ge:g}",
+    "less_than": "give a number below {lt:g}", "less_than_equal": "give a number of at most {le:g}",
     "int_parsing": "give a whole number", "int_from_float": "give a whole number", "float_parsing": "give a number",
+    "finite_number": "give a finite number",
 }
 
 
-def cli(default: Any = None, help: str = "", *, positional: bool = False, repeat: bool = False,  # noqa: A002
-        negatable: bool = False, metavar: str | None = None, optional: bool = False, **constraints: Any) -> Any:
+def cli(default: Any = None, help: str = "", *, positional: bool = False, negatable: bool = False,  # noqa: A002
+        metavar: str | None = None, optional: bool = False, **constraints: Any) -> Any:
     """A params-model field that is also a command-line argument. positional: an argument without dashes
-    (`optional`: it may be left out; a list takes any number); repeat: `--flag` may be given again (a list);
-    negatable: `--flag/--no-flag`; other keywords are pydantic constraints (gt=0, ge=1, le=65535, pattern…)."""
-    spelling = {"positional": positional, "repeat": repeat, "negatable": negatable, "metavar": metavar,
-                "optional": optional}
+    (`optional`: it may be left out; a list takes any number); a list flag may be given again; negatable:
+    `--flag/--no-flag`; other keywords are pydantic constraints (gt=0, ge=1, le=65535, pattern…)."""
+    spelling = {"positional": positional, "negatable": negatable, "metavar": metavar, "optional": optional}
     return Field(default, description=help, json_schema_extra={"cli": spelling}, **constraints)
 
 
@@ -48,6 +49,9 @@ def _without_none(annotation: Any) -> Any:
 def _adapter(annotation: Any, metadata: list) -> TypeAdapter:
     from typing import Annotated
 
+    from pydantic.types import AllowInfNan
+
+    metadata = [*metadata, AllowInfNan(False)] if annotation is float else metadata
     return TypeAdapter(Annotated[(annotation, *metadata)] if metadata else annotation)
 
 
@@ -55,7 +59,9 @@ def _checker(annotation: Any, field: FieldInfo):
     """argparse `type=`: the text validated as the field would validate it; a readable ArgumentTypeError."""
     def check(text: str) -> Any:  # the adapter is built on first use: most flags are never given
         try:
-            return _adapter(annotation, field.metadata).validate_python(text if annotation is not int else _whole(text))
+            if annotation is int and not text.strip().lstrip("+-").isdigit():  # pydantic alone takes '3.0'
+                raise argparse.ArgumentTypeError(f"{_MESSAGES['int_parsing']}, not {text!r}")
+            return _adapter(annotation, field.metadata).validate_python(text)
         except pydantic.ValidationError as error:
             first = error.errors()[0]
             template = _MESSAGES.get(first["type"])
@@ -68,14 +74,6 @@ def checked(annotation: Any, **constraints: Any):
     """argparse `type=` for values of `annotation` under pydantic `constraints`, e.g. checked(int, gt=0)."""
     field = Field(**constraints)
     return _checker(annotation, FieldInfo.merge_field_infos(field, annotation=annotation))
-
-
-def _whole(text: str) -> Any:
-    """'3' → 3; anything else unchanged for pydantic to refuse ('3.5' is not a whole number)."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _help(field: FieldInfo, shown_default: bool) -> str:

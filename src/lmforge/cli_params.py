@@ -9,7 +9,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel
 
 from lmforge.cli_flags import cli
+from lmforge.decode.params import DecodingWeights
 from lmforge.models.device import DEVICE_HELP
+from lmforge.models.gguf_export import OutType
 
 
 def _present_device(name: str) -> str:
@@ -60,7 +62,7 @@ class AugmentArgs(RunsAModel):
     method: Literal["eda", "paraphrase", "back-translation"] = cli(..., "how rows are rewritten")
     via: list[str] | None = cli(None, "a generation model: a trained run or a generation config (paraphrase: one; "
                                       "back-translation: two, in order, e.g. en→fr then fr→en)",
-                                repeat=True, metavar="RUN_DIR|CONFIG.yaml")
+                                metavar="RUN_DIR|CONFIG.yaml")
     output: str = cli(..., "new .jsonl file for the augmented rows", metavar="FILE")
     copies: int = cli(1, "augmented rows per training row", gt=0)
     rate: float = cli(0.1, "eda: share of words each edit touches", gt=0, le=1)
@@ -94,16 +96,16 @@ class GenerateArgs(RunsAModel):
     target: str = cli(..., "a packaged alias (see `lmforge models`), a model folder, or a generation run directory",
                       positional=True, metavar="MODEL|RUN_DIR")
     allow_network: bool = cli(False, "a hub id may be downloaded (once; cached for offline use afterwards)")
-    prompt: list[str] | None = cli(None, "a prompt (repeatable)", repeat=True, metavar="TEXT")
+    prompt: list[str] | None = cli(None, "a prompt (repeatable)", metavar="TEXT")
     input: str | None = cli(None, "prompts from .jsonl/.csv/.tsv (the --source-column field) or .txt (one per line); "
                                   "writes jsonl", metavar="FILE")
     source_column: str = cli("source", "--input: the field holding each prompt")
     image: list[str] | None = cli(None, "an image guiding the text (strategy contrastive with --image-weight): one "
-                                        "for all prompts or one per prompt", repeat=True, metavar="PATH")
+                                        "for all prompts or one per prompt", metavar="PATH")
     image_column: str = cli("image", "--input .jsonl: the field holding each row's image path (relative to the file)")
     output: str | None = cli(None, "write jsonl here instead of stdout", metavar="FILE")
     max_new_tokens: int | None = cli(None, "longest output (default: the run's, else 128)", gt=0)
-    stop: list[str] | None = cli(None, "stop string (repeatable), e.g. --stop '\\n'", repeat=True, metavar="TEXT")
+    stop: list[str] | None = cli(None, "stop string (repeatable), e.g. --stop '\\n'", metavar="TEXT")
     system: str | None = cli(None, "a model: system message before each prompt")
     chat_template: bool | None = cli(None, "a model: wrap prompts in its chat template (default: when it has one)",
                                      negatable=True)
@@ -131,7 +133,7 @@ class ExportArgs(BaseModel):
     format: Literal["hf", "gguf", "onnx"] = cli(
         "hf", "hf: a Hugging Face folder (adapters merged); gguf: one .gguf file for llama.cpp, Ollama, LM Studio "
               "(llama.cpp's converter); onnx: model.onnx + tokenizer, checked in onnxruntime (extra: export)")
-    outtype: Literal["f32", "f16", "bf16", "q8_0"] = cli("f16", "gguf: weight type")
+    outtype: OutType = cli("f16", "gguf: weight type")
     converter: str | None = cli(None, "gguf: llama.cpp's convert_hf_to_gguf.py (default: $LMFORGE_LLAMA_CPP, then "
                                       ".venv/llama.cpp)", metavar="PATH")
 
@@ -186,7 +188,7 @@ class ServeArgs(RunsAModel):
     faq_top_k: int = cli(2, "FAQ entries per answer", gt=0)
     faq_min_score: float = cli(0.3, "least cosine similarity for an entry to be used")
     faq_encoder: str = cli("minilm-l6", "sentence encoder for the FAQ")
-    weights: Literal["fp32", "bf16", "int8"] = cli(
+    weights: DecodingWeights = cli(
         "fp32", "weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 (about 2.5x faster at "
                 "batch 1 on CPU; outputs may differ slightly)")
 

@@ -69,6 +69,19 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def refuse_foreign_knobs(params: pydantic.BaseModel, foreign: set[str] | frozenset[str], owner: str,
+                         fix: str = "remove {it}") -> None:
+    """A ValueError when `params` sets any of the `foreign` fields (knobs of another strategy or method than
+    `owner`, e.g. "strategy 'greedy'") away from its default — a saved config lists every field at its
+    default, so only a changed one counts. `fix` says what to do, with {it} standing for "it" or "them"."""
+    fields = type(params).model_fields
+    names = sorted(name for name in foreign if getattr(params, name) != fields[name].default)
+    if names:
+        it = "it" if len(names) == 1 else "them"
+        raise ValueError(f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not apply to {owner}; "
+                         + fix.format(it=it))
+
+
 def _describe(error: dict, raw: RawConfig, model: type[pydantic.BaseModel]) -> str:
     loc: Key = _strip_tags(tuple(str(part) for part in error["loc"]), raw.data)
     dotted = ".".join(loc)

@@ -9,7 +9,6 @@ sequences in llama.cpp's KV cache, whose cells are shared between sequences rath
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +36,11 @@ class LlamaCppModel:
         if not self.model:
             raise ModelError(f"llama.cpp cannot load {gguf}; write it again with `lmforge export --format gguf`")
         self.vocab_size = self.llama.llama_vocab_n_tokens(self.llama.llama_model_get_vocab(self.model))
-        self.threads = threads or torch.get_num_threads() or os.cpu_count() or 1
+        self.threads = threads or torch.get_num_threads()
         self.context, self.room = None, (0, 0, 0)
         self.batch, self.batch_size = None, 0
 
-    def open(self, cells: int, sequences: int, tokens: int) -> object:
+    def open(self, cells: int, sequences: int, tokens: int) -> None:
         """The context, emptied, with at least `cells` KV cells, `sequences` sequence ids and `tokens` per decode."""
         if self.context is None or any(need > have for need, have in zip((cells, sequences, tokens), self.room, strict=True)):
             if self.context is not None:
@@ -56,7 +55,6 @@ class LlamaCppModel:
             if not self.context:
                 raise ModelError(f"llama.cpp could not make a context of {self.room[0]} cells")
         self.llama.llama_memory_clear(self.llama.llama_get_memory(self.context), True)
-        return self.context
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> torch.Tensor:
         """Run (token, position, sequence, wants logits) entries through one `llama_decode`; the logits of the
@@ -100,19 +98,23 @@ class LlamaCppEngine:
             raise ValueError("every prompt needs at least one token")
         self.runtime, self.pad_id = runtime, pad_id
         self.prompt_ids, self.prompt_mask = pad_prompts(prompts, pad_id, left=True)
-        self.prompt_lengths = [len(p) for p in prompts]
+        self._prompts = [list(p) for p in prompts]
         self.rows = len(prompts)
         slots = max(rows_at_most or self.rows, self.rows)
         self.sequences = list(range(self.rows))
         self.spare = [s for s in range(2 * slots) if s not in self.sequences]
-        self.context = runtime.open(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64,
-                                    sequences=2 * slots, tokens=sum(self.prompt_lengths))
+        runtime.open(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64, sequences=2 * slots,
+                     tokens=sum(len(p) for p in prompts))
         self.length, self.max_new_tokens = 0, max_new_tokens
-        self._prompts = [list(p) for p in prompts]
 
     @property
     def prompt_length(self) -> int:
         return self.prompt_ids.shape[1]
+
+    @property
+    def prompt_lengths(self) -> list[int]:
+        """Each row's prompt length unpadded (where its generated tokens start)."""
+        return [len(p) for p in self._prompts]
 
     def prompts(self) -> list[list[int]]:
         return [list(p) for p in self._prompts]
@@ -135,9 +137,9 @@ class LlamaCppEngine:
         """Append `tokens` (rows, k) to every row; the logits of the last `keep` positions, (rows, keep, vocab)."""
         generated = self.length - self.prompt_length
         k = tokens.shape[1]
-        rows = tokens.tolist()
-        entries = [(token, self.prompt_lengths[r] + generated + j, self.sequences[r], j >= k - keep)
-                   for r, row in enumerate(rows) for j, token in enumerate(row)]
+        starts = self.prompt_lengths
+        entries = [(token, starts[r] + generated + j, self.sequences[r], j >= k - keep)
+                   for r, row in enumerate(tokens.tolist()) for j, token in enumerate(row)]
         logits = self.runtime.decode(entries)
         self.length += k
         return logits.view(self.rows, keep, -1)
@@ -164,7 +166,6 @@ class LlamaCppEngine:
             self.runtime.llama.llama_memory_seq_rm(memory, dropped, -1, -1)
             self.spare.append(dropped)
         self.sequences = sequences
-        self.prompt_lengths = [self.prompt_lengths[r] for r in picked]
         self._prompts = [self._prompts[r] for r in picked]
         self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
         self.rows = len(picked)

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lmforge.config.validate import refuse_foreign_knobs
+
 SAMPLING_FIELDS = frozenset({"temperature", "top_k", "top_p", "min_p", "typical_p"})
 BEAM_FIELDS = frozenset({"num_beams", "length_penalty", "early_stopping", "num_beam_groups", "diversity_penalty"})
 LOOKUP_FIELDS = frozenset({"prompt_lookup_num_tokens", "max_matching_ngram_size"})
@@ -22,6 +24,7 @@ STRATEGY_FIELDS: dict[str, frozenset[str]] = {  # the knobs each strategy reads,
     "speculative": frozenset({"draft_model", "num_draft_tokens"}),
     "auto": frozenset({"policy"}),
 }
+DecodingWeights = Literal["fp32", "bf16", "int8"]  # decode.weights, and `lmforge serve --weights`
 LLAMA_CPP_STRATEGIES = ("greedy", "sample", "beam", "prompt_lookup")  # need no hidden states, forks or second model
 STRATEGY_KNOBS = frozenset().union(*STRATEGY_FIELDS.values()) | {"strategy"}  # every field a strategy owns
 
@@ -88,7 +91,7 @@ class DecodeParams(BaseModel):
                                                        "the path of a .json file (outlines-core).")
     min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
     seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
-    weights: Literal["fp32", "bf16", "int8"] = Field(
+    weights: DecodingWeights = Field(
         "fp32", description="Weights read while decoding: as loaded (fp32), a bf16 copy (half the bytes per token) or "
                             "weight-only int8 linear layers (a quarter; ~2.5x fp32 speed on CPU); outputs may differ "
                             "slightly from fp32's.")
@@ -105,14 +108,8 @@ class DecodeParams(BaseModel):
 
     @model_validator(mode="after")
     def _knobs_match_strategy(self) -> DecodeParams:
-        own = STRATEGY_FIELDS[self.strategy]
-        others = STRATEGY_KNOBS - own - {"strategy"}
-        fields = type(self).model_fields
-        foreign = sorted(name for name in others if getattr(self, name) != fields[name].default)  # saved configs list all
-        if foreign:
-            raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to strategy "
-                             f"{self.strategy!r}; remove {'it' if len(foreign) == 1 else 'them'} or choose a strategy that uses "
-                             f"{'it' if len(foreign) == 1 else 'them'}")
+        refuse_foreign_knobs(self, STRATEGY_KNOBS - STRATEGY_FIELDS[self.strategy] - {"strategy"},
+                             f"strategy {self.strategy!r}", "remove {it} or choose a strategy that uses {it}")
         if sum(bool(x) for x in (self.choices, self.regex, self.json_schema)) > 1:
             raise ValueError("choose one of choices, regex and json_schema")
         if self.compile and self.cache != "static":

@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 from lmforge.errors import ConfigError, ModelError
 from lmforge.files import STAGING_PREFIX
 
-OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+OutType = Literal["f32", "f16", "bf16", "q8_0"]
+OUTTYPES: tuple[str, ...] = get_args(OutType)
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_ENV = "LMFORGE_LLAMA_CPP"
 HOW_TO_GET = ("run `make llama-cpp-converter` (it unpacks llama.cpp's converter from the llama-cpp-python sdist "

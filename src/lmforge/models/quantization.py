@@ -42,13 +42,11 @@ def quantized_base(quantization: Quantization, task: Any, task_name: str, precis
     return quantized_loading(quantization, precision, device)
 
 
-def quantized_loading(quantization: Quantization, precision: str, device: torch.device) -> dict[str, Any] | None:
-    """`from_pretrained` keyword arguments that load the base quantised on `device` (bitsandbytes quantises
-    while it places the weights), None for none. 4-bit layers compute in `precision` (fp32|bf16|fp16) and
+def quantized_loading(quantization: Quantization, precision: str, device: torch.device) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments that load the base quantised (nf4, fp4 or int8) on `device`
+    (bitsandbytes quantises while it places the weights). 4-bit layers compute in `precision` (fp32|bf16|fp16) and
     quantise their scales too (double quantisation, as in QLoRA); the weights left unquantised (embeddings,
     norms, the head) are read in `precision` too."""
-    if quantization == "none":
-        return None
     import torch
     from transformers import BitsAndBytesConfig
 

@@ -11,6 +11,11 @@ from lmforge.models.packaged import PACKAGED, locate_packaged
 SCRATCH_MODEL = "lstm"  # built from the training data by the train recipe, not resolved
 
 
+def looks_like_path(ref: str) -> bool:
+    """Whether a model reference is written as a path (./x, /x, ~/x, a/b/c) rather than an alias or hub id."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1
+
+
 def resolve_model(ref: str, allow_network: bool = False) -> str:
     """A local directory, a packaged alias or (only with `allow_network`) a hub id → a loadable path or id.
 
@@ -27,8 +32,7 @@ def resolve_model(ref: str, allow_network: bool = False) -> str:
         return str(locate_packaged(ref))
     if path.exists():
         raise ModelError(f"model {ref} is a file; model.name must be a directory saved with save_pretrained")
-    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1
-    if looks_like_path:
+    if looks_like_path(ref):
         raise ModelError(f"model directory {ref} does not exist")
     if allow_network:
         return ref

@@ -75,12 +75,14 @@ def quantized_training(config: RunConfig, task: Task, precision: str, device: to
     """How the base loads for training (`quantized_base`): model.quantization trains adapters (QLoRA) on a
     frozen low-bit base in one unsharded process; a one-line ConfigError otherwise."""
     quantization = config.model.quantization
-    if quantization != "none" and config.tuning.peft is None:
-        raise ConfigError(f"model.quantization {quantization} freezes the base in low bits: train adapters on it "
-                          "with tuning.peft.method=lora (QLoRA), or set model.quantization=none")
-    if quantization != "none" and (config.tuning.continual is not None or wants_fsdp(config.train.fsdp)):
-        raise ConfigError(f"model.quantization {quantization} works without "
-                          f"{'tuning.continual' if config.tuning.continual else 'train.fsdp'}; set model.quantization=none")
+    if quantization != "none":
+        if config.tuning.peft is None:
+            raise ConfigError(f"model.quantization {quantization} freezes the base in low bits: train adapters on it "
+                              "with tuning.peft.method=lora (QLoRA), or set model.quantization=none")
+        if config.tuning.continual is not None or wants_fsdp(config.train.fsdp):
+            raise ConfigError(f"model.quantization {quantization} works without "
+                              f"{'tuning.continual' if config.tuning.continual else 'train.fsdp'}; "
+                              "set model.quantization=none")
     return quantized_base(quantization, task, config.task.name, precision, device)
 
 

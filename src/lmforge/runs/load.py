@@ -84,10 +84,10 @@ def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
 
 def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The config's model as it comes (untrained, with `task`'s head) on model.device, and its tokenizer."""
-    dtype = weight_dtype(config.model.dtype, resolve_device(config.model.device))
+    device = resolve_device(config.model.device)
     path = resolve_model(config.model.name, config.model.allow_network)
     local_only = not config.model.allow_network
     tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
-    quantization = base_quantization(task, config, resolve_device(config.model.device))
+    dtype, quantization = weight_dtype(config.model.dtype, device), base_quantization(task, config, device)
     model = task.build_model(path, local_only, config.model.trust_remote_code, dtype, quantization)
     return place(model, config.model.device, config.model.dtype), tokenizer

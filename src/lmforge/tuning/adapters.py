@@ -73,10 +73,10 @@ def base_model_path(folder: Path) -> str:
     """The base model an adapter folder was trained on: the path (or hub id) peft recorded when it is here,
     else the reference the run named, resolved on this machine (a packaged alias is found wherever it is
     installed), so a run copied to another machine loads there."""
-    from lmforge.models.resolve import resolve_model
+    from lmforge.models.resolve import looks_like_path, resolve_model
 
     recorded = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if recorded and (Path(recorded).exists() or not recorded.startswith(("/", ".", "~")) and recorded.count("/") == 1):
+    if recorded and (Path(recorded).exists() or not looks_like_path(recorded) and recorded.count("/") == 1):
         return recorded  # a folder here, or a hub id (read from the hub cache)
     reference_file = Path(folder) / LABELLED_CONFIG_DIR / BASE_REFERENCE
     reference = json.loads(reference_file.read_text(encoding="utf-8"))["reference"] if reference_file.is_file() else None

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lmforge.config.validate import refuse_foreign_knobs
 from lmforge.tuning.adversarial import AdversarialParams
 from lmforge.tuning.continual import ContinualParams
 from lmforge.tuning.sequence.params import SequenceParams
@@ -40,13 +41,9 @@ class PeftParams(BaseModel):
 
     @model_validator(mode="after")
     def _knobs_match_method(self) -> PeftParams:
-        fields = type(self).model_fields
-        foreign = sorted(name for name in frozenset().union(*PEFT_KNOBS.values()) - PEFT_KNOBS[self.method]
-                         if getattr(self, name) != fields[name].default)  # saved configs list every field
-        if foreign:
-            raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to method "
-                             f"{self.method!r} (it reads {', '.join(sorted(PEFT_KNOBS[self.method]))}); remove "
-                             f"{'it' if len(foreign) == 1 else 'them'}")
+        own = PEFT_KNOBS[self.method]
+        refuse_foreign_knobs(self, frozenset().union(*PEFT_KNOBS.values()) - own,
+                             f"method {self.method!r} (it reads {', '.join(sorted(own))})")
         return self
 
 
