@@ -19,6 +19,7 @@ LAYERS = [
     ["decode", "tuning"],
     ["tasks"],
     ["evaluate"],
+    ["methods"],
     ["train"],
     ["serve"],
     ["runs"],

@@ -13,7 +13,15 @@ from lmforge.cli import main
 from lmforge.errors import ConfigError
 from lmforge.tasks.classification import TextClassification, TextClassificationParams
 from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
-from lmforge.tuning.regularise import configure_regularisation, rdrop_loss, symmetric_kl
+from lmforge.methods.base import TrainingSession
+from lmforge.methods.label_smoothing import LabelSmoothing
+from lmforge.methods.rdrop import RDrop
+from lmforge.methods.registry import TuningParams
+from lmforge.tuning.regularise import rdrop_loss, symmetric_kl
+
+
+def checked(method, task) -> None:
+    method.check(TrainingSession(None, task, "fp32", 1, open_run=None, load_predictor=None))
 
 
 def test_symmetric_kl_is_zero_for_equal_and_positive_for_different_rows():
@@ -33,10 +41,12 @@ def test_label_smoothing_reaches_the_task_loss(tiny_bert):
     batch = dict(tokenizer(["the film was good", "a dull story"], return_tensors="pt", padding=True))
     batch["labels"] = torch.tensor([1, 0])
     plain, logits = task.loss(model, batch)
-    configure_regularisation(task, 0.2, 0.0)
-    smoothed, _ = task.loss(model, batch)
+    method = LabelSmoothing(TuningParams(label_smoothing=0.2))
+    checked(method, task)
+    smoothed, _ = method.derive_task(task).loss(model, batch)
     expected = F.cross_entropy(logits, batch["labels"], label_smoothing=0.2)
     assert smoothed.item() == pytest.approx(expected.item(), rel=1e-6) and smoothed.item() != plain.item()
+    assert task.loss(model, batch)[0].item() == plain.item()  # the built task is left as it was
 
 
 def test_rdrop_adds_a_divergence_between_two_dropout_passes(tiny_bert):
@@ -46,24 +56,25 @@ def test_rdrop_adds_a_divergence_between_two_dropout_passes(tiny_bert):
     batch = dict(tokenizer(["the film was good", "a dull story"], return_tensors="pt", padding=True))
     batch["labels"] = torch.tensor([1, 0])
     model.eval()  # no dropout: both passes agree, R-Drop is plain cross-entropy
-    assert rdrop_loss(task, model, batch, 1.0).item() == pytest.approx(task.loss(model, batch)[0].item(), rel=1e-5)
+    assert rdrop_loss(task.loss, model, batch, 1.0).item() == pytest.approx(task.loss(model, batch)[0].item(), rel=1e-5)
     model.train()
     torch.manual_seed(0)
-    with_rdrop = rdrop_loss(task, model, batch, 100.0)
+    with_rdrop = rdrop_loss(task.loss, model, batch, 100.0)
     torch.manual_seed(0)
-    without = rdrop_loss(task, model, batch, 0.0)
+    without = rdrop_loss(task.loss, model, batch, 0.0)
     assert with_rdrop.item() > without.item()
     with_rdrop.backward()
     assert model.classifier.weight.grad.abs().sum() > 0
 
 
 def test_unsupported_combinations_are_config_errors():
+    rdrop, smoothing = RDrop(TuningParams(rdrop=1.0)), LabelSmoothing(TuningParams(label_smoothing=0.1))
     with pytest.raises(ConfigError, match="tuning.rdrop"):
-        configure_regularisation(LanguageModeling(LanguageModelingParams()), 0.0, 1.0)
+        checked(rdrop, LanguageModeling(LanguageModelingParams()))
     with pytest.raises(ConfigError, match="tuning.label_smoothing"):
-        configure_regularisation(TextClassification(TextClassificationParams(multi_label=True)), 0.1, 0.0)
+        checked(smoothing, TextClassification(TextClassificationParams(multi_label=True)))
     with pytest.raises(ConfigError, match="tuning.rdrop"):
-        configure_regularisation(TextClassification(TextClassificationParams(multi_label=True)), 0.0, 1.0)
+        checked(rdrop, TextClassification(TextClassificationParams(multi_label=True)))
 
 
 def test_train_with_label_smoothing_and_rdrop_through_the_cli(tiny_config, tmp_path, capsys):

@@ -12,7 +12,7 @@ from lmforge.cli import main
 from lmforge.config import load_config, validate_config
 from lmforge.runs.schema import RunConfig
 from lmforge.tuning.freeze import freeze, parameter_counts, transformer_layers
-from lmforge.tuning.params import TuningParams
+from lmforge.methods.registry import TuningParams
 
 
 def classifier(tiny_bert):

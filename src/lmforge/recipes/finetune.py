@@ -21,29 +21,20 @@ from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes
+from lmforge.methods.base import TrainingSession
+from lmforge.methods.registry import active_methods
 from lmforge.models.device import resolve_device, weight_dtype
 from lmforge.models.export import set_dropout
 from lmforge.models.hardware import resolve
 from lmforge.models.lstm import build_lstm_dir, example_texts
 from lmforge.models.quantization import prepare_for_adapters, quantized_base
 from lmforge.models.resolve import SCRATCH_MODEL, portable_reference, resolve_model
-from lmforge.recipes.continual import (
-    REPORTED,
-    ewc_penalty,
-    extend_splits,
-    forgetting_report,
-    grow_to,
-    old_task_scores,
-    open_previous_run,
-    reported_scores,
-)
 from lmforge.recipes.evaluate import examples_to_score
 from lmforge.runs.load import load_trained, task_tokenizer
-from lmforge.runs.run_dir import create_run_dir, load_run_config, save_config
+from lmforge.runs.run_dir import create_run_dir, load_run_config, model_dir, save_config
 from lmforge.runs.schema import RunConfig
 from lmforge.runs.served_task import served_task
 from lmforge.tasks import Task, build_task
-from lmforge.tasks.strategy_network import with_strategy_network
 from lmforge.train.checkpoint import has_checkpoint, latest_state
 from lmforge.train.loop import FitData, finished, fit
 from lmforge.train.metrics_log import tensorboard_wanted
@@ -51,10 +42,8 @@ from lmforge.train.optimizers import check_optimizer
 from lmforge.train.processes import check_launch, process_state
 from lmforge.train.sharding import in_turn, wants_fsdp
 from lmforge.train.tracking import check_trackers
-from lmforge.tuning.apply import apply_tuning, save_model
+from lmforge.tuning.apply import save_model
 from lmforge.tuning.freeze import parameter_counts
-from lmforge.tuning.regularise import configure_regularisation
-from lmforge.tuning.sequence.train import use_sequence_objective
 
 
 def say(line: str) -> None:
@@ -79,10 +68,9 @@ def quantized_training(config: RunConfig, task: Task, precision: str, device: to
         if config.tuning.peft is None:
             raise ConfigError(f"model.quantization {quantization} freezes the base in low bits: train adapters on it "
                               "with tuning.peft.method=lora (QLoRA), or set model.quantization=none")
-        if config.tuning.continual is not None or wants_fsdp(config.train.fsdp):
-            raise ConfigError(f"model.quantization {quantization} works without "
-                              f"{'tuning.continual' if config.tuning.continual else 'train.fsdp'}; "
-                              "set model.quantization=none")
+        if wants_fsdp(config.train.fsdp):
+            raise ConfigError(f"model.quantization {quantization} works without train.fsdp; set "
+                              "model.quantization=none")
     return quantized_base(quantization, task, config.task.name, precision, device)
 
 
@@ -142,32 +130,31 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     set_seed(params.seed)
     # Everything that can fail on user input happens before the run directory is created.
     from_scratch = config.model.name == SCRATCH_MODEL
-    path = None if from_scratch else resolve_model(config.model.name, config.model.allow_network)
-    previous = open_previous_run(config.tuning.continual, config) if config.tuning.continual else None
-    if previous is not None:
-        path = previous.model_path
+    named_path = None if from_scratch else resolve_model(config.model.name, config.model.allow_network)
     check_trackers(params.tracking)
     tensorboard_wanted(params.tensorboard)  # true without the package: said before the run directory exists
     train_device = check_train_device(config.model.device)
-    if config.data.streaming and (config.tuning.continual or config.tuning.strategy_network):
-        raise ConfigError(f"data.streaming works without tuning.{'continual' if config.tuning.continual else 'strategy_network'}"
-                          " (it reads the training rows whole); set data.streaming=false")
     check_optimizer(params.optimizer, train_device)
-    task = with_strategy_network(build_task(config.task), config.tuning.strategy_network)
     precision = resolve(params.precision, train_device.type)
+    processes = process_state(train_device.type == "cpu")  # rank and world size under accelerate launch / torchrun
+    session = TrainingSession(config, build_task(config.task), precision.precision, processes.num_processes,
+                              open_run=lambda directory: (load_run_config(directory), model_dir(directory)),
+                              load_predictor=lambda run: served_task(Path(run)).predict)
+    methods = active_methods(config.tuning)
+    for method in methods:
+        method.check(session)
+    path = named_path
+    for method in methods:
+        path = method.base_path(path, session)
+        session.task = method.derive_task(session.task)
+    task = session.task
     quantization = quantized_training(config, task, precision.precision, train_device)
-    configure_regularisation(task, config.tuning.label_smoothing, config.tuning.rdrop)
-    use_sequence_objective(task, config.tuning.sequence, lambda run: served_task(Path(run)).predict)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")
-    splits = task.read_splits(config.data, params.seed)
-    replayed = extend_splits(previous, task, splits, params.seed) if previous is not None else []
-    processes = process_state(train_device.type == "cpu")  # rank and world size under accelerate launch / torchrun
-    if config.tuning.strategy_network and processes.num_processes > 1:
-        raise ConfigError(f"tuning.strategy_network trains in one process ({processes.num_processes} were launched: "
-                          "its experts take turns per batch, which data-parallel gradients cannot follow yet); "
-                          "run it without accelerate launch")
+    splits = session.splits = task.read_splits(config.data, params.seed)
+    for method in methods:
+        method.extend_splits(session)
     main = processes.is_main_process
     if main:
         run_dir = resume_dir if resume_dir is not None else create_run_dir(config)
@@ -199,22 +186,18 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     run_dir = Path(shared[0])
     if from_scratch:
         path = str(run_dir / "init")
+    session.base_path = path
     local_only = not config.model.allow_network
-    tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
+    tokenizer = session.tokenizer = task_tokenizer(task, path, local_only, config.model.trust_remote_code)
     max_length = config.data.max_length
     load_dtype = weight_dtype(config.model.dtype, train_device) if config.model.dtype != "auto" else None
     if quantization is not None:  # each process quantises its own copy on its own device
         quantization["device_map"] = {"": str(processes.device)}
-    penalty = None
-    if previous is not None:  # the old model, measured on the old task before its head grows to the new labels
-        model = previous.task.build_model(path, local_only, config.model.trust_remote_code)
-        old_before = old_task_scores(previous, previous.task, model, tokenizer, max_length, params.eval_batch_size,
-                                     params.precision)
-        penalty = ewc_penalty(previous, model, tokenizer, max_length)
-        grow_to(model, previous, task)
-    elif wants_fsdp(params.fsdp) and processes.num_processes > 1:
+    # a method's own model (continual learning: the previous run's), else the task's
+    model = next((built for method in methods if (built := method.build_model(session)) is not None), None)
+    if model is None and wants_fsdp(params.fsdp) and processes.num_processes > 1:
         model = in_turn(lambda: task.build_model(path, local_only, config.model.trust_remote_code, load_dtype), processes)
-    else:  # model.dtype set: read straight in it (a bf16 base under LoRA never holds fp32 weights)
+    elif model is None:  # model.dtype set: read straight in it (a bf16 base under LoRA never holds fp32 weights)
         model = task.build_model(path, local_only, config.model.trust_remote_code, load_dtype, quantization)
     if params.dropout is not None:
         set_dropout(model, params.dropout)
@@ -224,7 +207,9 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         model = prepare_for_adapters(model)
     elif load_dtype is not None:  # tasks that cannot load in it, a continued run (PEFT keeps its adapters in fp32)
         model = model.to(load_dtype)
-    model = apply_tuning(model, config.tuning, task, path)
+    for method in methods:
+        model = method.apply(model, session)
+    session.model = model
     trainable, total = parameter_counts(model)
     if main:
         say(f"lmforge: training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%) in "
@@ -241,41 +226,38 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
 
     def save_best(trained, weights: dict | None = None) -> None:
         save_model(trained, tokenizer, run_dir / "model", weights,
-                   portable_reference(config.model.name) if previous is None else None)
+                   portable_reference(config.model.name) if path == named_path else None)
 
-    split_name, examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
-    if previous is not None and examples:
-        new_before = reported_scores(task, model, tokenizer, examples, splits.train, max_length, params.eval_batch_size,
-                                     params.precision)
+    split_name, session.examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
+    examples = session.examples
+    for method in methods:
+        method.before_fit(session)
     fit_started = time.perf_counter()
-    state = fit(task, model, data, params, run_dir, save_best, resume=resuming,
-                tuning=config.tuning, on_validation=on_validation, penalty=penalty,
-                run_config=config.model_dump(mode="json"), cpu=train_device.type == "cpu")
+    state = fit(task, model, data, params, run_dir, save_best, resume=resuming, methods=methods,
+                on_validation=on_validation, run_config=config.model_dump(mode="json"),
+                cpu=train_device.type == "cpu")
     train_seconds = time.perf_counter() - fit_started
     if not main:
         return run_dir
     if state.history:
         plot_history(run_dir / "metrics.jsonl", params.metric or task.default_metric, run_dir / "history.png")
-    if config.tuning.sequence is not None:
+    if (run_dir / "metrics.jsonl").is_file():  # sequence-level training logs its rewards
         plot_rewards(run_dir / "metrics.jsonl", run_dir / "rewards.png")
 
     # Final report on the best model: the test split when there is one, else validation — whose scores the
     # best model already has (not decoded twice), unless this process did not see them (a resumed run).
-    reused = split_name == "validation" and data.best_validation is not None and previous is None
+    reused = split_name == "validation" and data.best_validation is not None and not any(
+        method.reports_on_saved_model for method in methods)
     if examples:
         if reused:
             predictions, metrics = data.best_validation[0], dict(data.best_validation[1])
         else:
-            task, model, tokenizer = load_trained(run_dir, config)
+            task, model, tokenizer = session.task, session.model, session.tokenizer = load_trained(run_dir, config)
             predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
                                            params.precision)
             metrics = task.score(predictions, examples, baseline_examples)
-        if previous is not None:
-            old_after = old_task_scores(previous, task, model, tokenizer, max_length, params.eval_batch_size,
-                                        params.precision)
-            new_after = {name: metrics[name] for name in REPORTED}
-            metrics["continual"] = forgetting_report(previous, old_before, old_after, new_before, new_after,
-                                                     len(replayed))
+        for method in methods:
+            method.report(session, metrics)
         metrics.update(split=split_name, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        epochs_run=len(state.history), trainable_parameters=trainable, total_parameters=total,
                        precision=precision.precision, precision_reason=precision.reason,

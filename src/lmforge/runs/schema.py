@@ -11,7 +11,7 @@ from lmforge.data.params import DataParams
 from lmforge.models.params import ModelParams
 from lmforge.tasks import TASKS
 from lmforge.train.params import TrainParams
-from lmforge.tuning.params import TuningParams
+from lmforge.methods.registry import TuningParams
 
 #: one params model per task, told apart by `name`
 TaskParams = Annotated[Union[tuple(params for params, _ in TASKS.values())], Field(discriminator="name")]  # noqa: UP007

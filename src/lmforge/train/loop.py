@@ -10,7 +10,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from lmforge.data.batching import BatchOrder, pad_batch
 from lmforge.data.streaming import StreamedFeatures, StreamOrder
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
+from lmforge.methods.base import LossFn, TuningMethod
 from lmforge.models.hardware import resolve
 from lmforge.models.precision import autocast_for
 from lmforge.tasks.base import Task
@@ -45,9 +46,6 @@ from lmforge.train.processes import process_state
 from lmforge.train.progress import ProgressLines
 from lmforge.train.sharding import check_fsdp, full_state_dict, save_sharded, shard_model, wants_fsdp
 from lmforge.train.tracking import Trackers
-from lmforge.tuning.adversarial import adversarial_backward
-from lmforge.tuning.params import TuningParams
-from lmforge.tuning.regularise import rdrop_loss
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
@@ -117,9 +115,9 @@ class _Loop:
     log: MetricsLog | None
     run_dir: Path
     save_model_fn: Callable[[PreTrainedModel, dict | None], None]
-    tuning: TuningParams
+    methods: Sequence[TuningMethod]
+    loss: LossFn  # the task's loss as the methods wrap it
     on_validation: Callable[[int, float], None] | None = None
-    penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None
     last_checkpoint: float = field(default_factory=time.monotonic)
     scaler: torch.amp.GradScaler | None = None  # fp16: scales the loss so small gradients survive
     sharded: bool = False  # FSDP2: every process holds a shard; checkpoints and saves need all of them
@@ -189,23 +187,22 @@ class _Loop:
 
 def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, run_dir: Path,
         save_model_fn: Callable[[PreTrainedModel, dict | None], None], resume: bool = False,
-        tuning: TuningParams | None = None, on_validation: Callable[[int, float], None] | None = None,
-        penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None, run_config: dict | None = None,
-        cpu: bool = False) -> LoopState:
+        methods: Sequence[TuningMethod] = (), on_validation: Callable[[int, float], None] | None = None,
+        run_config: dict | None = None, cpu: bool = False) -> LoopState:
     """Train `model` in place; `save_model_fn(model, weights)` is called whenever it becomes the best (or final)
     one (`weights`: its gathered state dict when sharded, else None).
-    `tuning` adds the loss-side strategies (adversarial perturbation, R-Drop); `on_validation(epoch, value)` sees
-    each epoch's validation metric (hyper-parameter search prunes there by raising); `penalty(model)` is added
-    to every batch's loss (EWC); `run_config` is what experiment trackers record as the run's parameters;
-    `cpu` trains on the CPU (model.device cpu, also where an accelerator exists)."""
+    `methods` (the run's tuning methods) shape the step: parameter groups, the loss, extra gradients, the
+    batch order and the logged numbers; `on_validation(epoch, value)` sees each epoch's validation metric
+    (hyper-parameter search prunes there by raising); `run_config` is what experiment trackers record as the
+    run's parameters; `cpu` trains on the CPU (model.device cpu, also where an accelerator exists)."""
     accelerator = make_accelerator(cpu)
-    if hasattr(task, "batch_order"):  # e.g. multi-task sampling (the strategy network)
-        order = task.batch_order(data.train_features, params.batch_size, params.seed, accelerator.process_index,
-                                 accelerator.num_processes)
-    elif isinstance(data.train_features, StreamedFeatures):
+    order = next((found for method in methods if (found := method.batch_order(
+        task, data.train_features, params.batch_size, params.seed, accelerator.process_index,
+        accelerator.num_processes)) is not None), None)  # e.g. multi-task sampling (the strategy network)
+    if order is None and isinstance(data.train_features, StreamedFeatures):
         order = StreamOrder(data.train_features, params.batch_size, params.seed, accelerator.process_index,
                             accelerator.num_processes)
-    else:
+    elif order is None:
         order = BatchOrder(feature_lengths(data.train_features), params.batch_size, params.seed,
                            group_by_length=params.group_by_length, process_index=accelerator.process_index,
                            num_processes=accelerator.num_processes)
@@ -217,17 +214,18 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         enable_gradient_checkpointing(model)
     sharded = wants_fsdp(params.fsdp)
     if sharded:  # shard first: the optimizer then holds only this process's part of each parameter
-        check_fsdp(model, tuning, accelerator.num_processes, params.optimizer)
+        check_fsdp(model, [next(iter(m.fields)) for m in methods if not m.shardable], accelerator.num_processes,
+                   params.optimizer)
         model = shard_model(model, accelerator.device)
-    optimizer = build_optimizer(params.optimizer, param_groups(model, params.weight_decay), params.lr)
+    groups = param_groups(model, params.weight_decay)
+    for method in methods:
+        groups = method.param_groups(model, groups)
+    optimizer = build_optimizer(params.optimizer, groups, params.lr)
     scheduler = build_scheduler(params.scheduler, optimizer, warmup, total_steps)
     if not sharded:
         model, optimizer = accelerator.prepare(model, optimizer)
     precision = resolve(params.precision, accelerator.device.type).precision
     scaler = torch.amp.GradScaler(accelerator.device.type) if precision == "fp16" else None
-    if scaler is not None and tuning is not None and tuning.adversarial is not None:
-        raise ConfigError("tuning.adversarial does not work with fp16 training yet (its extra backward pass is not "
-                          "loss-scaled); use train.precision auto, bf16 or fp32")
     state = LoopState()
     if resume:
         checkpoint = latest_checkpoint(run_dir)
@@ -241,8 +239,11 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
                             params.tracking_uri, params.experiment) if params.tracking else None
         log = MetricsLog(run_dir, params.tensorboard, resume_step=state.global_step if resume else None,
                          trackers=trackers)
+    loss = task.loss
+    for method in methods:
+        loss = method.wrap_loss(loss, task)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, order, data, params, state, log, run_dir, save_model_fn,
-                 tuning or TuningParams(), on_validation, penalty, scaler=scaler, sharded=sharded)
+                 methods, loss, on_validation, scaler=scaler, sharded=sharded)
     if resume:
         loop.say(f"lmforge: resuming from {checkpoint} (epoch {state.epoch + 1}, step {state.global_step})")
     model.train()
@@ -286,18 +287,10 @@ def _train_epoch(loop: _Loop) -> None:
         batch = {k: v.to(accelerator.device) for k, v in pad_batch(features, loop.data.pad_id).items()}
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
-            if loop.tuning.rdrop:
-                loss = rdrop_loss(loop.task, model, batch, loop.tuning.rdrop)
-            else:
-                loss, _ = loop.task.loss(model, batch)
-            if loop.penalty is not None:
-                loss = loss + loop.penalty(loop.unwrapped)
+            loss, _ = loop.loss(model, batch)
             loop.backward(loss / window)
-            if loop.tuning.adversarial is not None:
-                def perturbed_loss(batch=batch, window=window) -> torch.Tensor:
-                    return loop.task.loss(model, batch)[0] / window
-
-                adversarial_backward(model, perturbed_loss, loop.tuning.adversarial)
+            for method in loop.methods:
+                method.after_backward(model, lambda batch=batch, window=window: loop.task.loss(model, batch)[0] / window)
         state.epoch_loss_sum += loss.item()
         state.epoch_batches += 1
         state.batches_done += 1
@@ -317,7 +310,7 @@ def _train_epoch(loop: _Loop) -> None:
         if state.global_step % params.log_every_steps == 0:
             loop.write_log({"step": state.global_step, "epoch": state.epoch + state.batches_done / batches,
                             "train_loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0]}
-                           | getattr(loop.task, "step_stats", {}))  # sequence-level training: reward, KL, …
+                           | {k: v for m in loop.methods for k, v in m.step_stats().items()})  # reward, KL, …
             progress.set_postfix(loss=f"{mean_loss:.4f}")
         every = params.eval_every_steps
         if every and state.global_step % every == 0 and state.batches_done < batches and loop.data.validation_features \

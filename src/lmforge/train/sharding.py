@@ -35,9 +35,10 @@ def wants_fsdp(setting: bool) -> bool:
     return setting or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
-def check_fsdp(model: torch.nn.Module, tuning: Any, processes: int, optimizer: str) -> None:
-    """FSDP here shards a model trained whole over several processes with torch's optimizers: one process, PEFT
-    adapters, the strategy network and optimizers that cannot step sharded tensors are refused in one line."""
+def check_fsdp(model: torch.nn.Module, unshardable: list[str], processes: int, optimizer: str) -> None:
+    """FSDP here shards a model trained whole over several processes with torch's optimizers: one process, tuning
+    methods that wrap the body (`unshardable`: their `tuning:` fields — PEFT adapters, the strategy network) and
+    optimizers that cannot step sharded tensors are refused in one line."""
     if optimizer not in ("adamw", "sgd"):
         raise ConfigError(f"train.optimizer {optimizer} cannot step sharded (DTensor) parameters; with train.fsdp use "
                           "adamw or sgd")
@@ -45,9 +46,9 @@ def check_fsdp(model: torch.nn.Module, tuning: Any, processes: int, optimizer: s
         raise ConfigError("train.fsdp shards the model over the processes of `accelerate launch`; this run has one — "
                           "launch it with `accelerate launch --multi_gpu --num_processes N -m lmforge.cli train …` "
                           "(on CPUs too), or set train.fsdp=false")
-    if tuning is not None and (tuning.peft is not None or tuning.strategy_network is not None):
-        raise ConfigError("train.fsdp shards a model trained whole; PEFT adapters and the strategy network train in "
-                          "data-parallel processes without it (set train.fsdp=false)")
+    if unshardable:
+        raise ConfigError(f"train.fsdp shards a model trained whole; tuning.{unshardable[0]} trains in data-parallel "
+                          "processes without it (set train.fsdp=false)")
     if not blocks(model):
         raise ConfigError(f"train.fsdp: {type(model).__name__} has no transformer blocks to shard by; train it "
                           "without train.fsdp")

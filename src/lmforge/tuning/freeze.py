@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from lmforge.errors import ConfigError
-from lmforge.tuning.params import TuningParams
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
@@ -34,8 +35,8 @@ def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return max(stacks, key=len)
 
 
-def freeze(model: torch.nn.Module, params: TuningParams) -> None:
-    """Apply the `tuning:` freezing switches in place."""
+def freeze(model: torch.nn.Module, params: Any) -> None:
+    """Apply the `tuning:` freezing switches (freeze_embeddings, freeze_layers, train_only_head) in place."""
     body = _body(model)
     if params.train_only_head:
         for parameter in body.parameters():

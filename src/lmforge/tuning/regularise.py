@@ -1,4 +1,4 @@
-"""Loss-side regularisation: label smoothing (inside each task's cross-entropy) and R-Drop.
+"""R-Drop, a loss-side regulariser.
 
 R-Drop (Liang et al. 2021) runs every batch twice — as one doubled batch, so dropout draws two masks —
 and adds `alpha` × the symmetric KL divergence (the mean of both directions) between the two predicted distributions to the mean
@@ -7,25 +7,12 @@ cross-entropy of both passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-from lmforge.errors import ConfigError
-
 IGNORE = -100
-
-
-def configure_regularisation(task: object, label_smoothing: float, rdrop: float) -> None:
-    """Hand `label_smoothing` to the task's cross-entropy; refuse what the task cannot do."""
-    name = type(task).__name__
-    if label_smoothing:
-        if not hasattr(task, "label_smoothing") or getattr(getattr(task, "params", None), "multi_label", False):
-            raise ConfigError(f"tuning.label_smoothing needs a softmax cross-entropy loss, which {name} does not use; "
-                              "set it to 0")
-        task.label_smoothing = label_smoothing
-    if rdrop and not getattr(task, "supports_rdrop", False):
-        raise ConfigError(f"tuning.rdrop applies to single-label classification, token classification and relation "
-                          f"extraction, not {name}; set it to 0")
 
 
 def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
@@ -35,10 +22,11 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor
     return per_row.mean() / 2 if per_row.numel() else per_row.sum()
 
 
-def rdrop_loss(task, model: torch.nn.Module, batch: dict[str, torch.Tensor], alpha: float) -> torch.Tensor:
-    """Cross-entropy of two dropout passes plus `alpha` × their symmetric KL (rows whose label is ignored skipped)."""
+def rdrop_loss(loss_fn: Callable, model: torch.nn.Module, batch: dict[str, torch.Tensor], alpha: float) -> torch.Tensor:
+    """Cross-entropy of two dropout passes (`loss_fn(model, batch) -> (loss, logits)`) plus `alpha` × their
+    symmetric KL (rows whose label is ignored skipped)."""
     doubled = {key: torch.cat([value, value]) for key, value in batch.items()}
-    loss, logits = task.loss(model, doubled)
+    loss, logits = loss_fn(model, doubled)
     first, second = logits.chunk(2)
     labels = batch.get("labels")
     if labels is not None and labels.shape == first.shape[:-1]:

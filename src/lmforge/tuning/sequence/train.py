@@ -77,16 +77,17 @@ def candidate_params(params: SequenceParams) -> DecodeParams:
 
 
 class SequenceObjective:
-    """`loss(model, batch)` for a generation task trained at the sequence level; the task's `step_stats` then hold
-    the batch's mean reward, KL, entropy (of the sampled tokens) and mean output length, for the training log."""
+    """`loss(model, batch)` for a generation task trained at the sequence level; `stats` then hold the batch's
+    mean reward, KL, entropy (of the sampled tokens) and mean output length, for the training log.
+    `token_loss`: the token-level loss for ce_weight (default the task's cross-entropy)."""
 
-    def __init__(self, task, params: SequenceParams, load_classifier: ClassifierLoader | None = None) -> None:
-        if task.encoder_decoder:
-            raise ConfigError("tuning.sequence supports decoder-only models for now")
+    def __init__(self, task, params: SequenceParams, load_classifier: ClassifierLoader | None = None,
+                 token_loss=None) -> None:
         self.task, self.params = task, params
-        self.token_loss = task.loss  # the task's own cross-entropy, for ce_weight
+        self.token_loss = token_loss or task.loss
         self.reward = build_reward(params.rewards, load_classifier)
         self.reference: PreTrainedModel | None = None
+        self.stats: dict[str, float] = {}
 
     def _decode(self, model: PreTrainedModel, prompts: list[list[int]], params: DecodeParams) -> list[list[list[int]]]:
         """Each prompt's outputs (token lists, EOS appended where the output stopped on its own)."""
@@ -138,19 +139,8 @@ class SequenceObjective:
         if p.ce_weight:
             loss = loss + p.ce_weight * self.token_loss(model, batch)[0]
         lengths = mask.sum(-1)
-        self.task.step_stats = {"mean_reward": float(rewards.mean()), "kl": float(kl.detach()),
-                                "entropy": float(-(logprobs.detach() * mask).sum() / mask.sum().clamp_min(1)),
-                                "mean_length": float(lengths.float().mean())}
+        self.stats = {"mean_reward": float(rewards.mean()), "kl": float(kl.detach()),
+                      "entropy": float(-(logprobs.detach() * mask).sum() / mask.sum().clamp_min(1)),
+                      "mean_length": float(lengths.float().mean())}
         return loss, None
-
-
-def use_sequence_objective(task, params: SequenceParams | None, load_classifier: ClassifierLoader | None = None) -> None:
-    """Make `task` train at the sequence level per `params` (nothing when None); `load_classifier` opens the
-    runs that `classifier` rewards name."""
-    if params is None:
-        return
-    if getattr(getattr(task, "params", None), "name", None) != "generation":
-        raise ConfigError("tuning.sequence trains generation tasks (task: generation)")
-    task.loss = SequenceObjective(task, params, load_classifier)
-
 

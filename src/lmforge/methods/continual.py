@@ -1,4 +1,5 @@
-"""`tuning.continual`: start from a trained run, keep its labels, replay or anchor its task, report forgetting."""
+"""Continual learning: start from a trained run, keep its labels, replay or anchor (EWC) its task, and report
+what the run forgot of it beside what it gained on the new one."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from pydantic import Field
+
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.batching import pad_batch
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict_examples
+from lmforge.methods.base import LossFn, TrainingSession, TuningMethod
 from lmforge.models.labels import saved_labels, set_labels
-from lmforge.runs.load import saved_split
-from lmforge.runs.run_dir import load_run_config, model_dir
-from lmforge.runs.schema import RunConfig
 from lmforge.tasks import Task, build_task
 from lmforge.tuning.adapters import is_adapter_dir
 from lmforge.tuning.continual import ContinualParams, EwcPenalty, fisher_diagonal, grow_head, replay_sample
@@ -39,13 +41,19 @@ class PreviousRun:
     evaluation: list[Any]
 
 
-def open_previous_run(params: ContinualParams, config: RunConfig) -> PreviousRun:
-    """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors)."""
+def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
+    """A split the run saved under <run>/data/ (empty when it has none)."""
+    path = run_dir / "data" / f"{name}.jsonl"
+    return task.load_examples(path) if path.is_file() else []
+
+
+def open_previous_run(params: ContinualParams, config: Any, open_run: Any) -> PreviousRun:
+    """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors);
+    `open_run(directory)` gives a saved run's (config, model folder)."""
     directory = Path(params.previous_run)
     if not directory.is_dir():
         raise ConfigError(f"tuning.continual.previous_run: run directory {directory} does not exist")
-    previous_config = load_run_config(directory)
-    folder = model_dir(directory)
+    previous_config, folder = open_run(directory)
     if config.task.name not in SUPPORTED_TASKS:
         raise ConfigError(f"tuning.continual supports {', '.join(SUPPORTED_TASKS)} for now, not {config.task.name}")
     if previous_config.task.name != config.task.name:
@@ -134,3 +142,66 @@ def forgetting_report(previous: PreviousRun, old_before: dict, old_after: dict, 
           f"new task {new_before[metric]:.4f} -> {new_after[metric]:.4f} (gain {report['new_task']['gain']:+.4f})",
           file=sys.stdout)
     return report
+
+
+class Continual(TuningMethod):
+    fields = {"continual": (ContinualParams | None, Field(None, description="Go on from a trained run: {previous_run: "
+                                                                            "RUN_DIR, replay: N, ewc: λ}; the report "
+                                                                            "adds old-task forgetting."))}
+    reports_on_saved_model = True  # the old task is scored again with the best model
+
+    def __init__(self, tuning: Any) -> None:
+        super().__init__(tuning)
+        self.previous: PreviousRun | None = None
+        self.replayed: list[Any] = []
+        self.penalty: EwcPenalty | None = None
+        self.old_before: dict = {}
+        self.new_before: dict = {}
+
+    def check(self, session: TrainingSession) -> None:
+        config = session.config
+        if config.data.streaming:
+            raise ConfigError("data.streaming works without tuning.continual (it reads the training rows whole); "
+                              "set data.streaming=false")
+        if config.model.quantization != "none":
+            raise ConfigError(f"model.quantization {config.model.quantization} works without tuning.continual; "
+                              "set model.quantization=none")
+        self.previous = open_previous_run(self.tuning.continual, config, session.open_run)
+
+    def base_path(self, path: str | None, session: TrainingSession) -> str | None:
+        return self.previous.model_path
+
+    def extend_splits(self, session: TrainingSession) -> None:
+        self.replayed = extend_splits(self.previous, session.task, session.splits, session.config.train.seed)
+
+    def build_model(self, session: TrainingSession) -> torch.nn.Module:
+        """The previous model, measured on the old task and anchored (EWC) before its head grows to the new labels."""
+        previous, options = self.previous, session.evaluate_options()
+        model = previous.task.build_model(session.base_path, not session.config.model.allow_network,
+                                          session.config.model.trust_remote_code)
+        self.old_before = old_task_scores(previous, previous.task, model, session.tokenizer, **options)
+        self.penalty = ewc_penalty(previous, model, session.tokenizer, options["max_length"])
+        grow_to(model, previous, session.task)
+        return model
+
+    def before_fit(self, session: TrainingSession) -> None:
+        if session.examples:
+            self.new_before = reported_scores(session.task, session.model, session.tokenizer, session.examples,
+                                              session.splits.train, **session.evaluate_options())
+
+    def wrap_loss(self, loss: LossFn, task: Any) -> LossFn:
+        if self.penalty is None:
+            return loss
+
+        def anchored(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+            value, logits = loss(model, batch)
+            return value + self.penalty(getattr(model, "module", model)), logits  # (DDP wraps the model)
+
+        return anchored
+
+    def report(self, session: TrainingSession, metrics: dict) -> None:
+        old_after = old_task_scores(self.previous, session.task, session.model, session.tokenizer,
+                                    **session.evaluate_options())
+        new_after = {name: metrics[name] for name in REPORTED}
+        metrics["continual"] = forgetting_report(self.previous, self.old_before, old_after, self.new_before,
+                                                 new_after, len(self.replayed))

@@ -1,0 +1,62 @@
+"""`TUNING`: every tuning method by name, and the `tuning:` config section made from their fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
+
+from lmforge.methods.adversarial import Adversarial
+from lmforge.methods.base import TuningMethod
+from lmforge.methods.continual import Continual
+from lmforge.methods.freezing import Freezing
+from lmforge.methods.label_smoothing import LabelSmoothing
+from lmforge.methods.peft import Peft
+from lmforge.methods.rdrop import RDrop
+from lmforge.methods.sequence import Sequence
+from lmforge.methods.strategy_network import StrategyNetwork
+
+TUNING: dict[str, type[TuningMethod]] = {
+    "freezing": Freezing,
+    "peft": Peft,
+    "label_smoothing": LabelSmoothing,
+    "rdrop": RDrop,
+    "adversarial": Adversarial,
+    "continual": Continual,
+    "sequence": Sequence,
+    "strategy_network": StrategyNetwork,
+}
+
+
+class _Section(BaseModel):
+    """Which parameters train and how: each field belongs to one method of TUNING."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _methods_combine(self) -> Any:
+        for method in TUNING.values():
+            if not method.enabled(self):
+                continue
+            owner = next(iter(method.fields))
+            clashing = [name for name in method.excludes if getattr(self, name) not in (None, 0, False)]
+            if clashing:
+                raise ValueError(f"{owner} {method.exclusion_reason}; drop {', '.join(clashing)}")
+        return self
+
+
+def _fields() -> dict[str, tuple[Any, Any]]:
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name, method in TUNING.items():
+        shared = fields.keys() & method.fields.keys()
+        assert not shared, f"tuning method {name} declares {', '.join(shared)}, which another method owns"
+        fields.update(method.fields)
+    return fields
+
+
+TuningParams = create_model("TuningParams", __base__=_Section, **_fields())
+
+
+def active_methods(tuning: BaseModel) -> list[TuningMethod]:
+    """The methods `tuning` switches on, built for one run, in TUNING's order."""
+    return [method(tuning) for method in TUNING.values() if method.enabled(tuning)]
