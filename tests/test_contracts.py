@@ -1,15 +1,22 @@
 """Contract tests over the registries: every entry of STRATEGIES decodes, every entry of TASKS builds and names
-its metrics — so a new entry is checked the day it is added."""
+its metrics, every entry of TUNING validates, trains a tiny run and round-trips through save → load — so a new
+entry is checked the day it is added."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmforge.cli import main
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
 from lmforge.decode.strategies import STRATEGIES
+from lmforge.methods.registry import TUNING, TuningParams, active_methods
 from lmforge.tasks import TASKS, build_task
 
 #: what a strategy needs besides its name to run on the tiny model (auto needs a fitted policy: tested with it)
@@ -47,3 +54,50 @@ def test_every_task_builds_from_its_name_and_names_its_metrics(name):
     task = build_task(params_model(name=name, **TASK_NEEDS.get(name, {})))
     assert task.default_metric in task.metric_names
     assert isinstance(task.loads_quantized, bool)
+
+
+#: methods that train generation tasks only: their tiny runs are in tests/tuning/test_sequence_training.py and
+#: test_strategy_network.py; here they must refuse the classification run in one line
+GENERATION_ONLY = {"sequence", "strategy_network"}
+
+
+@pytest.mark.parametrize("name", sorted(TUNING))
+def test_every_tuning_method_owns_its_fields_and_its_example_switches_it_on_alone(name):
+    method = TUNING[name]
+    assert method.fields and method.example, f"{name}: declare the tuning: fields it owns and an example setting"
+    assert set(method.example) <= set(method.fields)
+    assert [type(m) for m in active_methods(TuningParams(**method.example))] == [method]
+    assert not any(m.enabled(TuningParams()) for m in TUNING.values())  # the default section trains plainly
+
+
+def test_the_tuning_section_is_the_union_of_the_methods_fields():
+    owned = [field for method in TUNING.values() for field in method.fields]
+    assert sorted(owned) == sorted(TuningParams.model_fields) and len(owned) == len(set(owned))
+
+
+def with_tuning(config_path, tuning: dict, run) -> str:
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config["tuning"], config["train"]["output_dir"], config["train"]["epochs"] = tuning, str(run), 1
+    path = run.parent / f"{run.name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("name", sorted(TUNING))
+def test_every_tuning_method_trains_a_tiny_run_that_reloads(name, tiny_config, tmp_path, capsys):
+    example = json.loads(json.dumps(TUNING[name].example))
+    if name == "continual":  # it goes on from a trained run
+        previous = tmp_path / "previous"
+        assert main(["train", with_tuning(tiny_config, {}, previous)]) == 0
+        example["continual"]["previous_run"] = str(previous)
+    run = tmp_path / "run"
+    code = main(["train", with_tuning(tiny_config, example, run)])
+    err = capsys.readouterr().err
+    if name in GENERATION_ONLY:
+        assert code == 2 and f"tuning.{name}" in err and "Traceback" not in err
+        return
+    assert code == 0, err
+    report = json.loads((run / "report.json").read_text())
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert main(["evaluate", str(run)]) == 0  # what it saved loads back
+    assert f"accuracy {report['accuracy']:.4f}" in capsys.readouterr().out

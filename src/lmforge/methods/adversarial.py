@@ -16,6 +16,7 @@ class Adversarial(TuningMethod):
     fields = {"adversarial": (AdversarialParams | None, Field(None, description="Adversarial training on the "
                                                                                 "embeddings, e.g. {method: fgm, "
                                                                                 "epsilon: 1.0}; null = off."))}
+    example = {"adversarial": {"method": "fgm"}}
 
     def check(self, session: TrainingSession) -> None:
         if session.precision == "fp16":

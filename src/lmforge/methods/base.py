@@ -56,6 +56,8 @@ class TuningMethod:
     exclusion_reason: ClassVar[str] = ""
     #: whether FSDP can shard a model this method trains (adapters and experts wrap the body)
     shardable: ClassVar[bool] = True
+    #: a `tuning:` setting that switches the method on, for its contract test and docs
+    example: ClassVar[dict[str, Any]] = {}
     #: whether `report` scores the saved best model (so the recipe loads it even where validation scores exist)
     reports_on_saved_model: ClassVar[bool] = False
 
@@ -97,8 +99,8 @@ class TuningMethod:
         """Add the method's part to the final report's `metrics`."""
 
     # --- the training step, composed by the loop -----------------------------------------------------
-    def param_groups(self, model: torch.nn.Module, groups: list[dict]) -> list[dict]:
-        """The optimizer's parameter groups (per-group learning rates, weight decay)."""
+    def param_groups(self, model: torch.nn.Module, groups: list[dict], lr: float) -> list[dict]:
+        """The optimizer's parameter groups (per-group learning rates, weight decay); `lr`: train.lr."""
         return groups
 
     def wrap_loss(self, loss: LossFn, task: Any) -> LossFn:

@@ -149,6 +149,7 @@ class Continual(TuningMethod):
                                                                             "RUN_DIR, replay: N, ewc: λ}; the report "
                                                                             "adds old-task forgetting."))}
     reports_on_saved_model = True  # the old task is scored again with the best model
+    example = {"continual": {"previous_run": "RUN_DIR", "replay": 4}}
 
     def __init__(self, tuning: Any) -> None:
         super().__init__(tuning)

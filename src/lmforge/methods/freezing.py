@@ -16,6 +16,7 @@ class Freezing(TuningMethod):
         "train_only_head": (bool, Field(False, description="Freeze the whole pretrained body; only the task head "
                                                            "trains.")),
     }
+    example = {"freeze_layers": 1, "freeze_embeddings": True}
 
     def apply(self, model: torch.nn.Module, session: TrainingSession) -> torch.nn.Module:
         freeze(model, self.tuning)

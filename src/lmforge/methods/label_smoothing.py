@@ -15,6 +15,7 @@ class LabelSmoothing(TuningMethod):
     fields = {"label_smoothing": (float, Field(0.0, ge=0, lt=1, description="Spread this share of each target's "
                                                                             "probability evenly over all classes "
                                                                             "(cross-entropy tasks)."))}
+    example = {"label_smoothing": 0.1}
 
     def check(self, session: TrainingSession) -> None:
         task = session.task

@@ -18,6 +18,7 @@ class Peft(TuningMethod):
     excludes = ("freeze_layers", "freeze_embeddings", "train_only_head")
     exclusion_reason = "already freezes the pretrained body"
     shardable = False
+    example = {"peft": {"method": "lora", "r": 4}}
 
     def check(self, session: TrainingSession) -> None:
         if not getattr(session.task, "supports_peft", True):

@@ -15,6 +15,7 @@ class RDrop(TuningMethod):
     fields = {"rdrop": (float, Field(0.0, ge=0, description="R-Drop weight: run each batch twice (two dropout masks) "
                                                             "and add rdrop × the symmetric KL of the two "
                                                             "predictions; 0 = off. Typical 0.5–5."))}
+    example = {"rdrop": 1.0}
 
     def check(self, session: TrainingSession) -> None:
         if not getattr(session.task, "supports_rdrop", False):

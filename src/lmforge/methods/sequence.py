@@ -17,6 +17,7 @@ class Sequence(TuningMethod):
                                                                           "task on its own decoded outputs: {method: "
                                                                           "mrt|scst|grpo, rewards: [{name: chrf}], "
                                                                           "samples: 4}; null = cross-entropy."))}
+    example = {"sequence": {"method": "mrt", "samples": 2, "rewards": [{"name": "chrf"}]}}
 
     def __init__(self, tuning: Any) -> None:
         super().__init__(tuning)

@@ -24,6 +24,7 @@ class StrategyNetwork(TuningMethod):
                 "train_only_head", "rdrop")
     exclusion_reason = "brings its own LoRA experts and loss"
     shardable = False
+    example = {"strategy_network": {"r": 4}}
 
     def check(self, session: TrainingSession) -> None:
         if type(session.task) is not Generation:

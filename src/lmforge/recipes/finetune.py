@@ -140,6 +140,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     session = TrainingSession(config, build_task(config.task), precision.precision, processes.num_processes,
                               open_run=lambda directory: (load_run_config(directory), model_dir(directory)),
                               load_predictor=lambda run: served_task(Path(run)).predict)
+    quantization = quantized_training(config, session.task, precision.precision, train_device)
     methods = active_methods(config.tuning)
     for method in methods:
         method.check(session)
@@ -148,7 +149,6 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         path = method.base_path(path, session)
         session.task = method.derive_task(session.task)
     task = session.task
-    quantization = quantized_training(config, task, precision.precision, train_device)
     if params.metric is not None and params.metric not in task.metric_names:
         raise ConfigError(f"train.metric '{params.metric}' is not a validation metric of {config.task.name}; choose one "
                           f"of: {', '.join(task.metric_names)}{suggest(params.metric, list(task.metric_names))}")

@@ -219,7 +219,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         model = shard_model(model, accelerator.device)
     groups = param_groups(model, params.weight_decay)
     for method in methods:
-        groups = method.param_groups(model, groups)
+        groups = method.param_groups(model, groups, params.lr)
     optimizer = build_optimizer(params.optimizer, groups, params.lr)
     scheduler = build_scheduler(params.scheduler, optimizer, warmup, total_steps)
     if not sharded:
