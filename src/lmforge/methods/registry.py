@@ -11,6 +11,7 @@ from lmforge.methods.base import TuningMethod
 from lmforge.methods.continual import Continual
 from lmforge.methods.freezing import Freezing
 from lmforge.methods.label_smoothing import LabelSmoothing
+from lmforge.methods.layerwise_lr_decay import LayerwiseLrDecay
 from lmforge.methods.peft import Peft
 from lmforge.methods.rdrop import RDrop
 from lmforge.methods.sequence import Sequence
@@ -25,6 +26,7 @@ TUNING: dict[str, type[TuningMethod]] = {
     "continual": Continual,
     "sequence": Sequence,
     "strategy_network": StrategyNetwork,
+    "layerwise_lr_decay": LayerwiseLrDecay,
 }
 
 
