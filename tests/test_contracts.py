@@ -9,33 +9,47 @@ import json
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lmforge.cli import main
-
 from lmforge.decode.generate import generate
 from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
+from lmforge.decode.policy import PolicyFeatures
 from lmforge.decode.strategies import STRATEGIES
 from lmforge.methods.registry import TUNING, TuningParams, active_methods
 from lmforge.tasks import TASKS, build_task
+from lmforge.tuning.decoding_policy import fit_policy
 
-#: what a strategy needs besides its name to run on the tiny model (auto needs a fitted policy: tested with it)
-NEEDS = {"speculative": lambda model_path: {"draft_model": model_path}, "sample": lambda _: {"seed": 0}}
+
+def fitted_policy(model_path: str, folder) -> dict:
+    """strategy auto's knobs: a policy fitted on random features of the model's width, choosing greedy or beam."""
+    hidden = AutoConfig.from_pretrained(model_path).hidden_size
+    arms = {"greedy": {}, "beam2": {"strategy": "beam", "num_beams": 2}}
+    fit_policy(torch.randn(4, hidden), torch.eye(2).repeat(2, 1), arms, reader=PolicyFeatures()).save(folder)
+    return {"policy": str(folder)}
+
+
+#: what a strategy needs besides its name to run on the tiny model: (model folder, an empty folder) -> knobs
+NEEDS = {"speculative": lambda model_path, _: {"draft_model": model_path}, "sample": lambda *_: {"seed": 0},
+         "auto": fitted_policy}
 GREEDY_EQUIVALENT = {"prompt_lookup", "speculative"}  # they give greedy's tokens, several a step
 #: the fields a task cannot do without
 TASK_NEEDS = {"prompt-classification": {"template": "Review: {text} Sentiment:", "verbalizer": {"neg": " bad", "pos": " good"}}}
 
 
-def test_every_strategy_has_a_params_entry_and_only_auto_is_not_an_engine_strategy():
-    assert set(STRATEGIES) | {"auto"} == set(STRATEGY_FIELDS)
+def test_every_strategy_owns_its_knobs_and_either_decodes_an_engine_batch_or_wraps_the_others():
+    assert set(STRATEGIES) == set(STRATEGY_FIELDS) == set(DecodeParams.model_fields["strategy"].annotation.__args__)
+    for name, strategy in STRATEGIES.items():
+        assert (strategy.decode is None) != (strategy.wraps is None), name
+        assert set(strategy.params.model_fields) <= set(DecodeParams.model_fields)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_every_strategy_decodes_within_its_limits(name, tiny_chat_llama):
+def test_every_strategy_decodes_within_its_limits(name, tiny_chat_llama, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     prompts = [tokenizer("a red dog")["input_ids"], tokenizer("the big cat eats a small dog")["input_ids"]]
-    params = DecodeParams(strategy=name, **NEEDS.get(name, lambda _: {})(str(tiny_chat_llama)))
+    params = DecodeParams(strategy=name, **NEEDS.get(name, lambda *_: {})(str(tiny_chat_llama), tmp_path))
     out = generate(model, tokenizer, prompts, params, max_new_tokens=5)
     assert len(out) == len(prompts)
     for candidates in out:

@@ -11,12 +11,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lmforge.cli import main
 from lmforge.errors import ConfigError
-from lmforge.tasks.classification import TextClassification, TextClassificationParams
-from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
 from lmforge.methods.base import TrainingSession
 from lmforge.methods.label_smoothing import LabelSmoothing
 from lmforge.methods.rdrop import RDrop
 from lmforge.methods.registry import TuningParams
+from lmforge.tasks.classification import TextClassification, TextClassificationParams
+from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingParams
 from lmforge.tuning.regularise import rdrop_loss, symmetric_kl
 
 

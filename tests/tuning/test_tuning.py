@@ -10,9 +10,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lmforge.cli import main
 from lmforge.config import load_config, validate_config
+from lmforge.methods.registry import TuningParams
 from lmforge.runs.schema import RunConfig
 from lmforge.tuning.freeze import freeze, parameter_counts, transformer_layers
-from lmforge.methods.registry import TuningParams
 
 
 def classifier(tiny_bert):

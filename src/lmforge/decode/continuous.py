@@ -27,6 +27,7 @@ from lmforge.decode.generate import (
 )
 from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.strategies import STRATEGIES
 from lmforge.decode.strategies.sampling import (
     OnTokens,
     RowOutputs,
@@ -35,7 +36,7 @@ from lmforge.decode.strategies.sampling import (
     sampled_choice,
 )
 
-STRATEGIES = ("greedy", "sample")
+CONTINUOUS = tuple(name for name, strategy in STRATEGIES.items() if strategy.continuous)  # greedy, sample
 
 
 def _copies(params: DecodeParams) -> int:
@@ -104,7 +105,7 @@ class ContinuousBatch:
     def takes(self, params: DecodeParams) -> bool:
         """Whether a request decoded with `params` can join this batch (greedy or sampling, weights as loaded,
         a dynamic cache)."""
-        return (self.merges and params.strategy in STRATEGIES and params.weights == "fp32" and not params.image_weight
+        return (self.merges and params.strategy in CONTINUOUS and params.weights == "fp32" and not params.image_weight
                 and not params.image_gate and params.cache == "dynamic")
 
     @property

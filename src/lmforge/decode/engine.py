@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from typing import Any
 
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel, StaticCache
@@ -20,6 +21,16 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from lmforge.decode.kernels import compiled_forward, weight_first_linear
 from lmforge.models.pooling import masked_mean
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The token that pads prompts: the tokenizer's pad token, else its EOS."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def longest_first(prompts: list[list[int]]) -> list[int]:
+    """Prompt indices, longest prompt first: batches of similar lengths waste little on padding."""
+    return sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,35 +8,26 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Iterable, Iterator
 
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode import rules as R
 from lmforge.decode.candidate import Candidate
-from lmforge.decode.engine import Engine
+from lmforge.decode.engine import Engine, longest_first, pad_id_of
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime
-from lmforge.decode.params import DecodeParams, shared_fields
-from lmforge.decode.policy import DecodingPolicy, load_policy
+from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
-from lmforge.models.resolve import resolve_model
 from lmforge.vision.gate import gate_images
 from lmforge.vision.scorer import ImageTextScorer, load_scorer
-
-
-def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token that pads prompts: the tokenizer's pad token, else its EOS."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -99,14 +90,8 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
         rules.append(R.matches_automaton(automaton.allowed, prompt_length, stop_ids))
     if params.min_new_tokens:
         rules.append(R.min_new_tokens(params.min_new_tokens, prompt_length, stop_ids))
-    if params.strategy == "sample":
-        if params.temperature != 1.0:
-            rules.append(R.temperature(params.temperature))
-        for value, rule in ((params.top_k, R.top_k), (params.top_p, R.top_p), (params.min_p, R.min_p),
-                            (params.typical_p, R.typical_p)):
-            if value is not None:
-                rules.append(rule(value))
-    return rules
+    own_rules = STRATEGIES[params.strategy].rules  # e.g. sampling's filters
+    return rules + (own_rules(params.strategy_params()) if own_rules is not None else [])
 
 
 def output_automaton(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int]) -> RegexIndex | None:
@@ -125,19 +110,6 @@ def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -
             if ids and ids not in sequences:
                 sequences.append(ids)
     return sequences
-
-
-@functools.lru_cache(maxsize=2)
-def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
-    """The draft model for speculative decoding, from a packaged alias or a local folder (loaded once per
-    process: a server decodes every speculative request with the same one)."""
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(reference), local_files_only=True)
-    return model.to(device).eval()
-
-
-def longest_first(prompts: list[list[int]]) -> list[int]:
-    """Prompt indices, longest prompt first: batches of similar lengths waste little on padding."""
-    return sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
 
 
 STATIC_CACHE_STEP = 256  # static caches round their length up to this, so compiled steps serve many calls
@@ -167,9 +139,10 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     `decode.image_gate`, an image guides only when the gate finds it relevant to its prompt's text (`prompt_texts`,
     default the decoded prompt tokens); the candidates carry the decision. `prefilled` is an engine whose rows are
     `prompts`, in order, already prefilled (`Engine.fork`): the strategy continues from it, in one batch."""
-    if params.strategy == "auto":
-        return _generate_by_policy(model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size, precision,
-                                   progress, on_tokens)
+    strategy = STRATEGIES[params.strategy]
+    if strategy.wraps is not None:  # a strategy that decodes with the others (auto)
+        return strategy.wraps(generate, model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size,
+                              precision, progress, on_tokens)
     if params.image_weight and (images is None or len(images) != len(prompts)):
         raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
                           f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
@@ -188,7 +161,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                 if decision is not None:
                     candidate.image_relevant, candidate.image_relevance = decision
         return found
-    strategy = STRATEGIES[params.strategy]
+    own_params = params.strategy_params()
     runtime = None
     if params.engine == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF of the model at params.weights
         if prompt_embeds is not None or model.config.is_encoder_decoder:
@@ -202,7 +175,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
     limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
-                    draft_model=load_draft_model(params.draft_model, device) if params.strategy == "speculative" else None)
+                    explain=params.explain, resources=strategy.load(own_params, device) if strategy.load else {})
     automaton = output_automaton(params, tokenizer, stop_ids)
     order = longest_first(prompts) if prefilled is None else list(range(len(prompts)))
     batch_size = batch_size if prefilled is None else len(prompts)
@@ -224,7 +197,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                                 static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)
             rules = build_rules(params, tokenizer, engine.prompt_length, stop_ids, automaton)
             if params.image_weight:
-                limits.scorers = image_guidance(image_scorer, [images[i] for i in indices], tokenizer, params.image_weight)
+                limits.resources["scorers"] = image_guidance(image_scorer, [images[i] for i in indices], tokenizer,
+                                                             params.image_weight)
             heard = [0]
 
             def hear(rows: list[int], tokens: list[int], indices: list[int] = indices, heard: list[int] = heard) -> None:
@@ -234,64 +208,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                     on_tokens([indices[r] for r in rows], tokens)
             limits.on_tokens = hear if on_tokens is not None or progress else None
             with autocast_for(precision, device):
-                batch = strategy(engine, params, rules, limits)
+                batch = strategy.decode(engine, own_params, rules, limits)
             bar.update(len(indices) * max_new_tokens - heard[0])  # rows that stopped early, and unheard strategies
             outputs.update(zip(indices, batch, strict=True))
     return [outputs[i] for i in range(len(prompts))]
-
-
-def _generate_by_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
-                        params: DecodeParams, max_new_tokens: int, stop_strings: list[str] | None, batch_size: int,
-                        precision: str, progress: bool, on_tokens: OnTokens | None) -> list[list[Candidate]]:
-    """strategy auto: each prompt decoded with the arm `decode.policy` picks for it; the shared rules
-    (stops, constraints, weights, seed …) of `params` apply to every arm, and each candidate names its arm.
-    A policy that reads the top layer reads it from the decoding's own prefill, which its arms then continue."""
-    policy = load_policy(params.policy)
-    shared = shared_fields(params.model_dump())
-    arms = {arm: DecodeParams.model_validate(shared | fields) for arm, fields in policy.arms.items()}
-    outputs: dict[int, list[Candidate]] = {}
-    for indices, picks, engine, logits in _policy_batches(model, tokenizer, prompts, params, policy, arms.values(),
-                                                          batch_size, precision):
-        for arm, arm_params in arms.items():
-            rows = [r for r, pick in enumerate(picks) if pick == arm]
-            if not rows:
-                continue
-            chosen = [indices[r] for r in rows]
-            relay = None if on_tokens is None else \
-                lambda rows, tokens, chosen=chosen: on_tokens([chosen[r] for r in rows], tokens)
-            forked = None if engine is None else engine.fork(torch.tensor(rows), logits[rows])
-            batch = generate(model, tokenizer, [prompts[i] for i in chosen], arm_params, max_new_tokens, stop_strings,
-                             batch_size, precision, progress, relay, prefilled=forked)
-            for candidates in batch:
-                for candidate in candidates:
-                    candidate.arm = arm
-            outputs.update(zip(chosen, batch, strict=True))
-    return [outputs[i] for i in range(len(prompts))]
-
-
-def _policy_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
-                    params: DecodeParams, policy: DecodingPolicy, arms: Iterable[DecodeParams], batch_size: int,
-                    precision: str) -> Iterator[tuple[list[int], list[str], Engine | None, torch.Tensor | None]]:
-    """(prompt indices, the arm picked for each, their prefilled engine and its logits — or None, None when the
-    arms cannot continue a shared prefill: the policy reads another layer, or an arm needs a static cache or
-    other weights)."""
-    weights = decoding_weights(model, params.weights)
-    pad_id = pad_id_of(tokenizer)
-    shareable = policy.features.layer == -1 and all(arm.cache == "dynamic" and arm.weights == params.weights
-                                                    for arm in arms)
-    if not shareable:
-        picks = policy.choose(policy.features.read(weights, prompts, pad_id, batch_size))
-        yield list(range(len(prompts))), picks, None, None
-        return
-    device = next(weights.parameters()).device
-    order = longest_first(prompts)
-    with eval_mode(weights):
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
-            batch_prompts = [prompts[i] for i in indices]
-            engine = Engine(weights, batch_prompts, pad_id)
-            engine.keep_hidden = True
-            with autocast_for(precision, device):
-                logits = engine.prefill()
-            picks = policy.choose(policy.features.from_states(engine.prompt_states(), batch_prompts))
-            yield indices, picks, engine, logits

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from pydantic import Field
-
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.data.faq import read_faq
-from lmforge.decode.generate import load_draft_model, pad_id_of
+from lmforge.decode.generate import pad_id_of
 from lmforge.decode.policy import load_policy
+from lmforge.decode.strategies.speculative import load_draft_model
 from lmforge.errors import ConfigError
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder

@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmforge.config.validate import suggest
 from lmforge.data.params import DataParams
+from lmforge.methods.registry import TuningParams
 from lmforge.models.params import ModelParams
 from lmforge.tasks import TASKS
 from lmforge.train.params import TrainParams
-from lmforge.methods.registry import TuningParams
 
 #: one params model per task, told apart by `name`
 TaskParams = Annotated[Union[tuple(params for params, _ in TASKS.values())], Field(discriminator="name")]  # noqa: UP007

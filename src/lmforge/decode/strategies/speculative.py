@@ -10,16 +10,20 @@ forward passes). Rows run one at a time, since their accepted lengths differ.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
-from transformers import PreTrainedModel
+from pydantic import Field, model_validator
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
+from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
 from lmforge.errors import ConfigError
+from lmforge.models.resolve import resolve_model
 
 #: (the row's tokens so far, most tokens wanted) -> drafted next tokens (possibly none)
 Proposer = Callable[[list[int], int], list[int]]
@@ -114,3 +118,40 @@ class DraftModel:
             self.logits = self.engine.step(torch.tensor([[token]], device=self.engine.device))[:, -1]
             self.seen.append(token)
         return draft
+
+
+class Params(StrategyParams):
+    draft_model: str | None = Field(None, description="speculative: the small model that drafts (a packaged alias or "
+                                                        "folder; same tokenizer as the model).")
+    num_draft_tokens: int = Field(5, ge=1, description="speculative: tokens the draft model proposes per step.")
+
+    @model_validator(mode="after")
+    def _needs_a_draft_model(self) -> Params:
+        if not self.draft_model:
+            raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
+        return self
+
+
+@functools.lru_cache(maxsize=2)
+def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
+    """The draft model, from a packaged alias or a local folder (loaded once per process: a server decodes every
+    speculative request with the same one)."""
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(reference), local_files_only=True)
+    return model.to(device).eval()
+
+
+def load(params: Params, device: torch.device) -> dict:
+    return {"draft_model": load_draft_model(params.draft_model, device)}
+
+
+def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
+    draft = limits.resource("draft_model")
+    if draft is None:
+        raise ValueError("strategy speculative needs the draft model loaded (decode.draft_model)")
+    return [[c] for c in speculative_decode(engine, lambda prompt: DraftModel(draft, prompt, engine.pad_id), rules,
+                                            limits.max_new_tokens, limits.stop_ids, params.num_draft_tokens,
+                                            limits.stop_check, limits.on_tokens)]
+
+
+STRATEGY = DecodingStrategy(Params, "speculative (greedy's output, several tokens a step, drafted by decode.draft_model)",
+                            decode, load=load)
