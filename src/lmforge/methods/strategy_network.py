@@ -9,8 +9,7 @@ from pydantic import Field
 
 from lmforge.errors import ConfigError
 from lmforge.methods.base import TrainingSession, TuningMethod
-from lmforge.tasks.generation import Generation
-from lmforge.tasks.strategy_network import StrategyNetworkTask
+from lmforge.tasks.strategy_network import StrategyNetworkTask, with_strategy_network
 from lmforge.tuning.strategy_network.experts import attach_experts
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
@@ -27,8 +26,6 @@ class StrategyNetwork(TuningMethod):
     example = {"strategy_network": {"r": 4}}
 
     def check(self, session: TrainingSession) -> None:
-        if type(session.task) is not Generation:
-            raise ConfigError("tuning.strategy_network trains generation tasks in text-to-text form (task: generation)")
         if session.config.data.streaming:
             raise ConfigError("data.streaming works without tuning.strategy_network (it reads the training rows "
                               "whole); set data.streaming=false")
@@ -38,7 +35,7 @@ class StrategyNetwork(TuningMethod):
                               "run it without accelerate launch")
 
     def derive_task(self, task: Any) -> StrategyNetworkTask:
-        self.task = StrategyNetworkTask(task.params, self.tuning.strategy_network)
+        self.task = with_strategy_network(task, self.tuning.strategy_network)  # (generation tasks only)
         return self.task
 
     def apply(self, model: torch.nn.Module, session: TrainingSession) -> torch.nn.Module:

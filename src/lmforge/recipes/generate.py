@@ -73,10 +73,9 @@ class Generator:
                             batch_size, self.precision, images=pick(images), image_scorer=image_scorer,
                             prompt_texts=pick(texts))
 
-        if hasattr(self.task, "decode_by_expert"):  # a strategy network: its router picks each prompt's expert
-            return self.task.decode_by_expert(self.model, prompts, batch_size, pad_id_of(self.tokenizer),
-                                              self.precision, decode)[0]
-        return decode(list(range(len(prompts))))
+        # (a strategy network's router picks each prompt's expert; one model decodes them all)
+        return self.task.decode_by_expert(self.model, prompts, batch_size, pad_id_of(self.tokenizer), self.precision,
+                                          decode)[0]
 
 
 def open_generator(target: str, system: str | None = None, chat_template: bool | None = None,

@@ -19,7 +19,6 @@ from lmforge.serve.app import ServedModel, ServeOptions, create_app
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts
 from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
-from lmforge.tasks.strategy_network import StrategyNetworkTask
 
 
 @dataclass
@@ -48,15 +47,8 @@ def served_model(target: str, name: str | None = None, weights: str = "fp32", de
 
 def _experts(generator: Generator) -> Experts | None:
     """A strategy network's router and expert switch, for the scheduler (None for a single model)."""
-    task = generator.task
-    if not isinstance(task, StrategyNetworkTask):
-        return None
-    pad_id = pad_id_of(generator.tokenizer)
-
-    def route(prompts: list[list[int]]) -> list[str]:
-        picks = task.route(generator.model, prompts, len(prompts), pad_id, generator.precision).argmax(-1)
-        return [task.experts[pick] for pick in picks.tolist()]
-    return Experts(route, generator.model.set_adapter)
+    found = generator.task.expert_router(generator.model, pad_id_of(generator.tokenizer), generator.precision)
+    return None if found is None else Experts(*found)
 
 
 def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:

@@ -9,7 +9,7 @@ greedily and scores BLEU, chrF and ROUGE against the references.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,6 +254,16 @@ class Generation:
         return loss, outputs.logits
 
     # --- outputs --------------------------------------------------------------------------------
+    def decode_by_expert(self, model: PreTrainedModel, prompts: list[list[int]], batch_size: int, pad_id: int,
+                         precision: str, decode: Callable[[list[int]], list]) -> tuple[list, list[tuple[str, float]]]:
+        """`decode(rows)` over every prompt: one model is one expert (the strategy network routes among several);
+        (each prompt's output, each prompt's (expert, router probability) — none here)."""
+        return decode(list(range(len(prompts)))), []
+
+    def expert_router(self, model: PreTrainedModel, pad_id: int, precision: str) -> tuple[Callable, Callable] | None:
+        """(route(prompts) -> each prompt's expert name, switch(expert)) where the model has experts; None here."""
+        return None
+
     def generate(self, model: PreTrainedModel, features: list[dict], examples: list[GenerationExample], batch_size: int,
                  pad_id: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
         """Decoded outputs, one {"generated": text} per example, plus every "candidates" text, best first, when

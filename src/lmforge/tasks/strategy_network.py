@@ -148,6 +148,13 @@ class StrategyNetworkTask(Generation):
             model.set_adapter(active)
         return outputs, [(self.experts[p], float(probabilities[i, p])) for i, p in enumerate(picks)]
 
+    def expert_router(self, model: PreTrainedModel, pad_id: int, precision: str) -> tuple[Callable, Callable]:
+        """(route(prompts) -> each prompt's expert by the router's pick, switch(expert) turning it on)."""
+        def route(prompts: list[list[int]]) -> list[str]:
+            picks = self.route(model, prompts, len(prompts), pad_id, precision).argmax(-1)
+            return [self.experts[pick] for pick in picks.tolist()]
+        return route, model.set_adapter
+
     def generate(self, model: PreTrainedModel, features: list[dict], examples: list[GenerationExample], batch_size: int,
                  pad_id: int, precision: str = "fp32", progress: bool = False) -> list[dict]:
         """Each input decoded by the expert its router picks; outputs name the expert and its probability."""
