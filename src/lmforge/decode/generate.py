@@ -151,16 +151,10 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                           "strategy contrastive, or leave the images out")
     if params.image_weight and image_scorer is None:
         image_scorer = load_scorer(params.image_scorer)
-    if params.image_gate:
+    decisions = None
+    if params.image_gate:  # the images the gate finds irrelevant to their prompt guide nothing
         texts = prompt_texts or [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
         images, decisions = gate_images(params.image_gate, image_scorer, images, texts)
-        found = generate(model, tokenizer, prompts, params.model_copy(update={"image_gate": None}), max_new_tokens,
-                         stop_strings, batch_size, precision, progress, on_tokens, images, image_scorer, prompt_embeds)
-        for candidates, decision in zip(found, decisions, strict=True):
-            for candidate in candidates:
-                if decision is not None:
-                    candidate.image_relevant, candidate.image_relevance = decision
-        return found
     own_params = params.strategy_params()
     runtime = None
     if params.engine == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF of the model at params.weights
@@ -211,4 +205,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                 batch = strategy.decode(engine, own_params, rules, limits)
             bar.update(len(indices) * max_new_tokens - heard[0])  # rows that stopped early, and unheard strategies
             outputs.update(zip(indices, batch, strict=True))
-    return [outputs[i] for i in range(len(prompts))]
+    found = [outputs[i] for i in range(len(prompts))]
+    for candidates, decision in zip(found, decisions or [None] * len(found), strict=True):  # the gate's call
+        for candidate in candidates:
+            if decision is not None:
+                candidate.image_relevant, candidate.image_relevance = decision
+    return found
