@@ -7,8 +7,6 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -19,7 +17,7 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
 from lmforge.decode.grammar import RegexIndex, schema_regex
 from lmforge.decode.guidance import image_guidance
-from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime
+from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime, torch_alone_on_one_thread
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies import STRATEGIES, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
@@ -177,7 +175,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     # counted in tokens (at most max_new_tokens a prompt): greedy and sampled rows report each step, other
     # strategies each finished batch
     bar = tqdm(total=len(prompts) * max_new_tokens, desc="generating", unit="tok", disable=not progress, leave=False)
-    with eval_mode(model) if runtime is None else contextlib.nullcontext(), bar:  # llama.cpp never runs the module
+    # llama.cpp never runs the module, and decodes best with torch out of its threads' way
+    with eval_mode(model) if runtime is None else torch_alone_on_one_thread(), bar:
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             batch_prompts = [prompts[i] for i in indices]
