@@ -79,3 +79,17 @@ def test_every_flag_of_the_cli_comes_from_a_params_model():
     for verb, parser in next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices.items():
         for action in parser._actions:
             assert action.dest in derived | set(VERB_ARGS[verb].model_fields), (verb, action.dest)
+
+
+def test_help_and_the_decode_section_load_no_model_code():
+    """`lmforge --help` and reading a `decode:` section import neither torch nor transformers (a strategy's Params
+    live in decode/strategy_params.py, its decoding next to the engine)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from lmforge.cli import main; import lmforge.decode.params\n"
+              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "heavy = sorted(n for n in ('torch', 'transformers', 'peft') if n in sys.modules)\n"
+              "print('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in done.stdout, done.stdout[-500:] + done.stderr[-500:]

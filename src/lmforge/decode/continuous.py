@@ -27,7 +27,6 @@ from lmforge.decode.generate import (
 )
 from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.strategies import STRATEGIES
 from lmforge.decode.strategies.sampling import (
     OnTokens,
     RowOutputs,
@@ -35,8 +34,9 @@ from lmforge.decode.strategies.sampling import (
     choose_next,
     sampled_choice,
 )
+from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
-CONTINUOUS = tuple(name for name, strategy in STRATEGIES.items() if strategy.continuous)  # greedy, sample
+CONTINUOUS = tuple(name for name, params in STRATEGY_PARAMS.items() if params.continuous)  # greedy, sample
 
 
 def _copies(params: DecodeParams) -> int:

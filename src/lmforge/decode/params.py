@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from lmforge.config.validate import refuse_foreign_knobs
-from lmforge.decode.strategies import STRATEGIES
+from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
 DecodingWeights = Literal["fp32", "bf16", "int8"]  # decode.weights, and `lmforge serve --weights`
-STRATEGY_FIELDS: dict[str, frozenset[str]] = {name: frozenset(strategy.params.model_fields)
-                                              for name, strategy in STRATEGIES.items()}  # each strategy's knobs
-LLAMA_CPP_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items() if strategy.llama_cpp)
-STATIC_CACHE_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items() if strategy.static_cache)
+STRATEGY_FIELDS: dict[str, frozenset[str]] = {name: frozenset(params.model_fields)
+                                              for name, params in STRATEGY_PARAMS.items()}  # each strategy's knobs
+LLAMA_CPP_STRATEGIES = tuple(name for name, params in STRATEGY_PARAMS.items() if params.llama_cpp)
+STATIC_CACHE_STRATEGIES = tuple(name for name, params in STRATEGY_PARAMS.items() if params.static_cache)
 STRATEGY_KNOBS = frozenset().union(*STRATEGY_FIELDS.values()) | {"strategy"}  # every field a strategy owns
 
 
@@ -82,7 +82,7 @@ class _DecodeSection(BaseModel):
 
     def strategy_params(self) -> Any:
         """The chosen strategy's own `Params`, from this section's fields (its checks raise ValueError)."""
-        own = STRATEGIES[self.strategy].params
+        own = STRATEGY_PARAMS[self.strategy]
         try:
             return own.model_validate({name: getattr(self, name) for name in own.model_fields})
         except ValidationError as exc:
@@ -94,12 +94,12 @@ class _DecodeSection(BaseModel):
 
 
 def _section_fields() -> dict[str, tuple[Any, FieldInfo]]:
-    fields: dict[str, tuple[Any, FieldInfo]] = {"strategy": (Literal[tuple(STRATEGIES)], Field(
-        "greedy", description=" | ".join(strategy.description for strategy in STRATEGIES.values()) + "."))}
-    for name, strategy in STRATEGIES.items():
-        for knob, info in strategy.params.model_fields.items():
+    fields: dict[str, tuple[Any, FieldInfo]] = {"strategy": (Literal[tuple(STRATEGY_PARAMS)], Field(
+        "greedy", description=" | ".join(params.description for params in STRATEGY_PARAMS.values()) + "."))}
+    for name, params in STRATEGY_PARAMS.items():
+        for knob, info in params.model_fields.items():
             assert knob not in fields or repr(fields[knob][1]) == repr(info), \
-                f"{name}.{knob}: a knob two strategies share is defined once (strategies/knobs.py)"
+                f"{name}.{knob}: a knob two strategies share is defined once (strategy_params.py)"
             fields[knob] = (info.annotation, info)
     return fields | {name: (info.annotation, info) for name, info in RuleParams.model_fields.items()}
 

@@ -6,21 +6,19 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
-from sklearn.metrics import accuracy_score, f1_score
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lmforge.data.batching import pad_batch
 from lmforge.errors import ConfigError
-from lmforge.evaluate.inference import predict_examples
 from lmforge.methods.base import LossFn, TrainingSession, TuningMethod
-from lmforge.models.labels import saved_labels, set_labels
-from lmforge.tasks import Task, build_task
-from lmforge.tuning.adapters import is_adapter_dir
 from lmforge.tuning.continual import ContinualParams, EwcPenalty, fisher_diagonal, grow_head, replay_sample
+
+if TYPE_CHECKING:  # (imported where used: reading a config stays free of model code)
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from lmforge.tasks import Task
 
 SUPPORTED_TASKS = ("text-classification",)
 REPORTED = ("accuracy", "macro_f1")
@@ -49,6 +47,10 @@ def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
 def open_previous_run(params: ContinualParams, config: Any, open_run: Any) -> PreviousRun:
     """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors);
     `open_run(directory)` gives a saved run's (config, model folder)."""
+    from lmforge.models.labels import saved_labels
+    from lmforge.tasks import build_task
+    from lmforge.tuning.adapters import is_adapter_dir
+
     directory = Path(params.previous_run)
     if not directory.is_dir():
         raise ConfigError(f"tuning.continual.previous_run: run directory {directory} does not exist")
@@ -84,6 +86,8 @@ def extend_splits(previous: PreviousRun, task: Task, splits: Any, seed: int) -> 
 def ewc_penalty(previous: PreviousRun, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 max_length: int) -> EwcPenalty | None:
     """The EWC anchor at the previous model's weights (None when tuning.continual.ewc is 0)."""
+    from lmforge.data.batching import pad_batch
+
     if not previous.params.ewc:
         return None
     rows = replay_sample(previous.train, previous.params.ewc_samples, seed=0)
@@ -95,6 +99,8 @@ def ewc_penalty(previous: PreviousRun, model: PreTrainedModel, tokenizer: PreTra
 
 def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
     """Give the previous model's head the outputs of `task.labels` (old ones keep their weights)."""
+    from lmforge.models.labels import set_labels
+
     grow_head(model, len(previous.labels), len(task.labels))
     set_labels(model.config, task.labels)
 
@@ -102,6 +108,8 @@ def grow_to(model: PreTrainedModel, previous: PreviousRun, task: Task) -> None:
 def reported_scores(task: Task, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Any],
                     train: list[Any], max_length: int, batch_size: int, precision: str) -> dict:
     """The REPORTED metrics of `model` (predicting `task.labels`) on `examples` (the new task's)."""
+    from lmforge.evaluate.inference import predict_examples
+
     predictions = predict_examples(task, model, tokenizer, examples, max_length, batch_size, precision)
     scores = task.score(predictions, examples, train)
     return {name: scores[name] for name in REPORTED}
@@ -112,6 +120,10 @@ def old_task_scores(previous: PreviousRun, task: Task, model: PreTrainedModel, t
     """Accuracy and macro-F1 over the old labels of `model` (predicting `task.labels`) on the old task's split;
     `within_old_labels`: the same when the choice is restricted to the old labels (what the model still
     knows of the old task, apart from new labels taking over)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from lmforge.evaluate.inference import predict_examples
+
     examples = previous.evaluation
     predictions = predict_examples(task, model, tokenizer, examples, max_length, batch_size, precision)
     gold = [example.labels[0] for example in examples]

@@ -7,8 +7,6 @@ from pydantic import Field
 
 from lmforge.errors import ConfigError
 from lmforge.methods.base import TrainingSession, TuningMethod
-from lmforge.tuning.adapters import attach
-from lmforge.tuning.new_weights import newly_initialised_modules
 from lmforge.tuning.params import PeftParams
 
 
@@ -27,4 +25,7 @@ class Peft(TuningMethod):
 
     def apply(self, model: torch.nn.Module, session: TrainingSession) -> torch.nn.Module:
         """Modules the base checkpoint lacks (the task head, an absent pooler) train and save with the adapter."""
+        from lmforge.tuning.adapters import attach  # (peft: imported where used)
+        from lmforge.tuning.new_weights import newly_initialised_modules
+
         return attach(model, self.tuning.peft, newly_initialised_modules(model, session.base_path))

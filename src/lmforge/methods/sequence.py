@@ -9,7 +9,6 @@ from pydantic import Field
 from lmforge.errors import ConfigError
 from lmforge.methods.base import LossFn, TrainingSession, TuningMethod
 from lmforge.tuning.sequence.params import SequenceParams
-from lmforge.tuning.sequence.train import SequenceObjective
 
 
 class Sequence(TuningMethod):
@@ -21,7 +20,7 @@ class Sequence(TuningMethod):
 
     def __init__(self, tuning: Any) -> None:
         super().__init__(tuning)
-        self.objective: SequenceObjective | None = None
+        self.objective: Any = None  # the SequenceObjective, once the loss is wrapped
         self.load_predictor = None
 
     def check(self, session: TrainingSession) -> None:
@@ -32,6 +31,10 @@ class Sequence(TuningMethod):
         self.load_predictor = session.load_predictor
 
     def wrap_loss(self, loss: LossFn, task: Any) -> LossFn:
+        from lmforge.tuning.sequence.train import (
+            SequenceObjective,  # (the decoding engine: imported where used)
+        )
+
         self.objective = SequenceObjective(task, self.tuning.sequence, self.load_predictor, token_loss=loss)
         return self.objective
 

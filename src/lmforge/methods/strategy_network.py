@@ -9,8 +9,6 @@ from pydantic import Field
 
 from lmforge.errors import ConfigError
 from lmforge.methods.base import TrainingSession, TuningMethod
-from lmforge.tasks.strategy_network import StrategyNetworkTask, with_strategy_network
-from lmforge.tuning.strategy_network.experts import attach_experts
 from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
 
@@ -34,11 +32,15 @@ class StrategyNetwork(TuningMethod):
                               "its experts take turns per batch, which data-parallel gradients cannot follow yet); "
                               "run it without accelerate launch")
 
-    def derive_task(self, task: Any) -> StrategyNetworkTask:
+    def derive_task(self, task: Any) -> Any:
+        from lmforge.tasks.strategy_network import with_strategy_network  # (imported where used)
+
         self.task = with_strategy_network(task, self.tuning.strategy_network)  # (generation tasks only)
         return self.task
 
     def apply(self, model: torch.nn.Module, session: TrainingSession) -> torch.nn.Module:
+        from lmforge.tuning.strategy_network.experts import attach_experts
+
         return attach_experts(model, self.tuning.strategy_network, session.task.experts)
 
     def batch_order(self, task: Any, features: Any, batch_size: int, seed: int, process_index: int,

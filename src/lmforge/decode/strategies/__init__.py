@@ -1,10 +1,12 @@
-"""Decoding strategies by name: the only list of them. Each is one module exporting its `Params` (its knobs,
-fields of the `decode:` section) and its `STRATEGY` (how it decodes a batch on an engine, or wraps the others)."""
+"""Decoding strategies by name, under the names of `decode.strategy_params.STRATEGY_PARAMS` (the one list). Each is
+one module exporting its `Params` (its knobs, fields of the `decode:` section) and its `STRATEGY` (how it decodes a
+batch on an engine, or wraps the others)."""
 
 from __future__ import annotations
 
 from lmforge.decode.strategies import auto, beam, contrastive, greedy, prompt_lookup, sample, speculative
 from lmforge.decode.strategies.base import DecodingStrategy, Limits
+from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
 STRATEGIES: dict[str, DecodingStrategy] = {
     "greedy": greedy.STRATEGY,
@@ -15,5 +17,7 @@ STRATEGIES: dict[str, DecodingStrategy] = {
     "speculative": speculative.STRATEGY,
     "auto": auto.STRATEGY,
 }
+
+assert {name: s.params for name, s in STRATEGIES.items()} == STRATEGY_PARAMS, "a strategy's module and its Params differ"
 
 __all__ = ["STRATEGIES", "DecodingStrategy", "Limits"]

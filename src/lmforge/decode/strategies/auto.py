@@ -7,26 +7,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
 from lmforge.decode.policy import DecodingPolicy, load_policy
-from lmforge.decode.strategies.base import DecodingStrategy, StrategyParams
+from lmforge.decode.strategies.base import DecodingStrategy
 from lmforge.decode.strategies.sampling import OnTokens
+from lmforge.decode.strategy_params import AutoParams as Params
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
-
-
-class Params(StrategyParams):
-    policy: str | None = Field(None, description="auto: the folder of a trained decoding policy (policy.json).")
-
-    @model_validator(mode="after")
-    def _needs_a_policy(self) -> Params:
-        if not self.policy:
-            raise ValueError("strategy auto needs policy: the folder of a trained decoding policy")
-        return self
 
 
 def by_policy(generate: Callable[..., list[list[Candidate]]], model: PreTrainedModel,
@@ -87,4 +77,4 @@ def _policy_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
             yield indices, picks, engine, logits
 
 
-STRATEGY = DecodingStrategy(Params, "auto (a learned policy picks one per prompt)", wraps=by_policy)
+STRATEGY = DecodingStrategy(Params, wraps=by_policy)

@@ -1,4 +1,5 @@
-"""What a decoding strategy is: its own knobs (`Params`), how it decodes a batch, and what it can run on."""
+"""What a decoding strategy is: its own knobs (`Params`, in decode/strategy_params.py: torch-free), how it decodes
+a batch, and what it loads."""
 
 from __future__ import annotations
 
@@ -7,18 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
-
-
-class StrategyParams(BaseModel):
-    """A strategy's own knobs; their fields are `decode.<knob>` of the `decode:` section."""
-
-    model_config = ConfigDict(extra="forbid")
+from lmforge.decode.strategy_params import StrategyParams
 
 
 @dataclass
@@ -47,14 +42,10 @@ class DecodingStrategy:
     """One entry of STRATEGIES. `decode(engine, params, rules, limits)` decodes one batch (per prompt, its
     candidates best first) — or, for a strategy that wraps the others, `wraps(generate, …)` decodes the whole
     call with them. `load(params, device)` gives the resources it reads from `Limits` (loaded once, by the
-    caller); `rules(params)` adds its own rules after the shared ones. The flags say where it can run."""
+    caller); `rules(params)` adds its own rules after the shared ones. Where it can run: its Params' flags."""
 
     params: type[StrategyParams]
-    description: str
     decode: Decode | None = None
     wraps: Callable[..., list[list[Candidate]]] | None = None
     load: Callable[[Any, torch.device], dict[str, Any]] | None = None
     rules: Callable[[Any], list[Rule]] | None = None
-    llama_cpp: bool = False  # needs no hidden states, forks or second model
-    static_cache: bool = False  # runs on a cache allocated once (decoder-only)
-    continuous: bool = False  # the server's continuous batching runs it row by row

@@ -14,14 +14,13 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
-from lmforge.decode.strategies.knobs import NUM_RETURN_SEQUENCES
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.sampling import StopCheck
+from lmforge.decode.strategy_params import BeamParams as Params
 
 UNSET = -1.0e9  # HF's score for "no hypothesis here"
 
@@ -203,29 +202,9 @@ def _until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:
     return tokens
 
 
-class Params(StrategyParams):
-    num_beams: int = Field(4, ge=1, description="beam: hypotheses kept per prompt.")
-    length_penalty: float = Field(1.0, description="beam: finished score = sum log p / length**length_penalty.")
-    early_stopping: bool | Literal["never"] = Field(
-        False, description="beam: true = stop once num_beams hypotheses finished; false = HF's heuristic; never = exact.")
-    num_beam_groups: int = Field(1, ge=1, description="beam: >1 = diverse beam search, the beams split into this many "
-                                                       "groups (num_beams must be a multiple).")
-    diversity_penalty: float = Field(0.0, ge=0, description="beam with groups: subtracted from a token's log-prob per "
-                                                             "earlier group that chose it at the same step.")
-    num_return_sequences: int = NUM_RETURN_SEQUENCES
-
-    @model_validator(mode="after")
-    def _beams_fit(self) -> Params:
-        if self.num_beams % self.num_beam_groups:
-            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups ({self.num_beam_groups})")
-        if self.num_return_sequences > self.num_beams:
-            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})")
-        return self
-
-
 def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     return beam_search(engine, rules, limits.max_new_tokens, limits.stop_ids, **params.model_dump(),
                        stop_check=limits.stop_check, explain=limits.explain > 0)
 
 
-STRATEGY = DecodingStrategy(Params, "beam", decode, llama_cpp=True)
+STRATEGY = DecodingStrategy(Params, decode)

@@ -16,14 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from pydantic import Field, model_validator
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
-from lmforge.decode.strategies.knobs import TOP_K
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck, record_step
+from lmforge.decode.strategy_params import ContrastiveParams as Params
 
 #: (tokens generated so far (rows, t), candidate tokens (rows, k), each row's prompt index (rows,))
 #: -> a score per candidate (rows, k)
@@ -82,27 +81,6 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
     return [Candidate(tokens, total / max(len(tokens), 1)) for tokens, total in zip(generated, logprob_sums, strict=True)]
 
 
-class Params(StrategyParams):
-    penalty_alpha: float = Field(0.6, ge=0, le=1, description="contrastive: weight of the degeneration penalty "
-                                                               "(0 = greedy).")
-    top_k: int | None = TOP_K
-    image_weight: float = Field(0.0, ge=0, description="contrastive: β, weight of the visual guidance (MAGIC): how "
-                                                        "well each candidate's text matches the prompt's image; "
-                                                        "0 = off. Needs an image per prompt.")
-    image_scorer: str = Field("efficientnet-minilm", description="contrastive with image_weight: the image-text "
-                                                                 "scorer, efficientnet-minilm (packaged) or an HF "
-                                                                 "CLIP/SigLIP directory.")
-    image_gate: str | None = Field(None, description="contrastive with image_weight: a gate file (`lmforge gate`); a "
-                                                       "prompt's image guides only when the gate rates it relevant to "
-                                                       "the prompt.")
-
-    @model_validator(mode="after")
-    def _gate_needs_guidance(self) -> Params:
-        if self.image_gate and not self.image_weight:
-            raise ValueError("image_gate decides whether a prompt's image guides the text: set image_weight too")
-        return self
-
-
 def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     """`limits.resources["scorers"]`: the batch's weighted guidance (image-text scorers), if any."""
     return [[c] for c in contrastive_search(engine, rules, limits.max_new_tokens, limits.stop_ids, params.penalty_alpha,
@@ -110,4 +88,4 @@ def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits
                                             limits.on_tokens)]
 
 
-STRATEGY = DecodingStrategy(Params, "contrastive", decode)
+STRATEGY = DecodingStrategy(Params, decode)

@@ -7,12 +7,9 @@ from collections.abc import Sequence
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.sampling import argmax_choice, token_by_token
-
-
-class Params(StrategyParams):
-    pass
+from lmforge.decode.strategy_params import GreedyParams as Params
 
 
 def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
@@ -20,4 +17,4 @@ def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits
                                         limits.stop_check, limits.explain, limits.on_tokens)]
 
 
-STRATEGY = DecodingStrategy(Params, "greedy", decode, llama_cpp=True, static_cache=True, continuous=True)
+STRATEGY = DecodingStrategy(Params, decode)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
-
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.speculative import Proposer, speculative_decode
+from lmforge.decode.strategy_params import PromptLookupParams as Params
 
 
 def find_draft(sequence: list[int], max_ngram: int, count: int) -> list[int]:
@@ -37,17 +36,10 @@ def lookup_proposer(max_ngram: int) -> Proposer:
     return lambda sequence, count: find_draft(sequence, max_ngram, count)
 
 
-class Params(StrategyParams):
-    prompt_lookup_num_tokens: int = Field(7, ge=1, description="prompt_lookup: draft tokens checked per step (7: the "
-                                                               "8-row check costs little more than one row on CPU).")
-    max_matching_ngram_size: int = Field(2, ge=1, description="prompt_lookup: longest n-gram matched to find a draft.")
-
-
 def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits) -> list[list[Candidate]]:
     proposer = lookup_proposer(params.max_matching_ngram_size)
     return [[c] for c in speculative_decode(engine, lambda prompt: proposer, rules, limits.max_new_tokens, limits.stop_ids,
                                             params.prompt_lookup_num_tokens, limits.stop_check, limits.on_tokens)]
 
 
-STRATEGY = DecodingStrategy(Params, "prompt_lookup (greedy's output, several tokens a step, drafted from the prompt)",
-                            decode, llama_cpp=True)
+STRATEGY = DecodingStrategy(Params, decode)

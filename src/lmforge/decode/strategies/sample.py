@@ -5,25 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from pydantic import Field
 
 from lmforge.decode import rules as R
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
-from lmforge.decode.strategies.knobs import NUM_RETURN_SEQUENCES, TOP_K
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.sampling import sampled_choice, token_by_token
-
-
-class Params(StrategyParams):
-    temperature: float = Field(1.0, gt=0, description="sample: divide scores by this (< 1 sharper, > 1 flatter).")
-    top_k: int | None = TOP_K
-    top_p: float | None = Field(None, gt=0, le=1, description="sample: nucleus, the fewest tokens whose probability "
-                                                               "reaches p.")
-    min_p: float | None = Field(None, ge=0, le=1, description="sample: drop tokens below p × the best token's "
-                                                              "probability.")
-    typical_p: float | None = Field(None, gt=0, le=1, description="sample: locally typical sampling mass.")
-    num_return_sequences: int = NUM_RETURN_SEQUENCES
+from lmforge.decode.strategy_params import SampleParams as Params
 
 
 def sampling_rules(params: Params) -> list[R.Rule]:
@@ -45,5 +33,4 @@ def decode(engine: Engine, params: Params, rules: Sequence[R.Rule], limits: Limi
     return [sorted(flat[i:i + copies], key=lambda c: -c.score) for i in range(0, len(flat), copies)]
 
 
-STRATEGY = DecodingStrategy(Params, "sample", decode, rules=sampling_rules, llama_cpp=True, static_cache=True,
-                            continuous=True)
+STRATEGY = DecodingStrategy(Params, decode, rules=sampling_rules)

@@ -14,14 +14,14 @@ import functools
 from collections.abc import Callable, Sequence
 
 import torch
-from pydantic import Field, model_validator
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
-from lmforge.decode.strategies.base import DecodingStrategy, Limits, StrategyParams
+from lmforge.decode.strategies.base import DecodingStrategy, Limits
 from lmforge.decode.strategies.sampling import OnTokens, StopCheck
+from lmforge.decode.strategy_params import SpeculativeParams as Params
 from lmforge.errors import ConfigError
 from lmforge.models.resolve import resolve_model
 
@@ -120,18 +120,6 @@ class DraftModel:
         return draft
 
 
-class Params(StrategyParams):
-    draft_model: str | None = Field(None, description="speculative: the small model that drafts (a packaged alias or "
-                                                        "folder; same tokenizer as the model).")
-    num_draft_tokens: int = Field(5, ge=1, description="speculative: tokens the draft model proposes per step.")
-
-    @model_validator(mode="after")
-    def _needs_a_draft_model(self) -> Params:
-        if not self.draft_model:
-            raise ValueError("strategy speculative needs draft_model: a small model with the same tokenizer")
-        return self
-
-
 @functools.lru_cache(maxsize=2)
 def load_draft_model(reference: str, device: torch.device) -> PreTrainedModel:
     """The draft model, from a packaged alias or a local folder (loaded once per process: a server decodes every
@@ -153,5 +141,4 @@ def decode(engine: Engine, params: Params, rules: Sequence[Rule], limits: Limits
                                             limits.stop_check, limits.on_tokens)]
 
 
-STRATEGY = DecodingStrategy(Params, "speculative (greedy's output, several tokens a step, drafted by decode.draft_model)",
-                            decode, load=load)
+STRATEGY = DecodingStrategy(Params, decode, load=load)
