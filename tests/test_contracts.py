@@ -115,3 +115,12 @@ def test_every_tuning_method_trains_a_tiny_run_that_reloads(name, tiny_config, t
     assert 0.0 <= report["accuracy"] <= 1.0
     assert main(["evaluate", str(run)]) == 0  # what it saved loads back
     assert f"accuracy {report['accuracy']:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(n for n, method in TUNING.items() if method.reads_rows_whole))
+def test_methods_that_read_the_rows_whole_refuse_streamed_data_in_one_line(name, tiny_config, tmp_path, capsys):
+    example = json.loads(json.dumps(TUNING[name].example))
+    config = with_tuning(tiny_config, example, tmp_path / "run")
+    assert main(["train", config, "data.streaming=true"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: data.streaming works without tuning.{name} (it reads the "
+                                               "training rows whole); set data.streaming=false")

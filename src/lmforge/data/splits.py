@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -212,3 +212,9 @@ def read_arrow_splits(params: DataParams, path: Path, seed: int, multi_label: bo
         validation, rows = rows.select(held).materialise(), rows.select(kept)
     return Splits(train=rows, validation=validation[: params.max_eval_samples], test=test, labels=labels,
                   skipped=skipped + errors.skipped)
+
+
+def saved_split(task: Any, run_dir: Path, name: str) -> list[Any]:
+    """A split a run saved under <run>/data/ through `task.save_examples` (empty when it has none)."""
+    path = Path(run_dir) / "data" / f"{name}.jsonl"
+    return task.load_examples(path) if path.is_file() else []

@@ -205,8 +205,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             bar.update(len(indices) * max_new_tokens - heard[0])  # rows that stopped early, and unheard strategies
             outputs.update(zip(indices, batch, strict=True))
     found = [outputs[i] for i in range(len(prompts))]
-    for candidates, decision in zip(found, decisions or [None] * len(found), strict=True):  # the gate's call
-        for candidate in candidates:
-            if decision is not None:
-                candidate.image_relevant, candidate.image_relevance = decision
+    if decisions is not None:  # each candidate carries the gate's call on its image
+        for candidates, decision in zip(found, decisions, strict=True):
+            for candidate in candidates:
+                if decision is not None:
+                    candidate.image_relevant, candidate.image_relevance = decision
     return found

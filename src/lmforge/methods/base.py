@@ -46,6 +46,11 @@ class TrainingSession:
                 "precision": train.precision}
 
 
+def is_set(value: Any) -> bool:
+    """Whether a `tuning:` field switches something on (not None, 0 or false)."""
+    return value not in (None, 0, False)
+
+
 class TuningMethod:
     """One entry of `TUNING`, built per run from its `tuning:` section (`self.tuning`)."""
 
@@ -58,6 +63,8 @@ class TuningMethod:
     shardable: ClassVar[bool] = True
     #: a `tuning:` setting that switches the method on, for its contract test and docs
     example: ClassVar[dict[str, Any]] = {}
+    #: whether it needs the training rows in memory (refused with data.streaming)
+    reads_rows_whole: ClassVar[bool] = False
     #: whether `report` scores the saved best model (so the recipe loads it even where validation scores exist)
     reports_on_saved_model: ClassVar[bool] = False
 
@@ -66,8 +73,13 @@ class TuningMethod:
 
     @classmethod
     def enabled(cls, tuning: Any) -> bool:
-        """Whether the section switches this method on: any of its fields set (not None, 0 or false)."""
-        return any(getattr(tuning, name) not in (None, 0, False) for name in cls.fields)
+        """Whether the section switches this method on: any of its fields set."""
+        return any(is_set(getattr(tuning, name)) for name in cls.fields)
+
+    @classmethod
+    def field_name(cls) -> str:
+        """The `tuning:` field that names the method in messages (its first)."""
+        return next(iter(cls.fields))
 
     # --- the run, in the order the recipe calls them -----------------------------------------------
     def check(self, session: TrainingSession) -> None:

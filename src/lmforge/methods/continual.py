@@ -38,15 +38,10 @@ class PreviousRun:
     evaluation: list[Any]
 
 
-def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
-    """A split the run saved under <run>/data/ (empty when it has none)."""
-    path = run_dir / "data" / f"{name}.jsonl"
-    return task.load_examples(path) if path.is_file() else []
-
-
 def open_previous_run(params: ContinualParams, config: Any, open_run: Any) -> PreviousRun:
     """Check the previous run can be continued with `config`'s task (user mistakes are one-line errors);
     `open_run(directory)` gives a saved run's (config, model folder)."""
+    from lmforge.data.splits import saved_split
     from lmforge.models.labels import saved_labels
     from lmforge.tasks import build_task
     from lmforge.tuning.adapters import is_adapter_dir
@@ -160,6 +155,7 @@ class Continual(TuningMethod):
                                                                             "RUN_DIR, replay: N, ewc: λ}; the report "
                                                                             "adds old-task forgetting."))}
     reports_on_saved_model = True  # the old task is scored again with the best model
+    reads_rows_whole = True
     example = {"continual": {"previous_run": "RUN_DIR", "replay": 4}}
 
     def __init__(self, tuning: Any) -> None:
@@ -172,9 +168,6 @@ class Continual(TuningMethod):
 
     def check(self, session: TrainingSession) -> None:
         config = session.config
-        if config.data.streaming:
-            raise ConfigError("data.streaming works without tuning.continual (it reads the training rows whole); "
-                              "set data.streaming=false")
         if config.model.quantization != "none":
             raise ConfigError(f"model.quantization {config.model.quantization} works without tuning.continual; "
                               "set model.quantization=none")

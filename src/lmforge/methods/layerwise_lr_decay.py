@@ -44,13 +44,12 @@ class LayerwiseLrDecay(TuningMethod):
 
     def param_groups(self, model: torch.nn.Module, groups: list[dict], lr: float) -> list[dict]:
         depths = layer_depths(model)
-        top = max(depths.values())
+        top, decay = max(depths.values()), self.tuning.layerwise_lr_decay
         split: list[dict] = []
         for group in groups:
             by_depth: dict[int, list] = {}
             for parameter in group["params"]:
                 by_depth.setdefault(depths[id(parameter)], []).append(parameter)
-            decay = self.tuning.layerwise_lr_decay
             split += [group | {"params": params, "lr": group.get("lr", lr) * decay ** (top - depth)}
                       for depth, params in sorted(by_depth.items())]
         return split

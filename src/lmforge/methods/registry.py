@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
 
+from lmforge.errors import ConfigError
 from lmforge.methods.adversarial import Adversarial
-from lmforge.methods.base import TuningMethod
+from lmforge.methods.base import TrainingSession, TuningMethod, is_set
 from lmforge.methods.continual import Continual
 from lmforge.methods.freezing import Freezing
 from lmforge.methods.label_smoothing import LabelSmoothing
@@ -40,10 +41,9 @@ class _Section(BaseModel):
         for method in TUNING.values():
             if not method.enabled(self):
                 continue
-            owner = next(iter(method.fields))
-            clashing = [name for name in method.excludes if getattr(self, name) not in (None, 0, False)]
+            clashing = [name for name in method.excludes if is_set(getattr(self, name))]
             if clashing:
-                raise ValueError(f"{owner} {method.exclusion_reason}; drop {', '.join(clashing)}")
+                raise ValueError(f"{method.field_name()} {method.exclusion_reason}; drop {', '.join(clashing)}")
         return self
 
 
@@ -62,3 +62,12 @@ TuningParams = create_model("TuningParams", __base__=_Section, **_fields())
 def active_methods(tuning: BaseModel) -> list[TuningMethod]:
     """The methods `tuning` switches on, built for one run, in TUNING's order."""
     return [method(tuning) for method in TUNING.values() if method.enabled(tuning)]
+
+
+def check_methods(methods: list[TuningMethod], session: TrainingSession) -> None:
+    """Each method's refusals for this run (one ConfigError line), the data it needs first."""
+    for method in methods:
+        if method.reads_rows_whole and session.config.data.streaming:
+            raise ConfigError(f"data.streaming works without tuning.{method.field_name()} (it reads the training rows "
+                              "whole); set data.streaming=false")
+        method.check(session)

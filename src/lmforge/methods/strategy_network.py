@@ -21,12 +21,10 @@ class StrategyNetwork(TuningMethod):
                 "train_only_head", "rdrop")
     exclusion_reason = "brings its own LoRA experts and loss"
     shardable = False
+    reads_rows_whole = True
     example = {"strategy_network": {"r": 4}}
 
     def check(self, session: TrainingSession) -> None:
-        if session.config.data.streaming:
-            raise ConfigError("data.streaming works without tuning.strategy_network (it reads the training rows "
-                              "whole); set data.streaming=false")
         if session.processes > 1:
             raise ConfigError(f"tuning.strategy_network trains in one process ({session.processes} were launched: "
                               "its experts take turns per batch, which data-parallel gradients cannot follow yet); "

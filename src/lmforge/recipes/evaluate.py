@@ -13,13 +13,14 @@ from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample
+from lmforge.data.splits import saved_split
 from lmforge.data.streaming import head_rows
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.inference import predict
 from lmforge.evaluate.perturb import embedding_neighbours, perturb, vocabulary
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.models.resolve import SCRATCH_MODEL, resolve_model
-from lmforge.runs.load import load_pretrained, load_trained, saved_split
+from lmforge.runs.load import load_pretrained, load_trained
 from lmforge.runs.run_dir import create_run_dir, load_run_config, save_config
 from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task

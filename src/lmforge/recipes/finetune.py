@@ -22,7 +22,7 @@ from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes
 from lmforge.methods.base import TrainingSession
-from lmforge.methods.registry import active_methods
+from lmforge.methods.registry import active_methods, check_methods
 from lmforge.models.device import resolve_device, weight_dtype
 from lmforge.models.export import set_dropout
 from lmforge.models.hardware import resolve
@@ -142,8 +142,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
                               load_predictor=lambda run: served_task(Path(run)).predict)
     quantization = quantized_training(config, session.task, precision.precision, train_device)
     methods = active_methods(config.tuning)
-    for method in methods:
-        method.check(session)
+    check_methods(methods, session)
     path = named_path
     for method in methods:
         path = method.base_path(path, session)

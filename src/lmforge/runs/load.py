@@ -4,7 +4,6 @@ with its task and tokenizer, its saved splits; and a config's model before train
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -74,12 +73,6 @@ def _load_trained(run_dir: Path, config: RunConfig, adapter: str | None, dtype: 
     model = task.build_model(str(folder), local_files_only=True, trust_remote_code=config.model.trust_remote_code,
                              dtype=dtype)
     return task, model, tokenizer
-
-
-def saved_split(task: Task, run_dir: Path, name: str) -> list[Any]:
-    """A split the run saved under <run>/data/ (empty when it has none)."""
-    path = Path(run_dir) / "data" / f"{name}.jsonl"
-    return task.load_examples(path) if path.is_file() else []
 
 
 def load_pretrained(task: Task, config: RunConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -214,7 +214,7 @@ def fit(task: Task, model: PreTrainedModel, data: FitData, params: TrainParams, 
         enable_gradient_checkpointing(model)
     sharded = wants_fsdp(params.fsdp)
     if sharded:  # shard first: the optimizer then holds only this process's part of each parameter
-        check_fsdp(model, [next(iter(m.fields)) for m in methods if not m.shardable], accelerator.num_processes,
+        check_fsdp(model, [m.field_name() for m in methods if not m.shardable], accelerator.num_processes,
                    params.optimizer)
         model = shard_model(model, accelerator.device)
     groups = param_groups(model, params.weight_decay)
