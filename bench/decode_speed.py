@@ -80,9 +80,9 @@ def hf_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams
 
 def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, beams: int, exact: bool,
                    lookup: bool = False, weights: str = "fp32", compiled: bool = False,
-                   engine: str = "torch") -> Callable[[], list[list[int]]]:
+                   engine: str = "torch", prefix_cache: bool = False) -> Callable[[], list[list[int]]]:
     knobs: dict = {"min_new_tokens": new_tokens} if exact else {}
-    knobs["engine"] = engine
+    knobs |= {"engine": engine, "prefix_cache": prefix_cache}
     if compiled:
         knobs |= {"cache": "static", "compile": True}
     if weights != "fp32" and engine == "torch":  # convert once, outside the timed runs
@@ -147,9 +147,11 @@ def ctranslate2_runner(folder: str, prompts: list[list[int]], tokenizer, new_tok
                          tokenizer.eos_token_id)
 
 
-def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int) -> None:
+def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int,
+                      prefix_cache: bool) -> None:
     """Holds a llama.cpp model (llama-cpp-python) in its own process; greedy, exactly `new_tokens` tokens a prompt
-    (EOS suppressed, as HF's min_new_tokens does), whenever the parent sends "run"."""
+    (EOS suppressed, as HF's min_new_tokens does), whenever the parent sends "run". Without `prefix_cache` every
+    prompt is read whole (`reset()`: `generate` otherwise keeps the KV of the tokens it shares with the last one)."""
     try:
         import numpy as np
         from llama_cpp import Llama, LogitsProcessorList
@@ -171,6 +173,8 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
         rows = []
         for prompt in prompts:
             out: list[int] = []
+            if not prefix_cache:
+                llm.reset()
             for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True,
                                       logits_processor=LogitsProcessorList([no_eos])):
                 out.append(token)
@@ -180,9 +184,11 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
         pipe.send(rows)
 
 
-def llama_cpp_runner(gguf: str, prompts: list[list[int]], tokenizer, new_tokens: int) -> Callable[[], list[list[int]]] | None:
+def llama_cpp_runner(gguf: str, prompts: list[list[int]], tokenizer, new_tokens: int,
+                     prefix_cache: bool = False) -> Callable[[], list[list[int]]] | None:
     """llama.cpp in a separate process (its own threads, as CTranslate2), on a GGUF `lmforge export` wrote."""
-    return worker_runner(_llama_cpp_worker, gguf, prompts, new_tokens, torch.get_num_threads(), tokenizer.eos_token_id)
+    return worker_runner(_llama_cpp_worker, gguf, prompts, new_tokens, torch.get_num_threads(), tokenizer.eos_token_id,
+                         prefix_cache)
 
 
 def exported_gguf(outtype: str, folder: str) -> str:
@@ -263,6 +269,9 @@ def main() -> None:
     parser.add_argument("--llama-cpp", action="store_true", help="every mode but weights: add lmforge with decode.engine "
                         "llama.cpp (f32 and q8_0 GGUF); greedy mode: add llama.cpp (llama-cpp-python, own "
                                                                  "process) on f32 and q8_0 GGUF exports as peers")
+    parser.add_argument("--prefix-cache", action="store_true", help="with --llama-cpp: both llama.cpp sides keep the "
+                        "KV of the prompt tokens shared with the previous prompt (llama-cpp-python's default, lmforge's "
+                        "decode.prefix_cache); without it every prompt is read whole, prefill included")
     args = parser.parse_args()
     folder = str(locate_packaged("smollm2-135m-instruct"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -308,10 +317,11 @@ def main() -> None:
                 copy = mode == "lookup"
                 peers[f"lmforge on llama.cpp {outtype}"] = lmforge_runner(
                     model, tokenizer, copying[:1] if copy else prompts, 2 * args.new_tokens if copy else args.new_tokens,
-                    beams, not copy, lookup=copy, weights=weights, engine="llama.cpp")
+                    beams, not copy, lookup=copy, weights=weights, engine="llama.cpp", prefix_cache=args.prefix_cache)
         if args.llama_cpp and mode == "greedy":
             for outtype in ("f32", "q8_0"):
-                runner = llama_cpp_runner(exported_gguf(outtype, folder), prompts, tokenizer, args.new_tokens)
+                runner = llama_cpp_runner(exported_gguf(outtype, folder), prompts, tokenizer, args.new_tokens,
+                                          args.prefix_cache)
                 if runner is not None:
                     peers[f"llama.cpp {outtype}"] = runner
         if args.ctranslate2 and mode != "lookup":

@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--outtype", choices=("f32", "q8_0"), default="f32")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--prefix-cache", action="store_true", help="both sides keep the prompt's KV between runs "
+                        "(only its last token is read again); default: the prompt is read whole every run")
     args = parser.parse_args()
     folder = locate_packaged("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -37,9 +39,9 @@ def main() -> None:
     prompts = [tokenizer(text, add_special_tokens=False)["input_ids"]]
     weights = {"f32": "fp32", "q8_0": "int8"}[args.outtype]
     peers = {"llama.cpp's own loop": ds.llama_cpp_runner(str(cached_gguf(Path(folder), args.outtype)), prompts,
-                                                         tokenizer, args.tokens),
+                                                         tokenizer, args.tokens, args.prefix_cache),
              "lmforge on llama.cpp": ds.lmforge_runner(model, tokenizer, prompts, args.tokens, 1, True, weights=weights,
-                                                       engine="llama.cpp")}
+                                                       engine="llama.cpp", prefix_cache=args.prefix_cache)}
     for run in peers.values():
         run()  # warm-up (and the GGUF converted once)
     speeds: dict[str, list[float]] = {name: [] for name in peers}

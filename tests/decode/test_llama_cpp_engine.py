@@ -105,3 +105,27 @@ def test_generate_takes_the_engine_flag(tiny_smol, tmp_path):
                      "--min-new-tokens", "6", "--engine", engine, "--no-chat-template", "--output", str(out)]) == 0
         rows.append(json.loads(out.read_text()))
     assert rows[0]["generated"] == rows[1]["generated"] and abs(rows[0]["score"] - rows[1]["score"]) < 1e-3
+
+
+def test_prompts_sharing_a_prefix_read_only_the_rest_and_decode_the_same(tiny_smol, monkeypatch):
+    from lmforge.decode.llama_cpp_engine import LlamaCppModel
+
+    model, tokenizer = tiny_smol
+    system = tokenizer("You are a careful assistant. Answer in one short sentence, then stop.")["input_ids"]
+    first, second, third = (system + tokenizer(text)["input_ids"] for text in ("Why is the sky blue?", "Hi", "Name it"))
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert shared >= len(system) - 1
+    read: list[int] = []
+    decode = LlamaCppModel.decode
+    monkeypatch.setattr(LlamaCppModel, "decode",
+                        lambda self, entries, *shape: read.append(len(entries)) or decode(self, entries, *shape))
+    params = DecodeParams(engine="llama.cpp", min_new_tokens=8)
+    cold = generate(model, tokenizer, [second, third], params.model_copy(update={"prefix_cache": False}), 8)
+    generate(model, tokenizer, [first], params, 8)
+    read.clear()
+    warm = generate(model, tokenizer, [second, third], params, 8)  # both rows start with the cached first prompt
+    unshared = sum(len(p) - next(i for i, (a, b) in enumerate(zip(first, p, strict=False)) if a != b)
+                   for p in (second, third))
+    assert read[0] == unshared < len(second) + len(third)
+    for before, after in zip(cold, warm, strict=True):
+        assert before[0].tokens == after[0].tokens and abs(before[0].score - after[0].score) < 1e-4

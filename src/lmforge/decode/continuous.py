@@ -33,6 +33,7 @@ from lmforge.decode.strategies.sampling import (
     argmax_choice,
     choose_next,
     sampled_choice,
+    still_running,
 )
 from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
@@ -224,8 +225,8 @@ class ContinuousBatch:
                                    member.outputs, member.stop_check, member.on_tokens, member.request.params.explain)
         member.taken += 1
         if member.taken >= member.request.max_new_tokens:
-            done[:] = True
-        kept = (~done).nonzero().squeeze(1)
+            done = [True] * len(done)
+        kept = still_running(done, tokens.device)
         member.history = torch.cat([member.history, tokens[:, None]], dim=1)[kept]
         member.alive = [member.alive[i] for i in kept.tolist()]
         return kept.tolist(), tokens[kept]

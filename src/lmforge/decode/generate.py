@@ -184,7 +184,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                 engine = prefilled
             elif runtime is not None:
                 widest = max(params.num_beams if params.strategy == "beam" else 1, params.num_return_sequences)
-                engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens, len(batch_prompts) * widest)
+                engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens, len(batch_prompts) * widest,
+                                        params.prefix_cache)
             else:
                 engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
                                 static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)

@@ -4,6 +4,10 @@
 constraints run unchanged and only the forward passes move: each row is one sequence of a llama.cpp context,
 a step is one `llama_decode` over every row's new tokens, and `select` (beams, finished rows) copies
 sequences in llama.cpp's KV cache, whose cells are shared between sequences rather than copied.
+
+The context keeps one more sequence, the prefix cache: the first prompt of the last batch. A prompt that starts
+with the same tokens (a system prompt, a chat's earlier turns) copies their KV from it and reads only the rest, as
+llama.cpp's server and llama-cpp-python do.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def torch_alone_on_one_thread() -> Iterator[None]:
 
 
 class LlamaCppModel:
-    """A GGUF model loaded in llama.cpp and one reusable context, grown when a batch needs more room."""
+    """A GGUF model loaded in llama.cpp and one reusable context, grown when a batch needs more room; its last
+    sequence id holds the prefix cache (`cached`: the tokens whose KV it keeps)."""
 
     def __init__(self, gguf: Path, threads: int | None = None):
         self.llama = require("llama_cpp", "llama-cpp", "decode.engine llama.cpp")
@@ -55,9 +60,18 @@ class LlamaCppModel:
         self.context, self.room = None, (0, 0, 0)
         self.batch, self.batch_size = None, 0
         self._view, self._view_key = None, None
+        self._logits_address = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+            ("llama_get_logits", self.llama.llama_cpp._lib))  # the buffer's address as an int: one call, no pointer object
+        self.cached: list[int] = []
 
-    def open(self, cells: int, sequences: int, tokens: int) -> None:
-        """The context, emptied, with at least `cells` KV cells, `sequences` sequence ids and `tokens` per decode."""
+    @property
+    def cache_sequence(self) -> int:
+        return self.room[1] - 1
+
+    def open(self, cells: int, sequences: int, tokens: int, keep_cache: bool = False) -> None:
+        """The context with at least `cells` KV cells, `sequences` sequence ids (besides the prefix cache's) and
+        `tokens` per decode, every sequence emptied — but the prefix cache's with `keep_cache`."""
+        cells, sequences = cells + (len(self.cached) if keep_cache else 0), sequences + 1
         if self.context is None or any(need > have for need, have in zip((cells, sequences, tokens), self.room, strict=True)):
             if self.context is not None:
                 self.llama.llama_free(self.context)
@@ -70,11 +84,37 @@ class LlamaCppModel:
             self.context = self.llama.llama_init_from_model(self.model, params)
             if not self.context:
                 raise ModelError(f"llama.cpp could not make a context of {self.room[0]} cells")
-        self.llama.llama_memory_clear(self.llama.llama_get_memory(self.context), True)
+            self.cached = []
+        if keep_cache and self.cached:
+            self.llama.llama_memory_seq_keep(self.memory(), self.cache_sequence)
+        else:
+            self.llama.llama_memory_clear(self.memory(), True)
+            self.cached = []
 
-    def decode(self, entries: list[tuple[int, int, int, bool]]) -> torch.Tensor:
+    def reuse_prefix(self, prompt: list[int], sequence: int) -> int:
+        """Give `sequence` the cached KV of the tokens `prompt` starts with (all but its last, read again for its
+        logits); how many tokens it needs no more."""
+        shared = 0
+        for cached, token in zip(self.cached, prompt[:-1]):
+            if cached != token:
+                break
+            shared += 1
+        if shared:
+            self.llama.llama_memory_seq_cp(self.memory(), self.cache_sequence, sequence, 0, shared)
+        return shared
+
+    def remember(self, prompt: list[int], sequence: int) -> None:
+        """The prefix cache becomes `prompt`, whose KV `sequence` holds (cells shared, not copied)."""
+        memory = self.memory()
+        self.llama.llama_memory_seq_rm(memory, self.cache_sequence, -1, -1)
+        self.llama.llama_memory_seq_cp(memory, sequence, self.cache_sequence, 0, len(prompt))
+        self.cached = list(prompt)
+
+    def decode(self, entries: list[tuple[int, int, int, bool]], shape: tuple[int, ...] = (-1,)) -> torch.Tensor:
         """Run (token, position, sequence, wants logits) entries through one `llama_decode`; the logits of the
-        entries that want them, in order, (n, vocab) float32."""
+        entries that want them, in order, float32 of `shape` + (vocab,) — a view of llama.cpp's own buffer, valid
+        until the next decode (clone what must outlive it): after llama.cpp has streamed the weights, every
+        buffer and op touched costs tens of µs, which counts at its 9 ms a token."""
         if len(entries) > self.batch_size:
             if self.batch is not None:
                 self.llama.llama_batch_free(self.batch)
@@ -89,16 +129,16 @@ class LlamaCppModel:
         status = self.llama.llama_decode(self.context, batch)
         if status != 0:
             raise ModelError(f"llama.cpp's decode failed (status {status}): the context is out of room")
-        wanted = sum(entry[3] for entry in entries)
-        return torch.from_numpy(self._logits(wanted).copy())  # (the buffer is llama.cpp's, rewritten next decode)
+        return self._logits(sum(entry[3] for entry in entries), shape)
 
-    def _logits(self, rows: int) -> np.ndarray:
-        """llama.cpp's logits buffer as a (rows, vocab) array, its view kept while the buffer stays put."""
-        address = ctypes.cast(self.llama.llama_get_logits(self.context), ctypes.c_void_p).value
-        key = (address, rows)
+    def _logits(self, rows: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """llama.cpp's logits buffer as a tensor of `shape` + (vocab,), its view kept while the buffer stays put."""
+        address = self._logits_address(self.context)
+        key = (address, rows, shape)
         if self._view_key != key:
             floats = (ctypes.c_float * (rows * self.vocab_size)).from_address(address)
-            self._view, self._view_key = np.frombuffer(floats, dtype=np.float32).reshape(rows, self.vocab_size), key
+            array = np.frombuffer(floats, dtype=np.float32).reshape(*shape, self.vocab_size)
+            self._view, self._view_key = torch.from_numpy(array), key
         return self._view
 
     def memory(self):
@@ -116,8 +156,9 @@ class LlamaCppEngine:
     device = torch.device("cpu")
 
     def __init__(self, runtime: LlamaCppModel, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
-                 rows_at_most: int | None = None):
-        """`rows_at_most`: the most rows `select` may make (beams × prompts); default the prompts."""
+                 rows_at_most: int | None = None, prefix_cache: bool = False):
+        """`rows_at_most`: the most rows `select` may make (beams × prompts), default the prompts; `prefix_cache`:
+        prompts reuse the KV of the tokens they share with the runtime's cached prompt, and the first becomes it."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.runtime, self.pad_id = runtime, pad_id
@@ -128,8 +169,8 @@ class LlamaCppEngine:
         self.sequences = list(range(self.rows))
         self.spare = [s for s in range(2 * slots) if s not in self.sequences]
         runtime.open(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64, sequences=2 * slots,
-                     tokens=sum(len(p) for p in prompts))
-        self.length, self.max_new_tokens = 0, max_new_tokens
+                     tokens=sum(len(p) for p in prompts), keep_cache=prefix_cache)
+        self.length, self.max_new_tokens, self.prefix_cache = 0, max_new_tokens, prefix_cache
 
     @property
     def prompt_length(self) -> int:
@@ -150,10 +191,14 @@ class LlamaCppEngine:
         """Every prompt through llama.cpp; each row's next-token logits, (rows, vocab) float32."""
         if self.length:
             raise RuntimeError("prefill runs once per engine")
-        entries = [(token, position, sequence, position == len(prompt) - 1)
-                   for prompt, sequence in zip(self._prompts, self.sequences, strict=True)
-                   for position, token in enumerate(prompt)]
+        pairs = list(zip(self._prompts, self.sequences, strict=True))
+        reused = [self.runtime.reuse_prefix(prompt, sequence) if self.prefix_cache else 0 for prompt, sequence in pairs]
+        entries = [(prompt[position], position, sequence, position == len(prompt) - 1)
+                   for (prompt, sequence), start in zip(pairs, reused, strict=True)
+                   for position in range(start, len(prompt))]
         logits = self.runtime.decode(entries)
+        if self.prefix_cache:
+            self.runtime.remember(*pairs[0])
         self.length = self.prompt_length
         return logits
 
@@ -164,9 +209,9 @@ class LlamaCppEngine:
         starts = self.prompt_lengths
         entries = [(token, starts[r] + generated + j, self.sequences[r], j >= k - keep)
                    for r, row in enumerate(tokens.tolist()) for j, token in enumerate(row)]
-        logits = self.runtime.decode(entries)
+        logits = self.runtime.decode(entries, (self.rows, keep))
         self.length += k
-        return logits.view(self.rows, keep, -1)
+        return logits
 
     def select(self, rows: torch.Tensor) -> None:
         """Row i becomes old row `rows[i]`: a row taken again is a copy of its sequence (shared cells)."""
@@ -207,7 +252,7 @@ class LlamaCppEngine:
 
     def alone(self, prompt: list[int]) -> LlamaCppEngine:
         """A one-row engine for `prompt` on the same context (emptied: this engine is not used after)."""
-        return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens)
+        return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens, prefix_cache=self.prefix_cache)
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> LlamaCppEngine:
         raise ConfigError("decode.engine llama.cpp does not fork a prefill (strategy auto); use engine torch")

@@ -56,6 +56,10 @@ class RuleParams(BaseModel):
         "torch", description="What runs the forward passes: torch, or llama.cpp (llama-cpp-python) on a GGUF made from "
                              "the model on first use and cached (weights fp32 → f32, bf16 → bf16, int8 → q8_0); "
                              "strategies greedy, sample, beam and prompt_lookup, decoder-only models llama.cpp knows.")
+    prefix_cache: bool = Field(
+        True, description="engine llama.cpp: a prompt starting with the tokens of the previous batch's first prompt (a "
+                          "system prompt, a chat's earlier turns) reuses their KV cache instead of reading them again, "
+                          "as llama.cpp's own server does; false reads every prompt whole.")
 
 
 class _DecodeSection(BaseModel):

@@ -21,7 +21,7 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
 from lmforge.decode.strategies.base import DecodingStrategy, Limits
-from lmforge.decode.strategies.sampling import OnTokens, StopCheck, record_step
+from lmforge.decode.strategies.sampling import OnTokens, StopCheck, record_step, still_running
 from lmforge.decode.strategy_params import ContrastiveParams as Params
 
 #: (tokens generated so far (rows, t), candidate tokens (rows, k), each row's prompt index (rows,))
@@ -47,7 +47,6 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
     alive = torch.arange(n)
     generated: list[list[int]] = [[] for _ in range(n)]
     logprob_sums = [0.0] * n
-    stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
     for step in range(max_new_tokens):
         rows = history.shape[0]
         scores = apply_rules(rules, history, logits)
@@ -71,11 +70,12 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
         context = torch.cat([context, states[torch.arange(rows, device=device), best][:, None]], dim=1)
         valid = torch.cat([valid, valid.new_ones((rows, 1))], dim=1)
         history = torch.cat([history, tokens[:, None]], dim=1)
-        done = record_step(alive.tolist(), tokens, stops, logprobs, generated, logprob_sums, stop_check, on_tokens)
-        if step + 1 == max_new_tokens or bool(done.all()):
+        done = record_step(alive.tolist(), tokens.tolist(), stop_ids, logprobs, generated, logprob_sums, stop_check,
+                           on_tokens)
+        if step + 1 == max_new_tokens or all(done):
             break
-        if bool(done.any()):
-            keep = (~done).nonzero().squeeze(1)
+        if any(done):
+            keep = still_running(done, device)
             engine.select(keep)
             alive, history, logits, context, valid = alive[keep], history[keep], logits[keep], context[keep], valid[keep]
     return [Candidate(tokens, total / max(len(tokens), 1)) for tokens, total in zip(generated, logprob_sums, strict=True)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
@@ -54,21 +55,33 @@ class RowOutputs:
                 for tokens, total, steps in zip(self.generated, self.logprob_sums, self.steps, strict=True)]
 
 
+def chosen_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> list[float]:
+    """Each row's log-probability of its token, from the unruled logits (one fused op: on CPU, after a
+    llama.cpp step has flushed the caches, every op counts)."""
+    return [-loss for loss in F.cross_entropy(logits, tokens, reduction="none").tolist()]
+
+
 def choose_next(logits: torch.Tensor, history: torch.Tensor, alive: list[int], rules: Sequence[Rule], choose: Choose,
                 stop_ids: list[int], outputs: RowOutputs, stop_check: StopCheck | None = None,
-                on_tokens: OnTokens | None = None, explain: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                on_tokens: OnTokens | None = None, explain: int = 0) -> tuple[torch.Tensor, list[bool]]:
     """Choose the next token of each live row (`alive` names their rows in `outputs`) from its ruled logits
-    and record it; (tokens, which rows are done), each (live rows,)."""
+    and record it; (tokens (live rows,), whether each row is done)."""
     tokens = choose(apply_rules(rules, history, logits))
-    logprobs = logits.log_softmax(dim=-1)
-    chosen = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-    stops = torch.tensor(stop_ids, dtype=torch.long, device=tokens.device)
-    done = record_step(alive, tokens, stops, chosen, outputs.generated, outputs.logprob_sums, stop_check, on_tokens)
+    chosen = chosen_logprobs(logits, tokens)
+    token_list = tokens.tolist()
+    done = record_step(alive, token_list, stop_ids, chosen, outputs.generated, outputs.logprob_sums, stop_check,
+                       on_tokens)
     if explain:
-        for row, (index, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+        logprobs = logits.log_softmax(dim=-1)
+        for row, (index, token) in enumerate(zip(alive, token_list, strict=True)):
             if token not in stop_ids:  # as the text, the explanation leaves the stop token out
                 outputs.steps[index].append(explain_step(token, chosen[row], logprobs[row], explain))
     return tokens, done
+
+
+def still_running(done: list[bool], device: torch.device) -> torch.Tensor:
+    """The rows that are not done, as indices for `Engine.select`."""
+    return torch.tensor([row for row, finished in enumerate(done) if not finished], dtype=torch.long, device=device)
 
 
 @torch.no_grad()
@@ -79,31 +92,32 @@ def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_ne
 
     `explain` > 0 records, for each generated token, its log-probability and the `explain` most
     likely alternatives; `on_tokens` hears each step's tokens (stop tokens left out) as they come."""
-    alive = torch.arange(engine.rows)  # the original row of each engine row
+    alive = list(range(engine.rows))  # the original row of each engine row
     history = engine.first_tokens()  # (rows, length): what rules see, as in HF
     outputs = RowOutputs.empty(engine.rows)
     logits = engine.prefill()  # (rows, vocab)
     for step in range(max_new_tokens):
-        tokens, done = choose_next(logits, history, alive.tolist(), rules, choose, stop_ids, outputs, stop_check,
-                                   on_tokens, explain)
-        if step + 1 == max_new_tokens or bool(done.all()):
+        tokens, done = choose_next(logits, history, alive, rules, choose, stop_ids, outputs, stop_check, on_tokens,
+                                   explain)
+        if step + 1 == max_new_tokens or all(done):
             break
         history = torch.cat([history, tokens[:, None]], dim=1)
-        if bool(done.any()):
-            keep = (~done).nonzero().squeeze(1)
+        if any(done):
+            keep = still_running(done, tokens.device)
             engine.select(keep)
-            alive, history, tokens = alive[keep], history[keep], tokens[keep]
+            alive = [alive[row] for row in keep.tolist()]
+            history, tokens = history[keep], tokens[keep]
         logits = engine.step(tokens[:, None])[:, -1]
     return outputs.candidates()
 
 
-def record_step(alive: list[int], tokens: torch.Tensor, stops: torch.Tensor, logprobs: list[float],
+def record_step(alive: list[int], tokens: list[int], stop_ids: list[int], logprobs: list[float],
                 generated: list[list[int]], logprob_sums: list[float], stop_check: StopCheck | None,
-                on_tokens: OnTokens | None) -> torch.Tensor:
-    """Append each row's new token (unless it is a stop token) and tell `on_tokens`; which rows are done, (rows,)."""
-    done = torch.isin(tokens, stops)
+                on_tokens: OnTokens | None) -> list[bool]:
+    """Append each row's new token (unless it is a stop token) and tell `on_tokens`; whether each row is done."""
+    done = [token in stop_ids for token in tokens]
     kept_rows, kept_tokens = [], []
-    for row, (index, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
+    for row, (index, token) in enumerate(zip(alive, tokens, strict=True)):
         if done[row]:
             continue
         generated[index].append(token)
