@@ -95,7 +95,7 @@ class LlamaCppModel:
         """Give `sequence` the cached KV of the tokens `prompt` starts with (all but its last, read again for its
         logits); how many tokens it needs no more."""
         shared = 0
-        for cached, token in zip(self.cached, prompt[:-1]):
+        for cached, token in zip(self.cached, prompt[:-1], strict=False):
             if cached != token:
                 break
             shared += 1
