@@ -212,8 +212,10 @@ def llama_cpp_perplexity(weights: str, model, tokenizer, texts: list[str]) -> fl
         ids = tokenizer(text)["input_ids"]
         if len(ids) < 2:
             continue
-        runtime.open(cells=len(ids) + 8, sequences=1, tokens=len(ids))
-        logits = runtime.decode([(token, i, 0, True) for i, token in enumerate(ids)])
+        runtime.reserve(cells=len(ids) + 8, sequences=1)
+        sequence = runtime.claim(1)
+        logits = runtime.decode([(token, i, sequence[0], True) for i, token in enumerate(ids)]).clone()
+        runtime.release(sequence)
         total += float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="sum"))
         count += len(ids) - 1
     return math.exp(total / count)

@@ -9,9 +9,10 @@ throughput (completion tokens/s), its ratio to the baseline, p50/p99 latency and
     python bench/serve_load.py --clients 16 --requests 2 --tokens 32 --mixed
     python bench/serve_load.py --clients 16 --requests 2 --tokens 32 --llama-cpp   # + llama-cpp-python's server
 
-`--llama-cpp` adds llama-cpp-python's OpenAI server (`python -m llama_cpp.server`, extra `server`) on f32 and q8_0
-GGUFs of the same model as a peer, in its own process with the same threads; it answers one request at a time
-(it has no parallel slots). Its requests forbid EOS through logit_bias (it has no min_new_tokens).
+`--llama-cpp` adds `lmforge serve --engine llama.cpp` (continuous batching, llama.cpp running the forward passes)
+and, as its peer, llama-cpp-python's OpenAI server (`python -m llama_cpp.server`, extra `server`) on the same f32
+and q8_0 GGUFs, in its own process with the same threads; it answers one request at a time (it has no parallel
+slots). Its requests forbid EOS through logit_bias (it has no min_new_tokens).
 """
 
 from __future__ import annotations
@@ -126,6 +127,14 @@ def main() -> None:
             time.sleep(0.5)
         if args.llama_cpp:
             import torch
+
+            for weights, outtype in (("fp32", "f32"), ("int8", "q8_0")):
+                on_llama = served_model("smollm2-135m-instruct", weights=weights, engine="llama.cpp")
+                server, url = start(create_app(on_llama, ServeOptions(max_batch=args.max_batch, max_queue=clients * 2)))
+                results[f"continuous on llama.cpp {outtype} (max {args.max_batch})"] = load(
+                    url, on_llama.name, clients, args.requests, args.tokens, args.mixed)
+                server.should_exit = True
+                time.sleep(0.5)
 
             from lmforge.models.gguf_export import cached_gguf
             from lmforge.models.packaged import locate_packaged

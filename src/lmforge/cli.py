@@ -316,7 +316,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                            public_metrics=args.public_metrics, wave_wait_s=args.wave_wait, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
     serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device,
-          args.allow_network)
+          args.allow_network, args.engine)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:

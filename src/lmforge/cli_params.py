@@ -191,6 +191,9 @@ class ServeArgs(RunsAModel):
     weights: DecodingWeights = cli(
         "fp32", "weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 (about 2.5x faster at "
                 "batch 1 on CPU; outputs may differ slightly)")
+    engine: Literal["torch", "llama.cpp"] = cli(
+        "torch", "what runs the forward passes: torch, or llama.cpp on a GGUF of the model made at start and cached "
+                 "(--weights fp32 → f32, bf16 → bf16, int8 → q8_0), for greedy, sample, beam and prompt_lookup requests")
 
 
 class MonitorArgs(RunsAModel):

@@ -129,3 +129,52 @@ def test_prompts_sharing_a_prefix_read_only_the_rest_and_decode_the_same(tiny_sm
     assert read[0] == unshared < len(second) + len(third)
     for before, after in zip(cold, warm, strict=True):
         assert before[0].tokens == after[0].tokens and abs(before[0].score - after[0].score) < 1e-4
+
+
+def test_requests_join_a_running_llama_cpp_batch_and_decode_as_alone(tiny_smol):
+    from lmforge.decode.continuous import ContinuousBatch, Request
+    from lmforge.decode.llama_cpp_engine import llama_cpp_runtime
+
+    model, tokenizer = tiny_smol
+    runtime = llama_cpp_runtime(model, "fp32")
+    runtime.reserve(cells=4 * 256, sequences=8)
+    batch = ContinuousBatch(model, tokenizer, runtime)
+    greedy = DecodeParams(engine="llama.cpp", min_new_tokens=20)
+    long = Request([tokenizer(PROMPTS[0])["input_ids"]], greedy, 20, [])
+    short = Request([tokenizer(PROMPTS[2])["input_ids"]], greedy.model_copy(update={"min_new_tokens": 3}), 3, [])
+    late = Request([tokenizer(PROMPTS[1])["input_ids"]], greedy.model_copy(update={"min_new_tokens": 6}), 6, [])
+    batch.add(long, short)
+    for step in range(20):
+        if step == 4:
+            batch.add(late)  # joins while `long` runs: its positions differ from the batch's other rows
+        batch.step()
+    assert batch.rows == 0 and all(r.future.done() for r in (long, short, late))
+    for request in (long, short, late):
+        alone = generate(model, tokenizer, request.prompts, request.params.model_copy(update={"engine": "torch"}),
+                         request.max_new_tokens)
+        assert request.future.result()[0][0].tokens == alone[0][0].tokens
+    assert not runtime.busy  # every row's sequence went back to the pool
+
+
+def test_serve_engine_llama_cpp_answers_from_llama_cpp_and_refuses_torch_only_strategies(tiny_smol):
+    from fastapi.testclient import TestClient
+
+    from lmforge.recipes.serve import served_model
+    from lmforge.serve.app import ServeOptions, create_app
+
+    model, _ = tiny_smol
+    answers = {}
+    for engine in ("torch", "llama.cpp"):
+        served = served_model(model.name_or_path, "tiny", engine=engine)
+        with TestClient(create_app(served, ServeOptions(max_batch=4))) as client:
+            body = {"model": "tiny", "prompt": "Why is the sky blue?", "max_tokens": 6, "lmforge": {"min_new_tokens": 6}}
+            greedy = client.post("/v1/completions", json=body)
+            beam = client.post("/v1/completions", json=body | {"lmforge": {"strategy": "beam", "num_beams": 2,
+                                                                           "min_new_tokens": 6}})
+            assert greedy.status_code == beam.status_code == 200, greedy.text + beam.text
+            answers[engine] = (greedy.json()["choices"][0]["text"], beam.json()["choices"][0]["text"])
+            if engine == "llama.cpp":
+                assert served.runtime is not None and not served.runtime.busy
+                refused = client.post("/v1/completions", json=body | {"lmforge": {"strategy": "contrastive"}})
+                assert refused.status_code == 400 and "engine llama.cpp runs strategies" in refused.json()["error"]["message"]
+    assert answers["torch"] == answers["llama.cpp"]

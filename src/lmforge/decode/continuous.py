@@ -3,7 +3,8 @@
 A request joins the running batch after any step (its prompts are prefilled on their own, then their
 cache is merged into the batch's, see `Engine.merge`) and leaves as soon as its last row stops, so a
 short answer never waits for a long one and a new request never waits for the batch to drain. Each
-request keeps its own rules, seed, stop strings and length; greedy and sampling decode this way.
+request keeps its own rules, seed, stop strings and length; greedy and sampling decode this way. On a
+llama.cpp runtime, every request's rows are sequences of its one context (`LlamaCppEngine.merge`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lmforge.decode.generate import (
     stop_token_ids,
 )
 from lmforge.decode.grammar import RegexIndex
+from lmforge.decode.llama_cpp_engine import LlamaCppEngine, LlamaCppModel
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies.sampling import (
     OnTokens,
@@ -89,10 +91,13 @@ class _Rows:
 
 
 class ContinuousBatch:
-    """Requests joining and leaving one batch on `model` (the caller decides how many rows it may hold)."""
+    """Requests joining and leaving one batch on `model` (the caller decides how many rows it may hold); with
+    `runtime`, llama.cpp runs the forward passes."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 runtime: LlamaCppModel | None = None) -> None:
+        self.model, self.tokenizer, self.runtime = model, tokenizer, runtime
+        self.engine_name = "torch" if runtime is None else "llama.cpp"
         self.pad_id = pad_id_of(tokenizer)
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.device = next(model.parameters()).device
@@ -100,13 +105,14 @@ class ContinuousBatch:
         self.logits: torch.Tensor | None = None  # (rows, vocab): next-token logits of every row
         self.members: list[_Rows] = []  # in batch order
         self.steps = 0
-        self.merges = merges_caches(model)
+        self.merges = runtime is not None or merges_caches(model)
         self._automata: dict[tuple, RegexIndex | None] = {}
 
     def takes(self, params: DecodeParams) -> bool:
-        """Whether a request decoded with `params` can join this batch (greedy or sampling, weights as loaded,
-        a dynamic cache)."""
-        return (self.merges and params.strategy in CONTINUOUS and params.weights == "fp32" and not params.image_weight
+        """Whether a request decoded with `params` can join this batch (greedy or sampling on this batch's
+        engine, weights as loaded, a dynamic cache)."""
+        return (self.merges and params.strategy in CONTINUOUS and params.engine == self.engine_name
+                and (params.weights == "fp32" or self.runtime is not None) and not params.image_weight
                 and not params.image_gate and params.cache == "dynamic")
 
     @property
@@ -122,15 +128,20 @@ class ContinuousBatch:
     def add(self, *requests: Request) -> None:
         """Prefill the requests' prompts together (one forward pass) and merge them into the batch; a request
         that cannot start gets the error in its future and the others go on."""
+        engine = None
         try:
             prompts = [p for request in requests for p in request.prompts for _ in range(_copies(request.params))]
             width = max(len(p) for p in prompts)  # the joint prompt length the rules count generated tokens from
             members = [self._member(request, width) for request in requests]
-            engine = Engine(self.model, prompts, self.pad_id)
+            engine = self._engine(requests, prompts)
+            if self.runtime is not None and self.logits is not None:
+                self.logits = self.logits.clone()  # a view of llama.cpp's logits, which the prefill overwrites
             logits = engine.prefill()
             if self.engine is not None:
                 self.engine.merge(engine)  # checks before it changes anything
         except Exception as error:  # noqa: BLE001 — find the request at fault, start the others
+            if engine is not None:
+                engine.close()
             if len(requests) == 1:
                 requests[0].future.set_exception(error)
             else:
@@ -147,6 +158,13 @@ class ContinuousBatch:
         else:
             self.logits = torch.cat([self.logits, logits])
         self.members.extend(members)
+
+    def _engine(self, requests: tuple[Request, ...], prompts: list[list[int]]) -> Engine | LlamaCppEngine:
+        """An engine for the joining rows, on this batch's model or llama.cpp runtime."""
+        if self.runtime is None:
+            return Engine(self.model, prompts, self.pad_id)
+        return LlamaCppEngine(self.runtime, prompts, self.pad_id, max(r.max_new_tokens for r in requests),
+                              prefix_cache=all(r.params.prefix_cache for r in requests))
 
     def _member(self, request: Request, prompt_length: int) -> _Rows:
         """The rows of `request`, before its prompts are run (their history comes with the prefill)."""
@@ -180,6 +198,8 @@ class ContinuousBatch:
         for member in self.members:
             if not member.request.future.done():
                 member.request.future.set_exception(error)
+        if self.engine is not None:
+            self.engine.close()
         self.members, self.engine, self.logits = [], None, None
 
     @torch.no_grad()
@@ -213,6 +233,7 @@ class ContinuousBatch:
         self.members = staying
         self.steps += 1
         if not keep_rows:
+            self.engine.close()
             self.engine = self.logits = None
             return
         self.engine.select(torch.tensor(keep_rows))

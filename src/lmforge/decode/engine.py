@@ -265,6 +265,9 @@ class Engine:
             return self.mask
         return torch.ones(self.rows, self.length, dtype=torch.long, device=self.device)
 
+    def close(self) -> None:
+        """Nothing to hand back: the cache goes with the engine (a llama.cpp engine returns its sequences)."""
+
     def compact(self) -> None:
         """Drop leading cache positions no row attends to (left after the longer rows of a merge finished)."""
         if self.encoder_decoder or self.static or self.mask is None or not self.length:

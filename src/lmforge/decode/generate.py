@@ -201,8 +201,12 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                 if on_tokens is not None:
                     on_tokens([indices[r] for r in rows], tokens)
             limits.on_tokens = hear if on_tokens is not None or progress else None
-            with autocast_for(precision, device):
-                batch = strategy.decode(engine, own_params, rules, limits)
+            try:
+                with autocast_for(precision, device):
+                    batch = strategy.decode(engine, own_params, rules, limits)
+            finally:
+                if prefilled is None:
+                    engine.close()
             bar.update(len(indices) * max_new_tokens - heard[0])  # rows that stopped early, and unheard strategies
             outputs.update(zip(indices, batch, strict=True))
     found = [outputs[i] for i in range(len(prompts))]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,9 +44,14 @@ def torch_alone_on_one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+DECODE_TOKENS = 512  # tokens one llama_decode call takes (n_batch); a longer prefill takes several calls
+
+
 class LlamaCppModel:
-    """A GGUF model loaded in llama.cpp and one reusable context, grown when a batch needs more room; its last
-    sequence id holds the prefix cache (`cached`: the tokens whose KV it keeps)."""
+    """A GGUF model loaded in llama.cpp and one context shared by every engine on it: each holds sequence ids
+    from the pool (`claim`, `release`), so a request can join a running batch; the last id holds the prefix
+    cache (`cached`: the tokens whose KV it keeps)."""
 
     def __init__(self, gguf: Path, threads: int | None = None):
         self.llama = require("llama_cpp", "llama-cpp", "decode.engine llama.cpp")
@@ -57,39 +63,62 @@ class LlamaCppModel:
             raise ModelError(f"llama.cpp cannot load {gguf}; write it again with `lmforge export --format gguf`")
         self.vocab_size = self.llama.llama_vocab_n_tokens(self.llama.llama_model_get_vocab(self.model))
         self.threads = threads or torch.get_num_threads()
-        self.context, self.room = None, (0, 0, 0)
-        self.batch, self.batch_size = None, 0
+        self.context, self.cells, self.sequence_ids = None, 0, 0
+        self.free: list[int] = []  # sequence ids no engine holds
+        self.cached: list[int] = []
+        self.batch = self.llama.llama_batch_init(DECODE_TOKENS, 0, 1)
         self._view, self._view_key = None, None
         self._logits_address = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
             ("llama_get_logits", self.llama.llama_cpp._lib))  # the buffer's address as an int: one call, no pointer object
-        self.cached: list[int] = []
 
     @property
     def cache_sequence(self) -> int:
-        return self.room[1] - 1
+        return self.sequence_ids - 1
 
-    def open(self, cells: int, sequences: int, tokens: int, keep_cache: bool = False) -> None:
-        """The context with at least `cells` KV cells, `sequences` sequence ids (besides the prefix cache's) and
-        `tokens` per decode, every sequence emptied — but the prefix cache's with `keep_cache`."""
-        cells, sequences = cells + (len(self.cached) if keep_cache else 0), sequences + 1
-        if self.context is None or any(need > have for need, have in zip((cells, sequences, tokens), self.room, strict=True)):
-            if self.context is not None:
-                self.llama.llama_free(self.context)
-            self.room = (max(cells, self.room[0], 512), max(sequences, self.room[1], 4), max(tokens, self.room[2], 512))
-            params = self.llama.llama_context_default_params()
-            params.n_ctx, params.n_seq_max = self.room[0], self.room[1]
-            params.n_batch = params.n_ubatch = self.room[2]
-            params.n_threads = params.n_threads_batch = self.threads
-            params.kv_unified, params.no_perf = True, True
-            self.context = self.llama.llama_init_from_model(self.model, params)
-            if not self.context:
-                raise ModelError(f"llama.cpp could not make a context of {self.room[0]} cells")
-            self.cached = []
-        if keep_cache and self.cached:
-            self.llama.llama_memory_seq_keep(self.memory(), self.cache_sequence)
-        else:
-            self.llama.llama_memory_clear(self.memory(), True)
-            self.cached = []
+    @property
+    def busy(self) -> bool:
+        """Whether an engine holds a sequence (the context cannot be remade)."""
+        return len(self.free) < self.sequence_ids - 1
+
+    def reserve(self, cells: int, sequences: int) -> None:
+        """Room for at least `cells` KV cells (besides the prefix cache's) and `sequences` sequences at once; a
+        bigger context is made only while no engine holds a sequence (the prefix cache is lost then)."""
+        cells, sequences = cells + len(self.cached), sequences + 1
+        if self.context is not None and cells <= self.cells and sequences <= self.sequence_ids:
+            return
+        if sequences > MAX_SEQUENCES:
+            raise ConfigError(f"llama.cpp holds at most {MAX_SEQUENCES - 1} rows at once ({sequences - 1} asked: "
+                              "prompts × beams × 2); decode fewer prompts or beams at a time")
+        if self.busy:
+            raise ModelError(f"the llama.cpp context is in use and too small ({self.cells} KV cells, "
+                             f"{self.sequence_ids - 1} sequences); start the server with a larger --context-length")
+        if self.context is not None:
+            self.llama.llama_free(self.context)
+        self.cells, self.sequence_ids = max(cells, self.cells, 512), max(sequences, self.sequence_ids, 4)
+        params = self.llama.llama_context_default_params()
+        params.n_ctx, params.n_seq_max = self.cells, self.sequence_ids
+        params.n_batch = params.n_ubatch = DECODE_TOKENS
+        params.n_threads = params.n_threads_batch = self.threads
+        params.kv_unified, params.no_perf = True, True  # unified: a copied sequence shares its cells
+        self.context = self.llama.llama_init_from_model(self.model, params)
+        if not self.context:
+            raise ModelError(f"llama.cpp could not make a context of {self.cells} cells")
+        self.free, self.cached = list(range(self.sequence_ids - 1)), []
+
+    def claim(self, count: int) -> list[int]:
+        """`count` free sequence ids, empty."""
+        if count > len(self.free):
+            raise ModelError(f"the llama.cpp context has {len(self.free)} free sequences, {count} needed; "
+                             "decode fewer rows at once")
+        taken, self.free = self.free[:count], self.free[count:]
+        return taken
+
+    def release(self, sequences: set[int] | list[int]) -> None:
+        """Empty `sequences` and give them back to the pool."""
+        memory = self.memory()
+        for sequence in sequences:
+            self.llama.llama_memory_seq_rm(memory, sequence, -1, -1)
+            self.free.append(sequence)
 
     def reuse_prefix(self, prompt: list[int], sequence: int) -> int:
         """Give `sequence` the cached KV of the tokens `prompt` starts with (all but its last, read again for its
@@ -111,15 +140,18 @@ class LlamaCppModel:
         self.cached = list(prompt)
 
     def decode(self, entries: list[tuple[int, int, int, bool]], shape: tuple[int, ...] = (-1,)) -> torch.Tensor:
-        """Run (token, position, sequence, wants logits) entries through one `llama_decode`; the logits of the
-        entries that want them, in order, float32 of `shape` + (vocab,) — a view of llama.cpp's own buffer, valid
-        until the next decode (clone what must outlive it): after llama.cpp has streamed the weights, every
-        buffer and op touched costs tens of µs, which counts at its 9 ms a token."""
-        if len(entries) > self.batch_size:
-            if self.batch is not None:
-                self.llama.llama_batch_free(self.batch)
-            self.batch_size = max(len(entries), 512)
-            self.batch = self.llama.llama_batch_init(self.batch_size, 0, 1)
+        """Run (token, position, sequence, wants logits) entries through llama.cpp; the logits of the entries
+        that want them, in order, float32 of `shape` + (vocab,). From one call (at most DECODE_TOKENS entries),
+        a view of llama.cpp's own buffer, valid until the next decode (clone what must outlive it): after
+        llama.cpp has streamed the weights, every buffer and op touched costs tens of µs, which counts at its
+        9 ms a token."""
+        if len(entries) <= DECODE_TOKENS:
+            return self._decode(entries, shape)
+        parts = [self._decode(entries[i:i + DECODE_TOKENS], (-1,)).clone()
+                 for i in range(0, len(entries), DECODE_TOKENS)]
+        return torch.cat(parts).view(*shape, self.vocab_size)
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]], shape: tuple[int, ...]) -> torch.Tensor:
         batch = self.batch
         token, pos, n_seq_id, seq_id, wants = batch.token, batch.pos, batch.n_seq_id, batch.seq_id, batch.logits
         for i, (t, position, sequence, logits) in enumerate(entries):
@@ -128,7 +160,8 @@ class LlamaCppModel:
         batch.n_tokens = len(entries)
         status = self.llama.llama_decode(self.context, batch)
         if status != 0:
-            raise ModelError(f"llama.cpp's decode failed (status {status}): the context is out of room")
+            raise ModelError(f"llama.cpp's decode failed (status {status}): its KV cache is full; decode fewer or "
+                             "shorter requests at once (or start the server with a larger --context-length)")
         return self._logits(sum(entry[3] for entry in entries), shape)
 
     def _logits(self, rows: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -147,7 +180,8 @@ class LlamaCppModel:
 
 class LlamaCppEngine:
     """A batch of rows decoded by llama.cpp, with `Engine`'s interface (decoder-only models; no soft prompts,
-    hidden states, forks or merges: strategies that need those stay on the torch engine)."""
+    hidden states or forks: strategies that need those stay on the torch engine). Each row is a sequence of
+    the runtime's context, handed back when the row is dropped or the engine closed."""
 
     encoder_decoder = False
     keep_hidden = False
@@ -165,11 +199,13 @@ class LlamaCppEngine:
         self.prompt_ids, self.prompt_mask = pad_prompts(prompts, pad_id, left=True)
         self._prompts = [list(p) for p in prompts]
         self.rows = len(prompts)
-        slots = max(rows_at_most or self.rows, self.rows)
-        self.sequences = list(range(self.rows))
-        self.spare = [s for s in range(2 * slots) if s not in self.sequences]
-        runtime.open(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64, sequences=2 * slots,
-                     tokens=sum(len(p) for p in prompts), keep_cache=prefix_cache)
+        if not runtime.busy:  # else the context was sized for what shares it (a server reserves its room)
+            slots = max(rows_at_most or self.rows, self.rows)
+            runtime.reserve(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64, sequences=2 * slots)
+        self.sequences = runtime.claim(self.rows)
+        self.owned = set(self.sequences)  # what goes back to the pool: changed in place, the finalizer holds it
+        self._finalizer = weakref.finalize(self, runtime.release, self.owned)
+        self.positions = [len(p) for p in prompts]  # each row's next position
         self.length, self.max_new_tokens, self.prefix_cache = 0, max_new_tokens, prefix_cache
 
     @property
@@ -204,12 +240,12 @@ class LlamaCppEngine:
 
     def step(self, tokens: torch.Tensor, keep: int = 1) -> torch.Tensor:
         """Append `tokens` (rows, k) to every row; the logits of the last `keep` positions, (rows, keep, vocab)."""
-        generated = self.length - self.prompt_length
         k = tokens.shape[1]
-        starts = self.prompt_lengths
-        entries = [(token, starts[r] + generated + j, self.sequences[r], j >= k - keep)
+        positions, sequences = self.positions, self.sequences
+        entries = [(token, positions[r] + j, sequences[r], j >= k - keep)
                    for r, row in enumerate(tokens.tolist()) for j, token in enumerate(row)]
         logits = self.runtime.decode(entries, (self.rows, keep))
+        self.positions = [position + k for position in positions]
         self.length += k
         return logits
 
@@ -226,15 +262,15 @@ class LlamaCppEngine:
                 kept.add(source)
                 sequences.append(source)
                 continue
-            if not self.spare:
-                raise RuntimeError("the llama.cpp context has no free sequence id left")
-            target = self.spare.pop()
+            target = self.runtime.claim(1)[0]
+            self.owned.add(target)
             self.runtime.llama.llama_memory_seq_cp(memory, source, target, -1, -1)
             sequences.append(target)
-        for dropped in set(self.sequences) - kept:
-            self.runtime.llama.llama_memory_seq_rm(memory, dropped, -1, -1)
-            self.spare.append(dropped)
+        dropped = set(self.sequences) - kept
+        self.owned -= dropped
+        self.runtime.release(dropped)
         self.sequences = sequences
+        self.positions = [self.positions[r] for r in picked]
         self._prompts = [self._prompts[r] for r in picked]
         self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
         self.rows = len(picked)
@@ -244,21 +280,39 @@ class LlamaCppEngine:
         removed = self.length - length
         if removed <= 0:
             return
-        kept = length - self.prompt_length
+        self.positions = [position - removed for position in self.positions]
         memory = self.runtime.memory()
-        for sequence, prompt_length in zip(self.sequences, self.prompt_lengths, strict=True):
-            self.runtime.llama.llama_memory_seq_rm(memory, sequence, prompt_length + kept, -1)
+        for sequence, position in zip(self.sequences, self.positions, strict=True):
+            self.runtime.llama.llama_memory_seq_rm(memory, sequence, position, -1)
         self.length = length
 
+    def merge(self, other: LlamaCppEngine) -> None:
+        """Append the rows of `other`, a prefilled engine on the same llama.cpp model (continuous batching: a
+        request joins a running batch); its sequences become this engine's, each row keeps its positions."""
+        if not isinstance(other, LlamaCppEngine) or other.runtime is not self.runtime or not self.length or not other.length:
+            raise ValueError("merge joins prefilled llama.cpp engines on one model")
+        self.sequences = self.sequences + other.sequences
+        self.owned |= other.owned
+        other.owned.clear()
+        self.positions = self.positions + other.positions
+        self._prompts = self._prompts + other._prompts
+        self.prompt_ids, self.prompt_mask = pad_prompts(self._prompts, self.pad_id, left=True)
+        self.rows += other.rows
+        self.length = max(self.length, other.length)
+
+    def compact(self) -> None:
+        """Nothing to drop: each row's cells are its own sequence's, freed with it."""
+
+    def close(self) -> None:
+        """Hand every sequence back to the pool (also done when the engine is collected)."""
+        self._finalizer()
+
     def alone(self, prompt: list[int]) -> LlamaCppEngine:
-        """A one-row engine for `prompt` on the same context (emptied: this engine is not used after)."""
+        """A one-row engine for `prompt` on the same model."""
         return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens, prefix_cache=self.prefix_cache)
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> LlamaCppEngine:
         raise ConfigError("decode.engine llama.cpp does not fork a prefill (strategy auto); use engine torch")
-
-    def merge(self, other: object) -> None:
-        raise ConfigError("decode.engine llama.cpp does not join running batches yet; serve with engine torch")
 
 
 _RUNTIMES: dict[Path, LlamaCppModel] = {}

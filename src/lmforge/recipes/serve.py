@@ -30,19 +30,30 @@ class FaqSettings:
 
 
 def served_model(target: str, name: str | None = None, weights: str = "fp32", device: str | None = None,
-                 allow_network: bool = False) -> ServedModel:
+                 allow_network: bool = False, engine: str = "torch") -> ServedModel:
     """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
-    ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`). A strategy-network run brings
-    its router and experts: each prompt is decoded by the expert the router picks."""
+    ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`); with `engine` llama.cpp, a GGUF
+    of it at that precision (converted now, cached) runs the forward passes. A strategy-network run brings its
+    router and experts: each prompt is decoded by the expert the router picks."""
     generator = open_generator(target, device=device, allow_network=allow_network)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
     experts = _experts(generator)
-    if experts is not None and weights != "fp32":
-        raise ConfigError(f"--weights {weights}: {target} is a strategy network, served with its weights as loaded; "
-                          "drop --weights")
-    model = decoding_weights(generator.model, weights)
-    return ServedModel(name or Path(target.rstrip("/")).name, model, generator.tokenizer,
-                       generator.max_new_tokens, int(context), generator.precision, experts=experts)
+    if experts is not None and (weights != "fp32" or engine != "torch"):
+        flag = f"--weights {weights}" if weights != "fp32" else f"--engine {engine}"
+        raise ConfigError(f"{flag}: {target} is a strategy network, served with its weights as loaded by torch; "
+                          f"drop {flag.split()[0]}")
+    served = ServedModel(name or Path(target.rstrip("/")).name, generator.model, generator.tokenizer,
+                         generator.max_new_tokens, int(context), generator.precision, experts=experts)
+    if engine == "llama.cpp":
+        from lmforge.decode.llama_cpp_engine import llama_cpp_runtime
+
+        if generator.model.config.is_encoder_decoder:
+            raise ConfigError(f"--engine llama.cpp serves decoder-only models; {target} is an encoder-decoder")
+        served.runtime = llama_cpp_runtime(generator.model, weights)
+        served.decoding = {"engine": "llama.cpp", "weights": weights}
+    else:
+        served.model = decoding_weights(generator.model, weights)
+    return served
 
 
 def _experts(generator: Generator) -> Experts | None:
@@ -64,7 +75,7 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
           faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None,
-          allow_network: bool = False) -> None:
+          allow_network: bool = False, engine: str = "torch") -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented)."""
     import uvicorn
@@ -78,13 +89,15 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} model")
     if is_task_run and weights != "fp32":
         raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} model")
+    if is_task_run and engine != "torch":
+        raise ConfigError(f"--engine {engine} applies to generation; {target} is a {task_name} model")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     if encoder is not None:
         served: ServedModel | ServedTask = encoder
     elif is_task_run:
         served = served_task(run_dir, name, device)
     else:
-        served = served_model(target, name, weights, device, allow_network)
+        served = served_model(target, name, weights, device, allow_network, engine)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)

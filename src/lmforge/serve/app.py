@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.decode.llama_cpp_engine import MAX_SEQUENCES
 from lmforge.serve import responses as R
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.embedding_routes import add_embedding_route
@@ -45,6 +47,8 @@ class ServedModel:
     precision: str = "fp32"
     retriever: FaqRetriever | None = None  # chat answers grounded in the nearest FAQ entries
     experts: Experts | None = None  # a strategy network: each prompt decoded by the expert its router picks
+    runtime: Any = None  # llama.cpp holding the model (`lmforge serve --engine llama.cpp`): it runs the forward passes
+    decoding: dict = field(default_factory=dict)  # decode fields every request gets (engine, weights)
 
 
 @dataclass
@@ -78,8 +82,12 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     the app's shutdown) or a run of another task (its /v1/classify, /v1/ner or /v1/qa endpoint)."""
     options = options or ServeOptions()
     task = served if isinstance(served, ServedTask) else None
+    if task is None and served.runtime is not None:  # room for a full batch, reserved before requests share it
+        rows = options.max_batch * max(options.limits.max_beams, options.limits.max_n)
+        served.runtime.reserve(cells=options.max_batch * min(served.context_length, 1024 + options.limits.max_tokens),
+                               sequences=min(2 * rows, MAX_SEQUENCES - 1))
     scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
-                          served.experts, options.wave_wait_s) if task is None else None
+                          served.experts, options.wave_wait_s, served.runtime) if task is None else None
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 

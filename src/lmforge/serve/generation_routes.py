@@ -36,7 +36,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
 
     def params_of(body: RequestBase, **kwargs):
         try:
-            params = body.decode_params(options.limits, **kwargs)
+            params = body.decode_params(options.limits, served.decoding, **kwargs)
             check_token_ids(params, tokenizer)
         except ValidationError as error:
             first = error.errors()[0]

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.generate import generate
+from lmforge.decode.llama_cpp_engine import LlamaCppModel
 from lmforge.models.precision import autocast_for
 
 
@@ -71,12 +72,13 @@ class Scheduler:
     `wave_wait_s` for the batch to drain (for a single model)."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
-                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0) -> None:
+                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0,
+                 runtime: LlamaCppModel | None = None) -> None:
         self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
         self.wave_wait_s = wave_wait_s
         self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.batch = ContinuousBatch(model, tokenizer)
+        self.batch = ContinuousBatch(model, tokenizer, runtime)
         self.waves = 0  # batches decoded outside the continuous batch
         self._held: list[Job] = []  # taken from the queue, not yet decoding
         self._wave_rows = 0

@@ -102,8 +102,10 @@ class RequestBase(ApiModel):
     def stop_strings(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
-    def decode_params(self, limits: RequestLimits, json_schema: str | None = None, explain: int = 0) -> DecodeParams:
-        """The request's decoding: greedy unless temperature > 0 or top_p/n ask for sampling; `lmforge` last.
+    def decode_params(self, limits: RequestLimits, server_fields: dict[str, Any] | None = None,
+                      json_schema: str | None = None, explain: int = 0) -> DecodeParams:
+        """The request's decoding: greedy unless temperature > 0 or top_p/n ask for sampling; `lmforge` next;
+        `server_fields` (what the server decodes with: engine, weights) last.
         Refused (`BadRequest`) where it names server files or exceeds `limits`; pydantic's ValidationError
         where a field is invalid."""
         check_outputs(self.n, self.token_limit, limits, self.token_param, self.prompt_count)
@@ -121,7 +123,7 @@ class RequestBase(ApiModel):
             fields["json_schema"] = inline_schema(json_schema, "response_format.json_schema.schema", limits)
         if explain:
             fields["explain"] = explain
-        params = DecodeParams.model_validate(fields | checked_extension(self.lmforge, limits))
+        params = DecodeParams.model_validate(fields | checked_extension(self.lmforge, limits) | (server_fields or {}))
         check_params(params, limits)
         return params
 
