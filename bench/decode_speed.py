@@ -184,10 +184,69 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
         pipe.send(rows)
 
 
+def _llama_cpp_batched_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int,
+                              prefix_cache: bool) -> None:
+    """llama.cpp decoding every prompt at once, as its `batched` example does (llama-cpp-python's low-level API:
+    one sequence per prompt, one `llama_decode` a step for all rows, greedy with numpy, EOS suppressed); its
+    high-level `Llama` decodes one prompt at a time. Every run starts from an empty KV cache."""
+    try:
+        import ctypes
+
+        import llama_cpp as L
+        import numpy as np
+    except ImportError:
+        pipe.send(None)
+        return
+    quiet = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(lambda level, text, data: None)
+    L.llama_log_set(quiet, ctypes.c_void_p(0))  # llama.cpp reports every load on stderr
+    L.llama_backend_init()
+    model = L.llama_model_load_from_file(gguf.encode(), L.llama_model_default_params())
+    params = L.llama_context_default_params()
+    params.n_ctx = len(prompts) * (max(len(p) for p in prompts) + new_tokens) + 64
+    params.n_seq_max, params.kv_unified = len(prompts), True
+    params.n_batch = params.n_ubatch = max(512, sum(len(p) for p in prompts))
+    params.n_threads = params.n_threads_batch = threads
+    context = L.llama_init_from_model(model, params)
+    vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+    batch = L.llama_batch_init(params.n_batch, 0, 1)
+
+    def decode(entries: list[tuple[int, int, int, bool]]) -> np.ndarray:
+        for i, (token, position, sequence, wants) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, position, 1, wants
+            batch.seq_id[i][0] = sequence
+        batch.n_tokens = len(entries)
+        if L.llama_decode(context, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        address = ctypes.cast(L.llama_get_logits(context), ctypes.c_void_p).value
+        rows = sum(entry[3] for entry in entries)
+        return np.frombuffer((ctypes.c_float * (rows * vocab)).from_address(address), dtype=np.float32).reshape(rows, vocab)
+    pipe.send("ready")
+    while True:
+        try:
+            if pipe.recv() != "run":
+                return
+        except EOFError:
+            return
+        L.llama_memory_clear(L.llama_get_memory(context), True)
+        logits = decode([(token, i, row, i == len(prompt) - 1) for row, prompt in enumerate(prompts)
+                         for i, token in enumerate(prompt)])
+        outputs: list[list[int]] = [[] for _ in prompts]
+        for step in range(new_tokens):
+            logits[:, eos] = -np.inf
+            tokens = logits.argmax(axis=1).tolist()
+            for row, token in enumerate(tokens):
+                outputs[row].append(token)
+            if step + 1 < new_tokens:
+                logits = decode([(token, len(prompts[row]) + step, row, True) for row, token in enumerate(tokens)])
+        pipe.send(outputs)
+
+
 def llama_cpp_runner(gguf: str, prompts: list[list[int]], tokenizer, new_tokens: int,
                      prefix_cache: bool = False) -> Callable[[], list[list[int]]] | None:
-    """llama.cpp in a separate process (its own threads, as CTranslate2), on a GGUF `lmforge export` wrote."""
-    return worker_runner(_llama_cpp_worker, gguf, prompts, new_tokens, torch.get_num_threads(), tokenizer.eos_token_id,
+    """llama.cpp in a separate process (its own threads, as CTranslate2), on a GGUF `lmforge export` wrote; several
+    prompts decode together (llama.cpp's batched example), one prompt through llama-cpp-python's `Llama`."""
+    worker = _llama_cpp_worker if len(prompts) == 1 else _llama_cpp_batched_worker
+    return worker_runner(worker, gguf, prompts, new_tokens, torch.get_num_threads(), tokenizer.eos_token_id,
                          prefix_cache)
 
 
@@ -320,7 +379,7 @@ def main() -> None:
                 peers[f"lmforge on llama.cpp {outtype}"] = lmforge_runner(
                     model, tokenizer, copying[:1] if copy else prompts, 2 * args.new_tokens if copy else args.new_tokens,
                     beams, not copy, lookup=copy, weights=weights, engine="llama.cpp", prefix_cache=args.prefix_cache)
-        if args.llama_cpp and mode == "greedy":
+        if args.llama_cpp and (mode == "greedy" or mode.startswith("batch")):
             for outtype in ("f32", "q8_0"):
                 runner = llama_cpp_runner(exported_gguf(outtype, folder), prompts, tokenizer, args.new_tokens,
                                           args.prefix_cache)
