@@ -185,10 +185,11 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
 
 
 def _llama_cpp_batched_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int, threads: int, eos: int,
-                              prefix_cache: bool) -> None:
+                              prefix_cache: bool, unified: bool = False) -> None:
     """llama.cpp decoding every prompt at once, as its `batched` example does (llama-cpp-python's low-level API:
-    one sequence per prompt, one `llama_decode` a step for all rows, greedy with numpy, EOS suppressed); its
-    high-level `Llama` decodes one prompt at a time. Every run starts from an empty KV cache."""
+    one sequence per prompt, each in its own KV stream unless `unified` — the example's default, 7% faster here at
+    batch 16 —, one `llama_decode` a step for all rows, greedy with numpy, EOS suppressed); its high-level `Llama`
+    decodes one prompt at a time. Every run starts from an empty KV cache."""
     try:
         import ctypes
 
@@ -203,7 +204,7 @@ def _llama_cpp_batched_worker(pipe, gguf: str, prompts: list[list[int]], new_tok
     model = L.llama_model_load_from_file(gguf.encode(), L.llama_model_default_params())
     params = L.llama_context_default_params()
     params.n_ctx = len(prompts) * (max(len(p) for p in prompts) + new_tokens) + 64
-    params.n_seq_max, params.kv_unified = len(prompts), True
+    params.n_seq_max, params.kv_unified = len(prompts), unified
     params.n_batch = params.n_ubatch = max(512, sum(len(p) for p in prompts))
     params.n_threads = params.n_threads_batch = threads
     context = L.llama_init_from_model(model, params)

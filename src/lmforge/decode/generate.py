@@ -185,7 +185,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             elif runtime is not None:
                 widest = max(params.num_beams if params.strategy == "beam" else 1, params.num_return_sequences)
                 engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens, len(batch_prompts) * widest,
-                                        params.prefix_cache)
+                                        params.prefix_cache, separate=params.strategy != "beam")  # beams share cells
             else:
                 engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],
                                 static_cache_length(params, batch_prompts, prompt_embeds, max_new_tokens), params.compile)

@@ -64,6 +64,8 @@ class LlamaCppModel:
         self.vocab_size = self.llama.llama_vocab_n_tokens(self.llama.llama_model_get_vocab(self.model))
         self.threads = threads or torch.get_num_threads()
         self.context, self.cells, self.sequence_ids = None, 0, 0
+        self.row_cells: int | None = None  # each sequence's own KV stream of this many cells; None: one shared cache
+        self.shared_only = False  # a server keeps its one shared cache (set after reserving its room)
         self.free: list[int] = []  # sequence ids no engine holds
         self.cached: list[int] = []
         self.batch = self.llama.llama_batch_init(DECODE_TOKENS, 0, 1)
@@ -80,30 +82,52 @@ class LlamaCppModel:
         """Whether an engine holds a sequence (the context cannot be remade)."""
         return len(self.free) < self.sequence_ids - 1
 
-    def reserve(self, cells: int, sequences: int) -> None:
-        """Room for at least `cells` KV cells (besides the prefix cache's) and `sequences` sequences at once; a
-        bigger context is made only while no engine holds a sequence (the prefix cache is lost then)."""
-        cells, sequences = cells + len(self.cached), sequences + 1
-        if self.context is not None and cells <= self.cells and sequences <= self.sequence_ids:
-            return
+    def reserve(self, cells: int, sequences: int, row_cells: int | None = None) -> None:
+        """Room for `sequences` sequences at once (besides the prefix cache's) in one KV cache of at least `cells`
+        cells shared by all, whose copies share cells (beams); with `row_cells` (unless `shared_only`), each
+        sequence in its own stream of that many cells instead, as llama.cpp's batched example does: at batch > 1
+        a row attends to its own cells, not to every row's, and copies move data. A different context is made only
+        while no engine holds a sequence (the prefix cache is lost then)."""
+        separate = row_cells is not None and not self.shared_only
+        sequences += 1
+        if self.context is not None and separate == (self.row_cells is not None) and sequences <= self.sequence_ids:
+            if (row_cells <= self.row_cells) if separate else (cells + len(self.cached) <= self.cells):
+                return
         if sequences > MAX_SEQUENCES:
             raise ConfigError(f"llama.cpp holds at most {MAX_SEQUENCES - 1} rows at once ({sequences - 1} asked: "
                               "prompts × beams × 2); decode fewer prompts or beams at a time")
         if self.busy:
             raise ModelError(f"the llama.cpp context is in use and too small ({self.cells} KV cells, "
                              f"{self.sequence_ids - 1} sequences); start the server with a larger --context-length")
+        same_kind = self.context is not None and separate == (self.row_cells is not None)
         if self.context is not None:
             self.llama.llama_free(self.context)
-        self.cells, self.sequence_ids = max(cells, self.cells, 512), max(sequences, self.sequence_ids, 4)
+        self.sequence_ids = max(sequences, self.sequence_ids if same_kind else 0, 4)
+        if separate:
+            self.row_cells = max(row_cells, self.row_cells if same_kind else 0, 256)
+            self.cells = self.row_cells * self.sequence_ids
+        else:
+            self.row_cells, self.cells = None, max(cells, self.cells if same_kind else 0, 512)
         params = self.llama.llama_context_default_params()
         params.n_ctx, params.n_seq_max = self.cells, self.sequence_ids
         params.n_batch = params.n_ubatch = DECODE_TOKENS
         params.n_threads = params.n_threads_batch = self.threads
-        params.kv_unified, params.no_perf = True, True  # unified: a copied sequence shares its cells
+        params.kv_unified, params.no_perf = not separate, True  # unified: a copied sequence shares its cells
         self.context = self.llama.llama_init_from_model(self.model, params)
         if not self.context:
             raise ModelError(f"llama.cpp could not make a context of {self.cells} cells")
         self.free, self.cached = list(range(self.sequence_ids - 1)), []
+
+    def copy(self, source: int, target: int, end: int = -1) -> None:
+        """`target` gets `source`'s cells up to position `end` (all: -1). In one shared cache the cells are shared;
+        between separate streams llama.cpp copies whole streams only, so the tail is cut after."""
+        memory = self.memory()
+        if self.row_cells is None:
+            self.llama.llama_memory_seq_cp(memory, source, target, 0 if end >= 0 else -1, end)
+            return
+        self.llama.llama_memory_seq_cp(memory, source, target, -1, -1)
+        if end >= 0:
+            self.llama.llama_memory_seq_rm(memory, target, end, -1)
 
     def claim(self, count: int) -> list[int]:
         """`count` free sequence ids, empty."""
@@ -129,14 +153,13 @@ class LlamaCppModel:
                 break
             shared += 1
         if shared:
-            self.llama.llama_memory_seq_cp(self.memory(), self.cache_sequence, sequence, 0, shared)
+            self.copy(self.cache_sequence, sequence, shared)
         return shared
 
     def remember(self, prompt: list[int], sequence: int) -> None:
         """The prefix cache becomes `prompt`, whose KV `sequence` holds (cells shared, not copied)."""
-        memory = self.memory()
-        self.llama.llama_memory_seq_rm(memory, self.cache_sequence, -1, -1)
-        self.llama.llama_memory_seq_cp(memory, sequence, self.cache_sequence, 0, len(prompt))
+        self.llama.llama_memory_seq_rm(self.memory(), self.cache_sequence, -1, -1)
+        self.copy(sequence, self.cache_sequence, len(prompt))
         self.cached = list(prompt)
 
     def decode(self, entries: list[tuple[int, int, int, bool]], shape: tuple[int, ...] = (-1,)) -> torch.Tensor:
@@ -190,9 +213,10 @@ class LlamaCppEngine:
     device = torch.device("cpu")
 
     def __init__(self, runtime: LlamaCppModel, prompts: list[list[int]], pad_id: int, max_new_tokens: int,
-                 rows_at_most: int | None = None, prefix_cache: bool = False):
+                 rows_at_most: int | None = None, prefix_cache: bool = False, separate: bool = False):
         """`rows_at_most`: the most rows `select` may make (beams × prompts), default the prompts; `prefix_cache`:
-        prompts reuse the KV of the tokens they share with the runtime's cached prompt, and the first becomes it."""
+        prompts reuse the KV of the tokens they share with the runtime's cached prompt, and the first becomes it;
+        `separate`: each row in its own KV stream (faster at batch > 1 when rows are rarely copied: not beams)."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.runtime, self.pad_id = runtime, pad_id
@@ -200,8 +224,8 @@ class LlamaCppEngine:
         self._prompts = [list(p) for p in prompts]
         self.rows = len(prompts)
         if not runtime.busy:  # else the context was sized for what shares it (a server reserves its room)
-            slots = max(rows_at_most or self.rows, self.rows)
-            runtime.reserve(cells=slots * (self.prompt_ids.shape[1] + max_new_tokens) + 64, sequences=2 * slots)
+            slots, row_cells = max(rows_at_most or self.rows, self.rows), self.prompt_ids.shape[1] + max_new_tokens + 64
+            runtime.reserve(cells=slots * row_cells + 64, sequences=2 * slots, row_cells=row_cells if separate else None)
         self.sequences = runtime.claim(self.rows)
         self.owned = set(self.sequences)  # what goes back to the pool: changed in place, the finalizer holds it
         self._finalizer = weakref.finalize(self, runtime.release, self.owned)
@@ -254,7 +278,6 @@ class LlamaCppEngine:
         picked = rows.tolist()
         if picked == list(range(self.rows)):
             return
-        memory = self.runtime.memory()
         kept, sequences = set(), []
         for old in picked:
             source = self.sequences[old]
@@ -264,7 +287,7 @@ class LlamaCppEngine:
                 continue
             target = self.runtime.claim(1)[0]
             self.owned.add(target)
-            self.runtime.llama.llama_memory_seq_cp(memory, source, target, -1, -1)
+            self.runtime.copy(source, target)
             sequences.append(target)
         dropped = set(self.sequences) - kept
         self.owned -= dropped
@@ -309,7 +332,8 @@ class LlamaCppEngine:
 
     def alone(self, prompt: list[int]) -> LlamaCppEngine:
         """A one-row engine for `prompt` on the same model."""
-        return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens, prefix_cache=self.prefix_cache)
+        return LlamaCppEngine(self.runtime, [prompt], self.pad_id, self.max_new_tokens, prefix_cache=self.prefix_cache,
+                              separate=True)
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> LlamaCppEngine:
         raise ConfigError("decode.engine llama.cpp does not fork a prefill (strategy auto); use engine torch")

@@ -86,6 +86,7 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
         rows = options.max_batch * max(options.limits.max_beams, options.limits.max_n)
         served.runtime.reserve(cells=options.max_batch * min(served.context_length, 1024 + options.limits.max_tokens),
                                sequences=min(2 * rows, MAX_SEQUENCES - 1))
+        served.runtime.shared_only = True  # requests join and leave one shared cache: no remaking it per request
     scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
                           served.experts, options.wave_wait_s, served.runtime) if task is None else None
     registry = CollectorRegistry()
