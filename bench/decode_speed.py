@@ -22,7 +22,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,6 +100,17 @@ def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, 
     return run
 
 
+def parent_asks(pipe) -> Iterator[None]:
+    """In a worker process: once each time the parent sends "run"; ends on anything else or when the parent is gone."""
+    while True:
+        try:
+            if pipe.recv() != "run":
+                return
+        except EOFError:  # the parent finished
+            return
+        yield
+
+
 def _ctranslate2_worker(pipe, folder: str, tokens: list[list[str]], new_tokens: int, beams: int, quantization: str,
                         threads: int, eos: int) -> None:
     """Holds a CTranslate2 generator in its own process and decodes whenever the parent sends "run"."""
@@ -112,12 +123,7 @@ def _ctranslate2_worker(pipe, folder: str, tokens: list[list[str]], new_tokens: 
     ctranslate2.converters.TransformersConverter(folder).convert(target, quantization=quantization, force=True)
     generator = ctranslate2.Generator(target, device="cpu", compute_type=quantization, intra_threads=threads)
     pipe.send("ready")
-    while True:
-        try:
-            if pipe.recv() != "run":
-                return
-        except EOFError:  # the parent finished
-            return
+    for _ in parent_asks(pipe):
         results = generator.generate_batch(tokens, max_length=new_tokens, min_length=new_tokens, beam_size=beams,
                                            include_prompt_in_result=False)
         pipe.send(until_eos([r.sequences_ids[0] for r in results], eos))
@@ -164,12 +170,7 @@ def _llama_cpp_worker(pipe, gguf: str, prompts: list[list[int]], new_tokens: int
         logits[eos] = -np.inf
         return logits
     pipe.send("ready")
-    while True:
-        try:
-            if pipe.recv() != "run":
-                return
-        except EOFError:
-            return
+    for _ in parent_asks(pipe):
         rows = []
         for prompt in prompts:
             out: list[int] = []
@@ -222,12 +223,7 @@ def _llama_cpp_batched_worker(pipe, gguf: str, prompts: list[list[int]], new_tok
         rows = sum(entry[3] for entry in entries)
         return np.frombuffer((ctypes.c_float * (rows * vocab)).from_address(address), dtype=np.float32).reshape(rows, vocab)
     pipe.send("ready")
-    while True:
-        try:
-            if pipe.recv() != "run":
-                return
-        except EOFError:
-            return
+    for _ in parent_asks(pipe):
         L.llama_memory_clear(L.llama_get_memory(context), True)
         logits = decode([(token, i, row, i == len(prompt) - 1) for row, prompt in enumerate(prompts)
                          for i, token in enumerate(prompt)])

@@ -3,6 +3,7 @@ against lmforge's engine on llama.cpp in this process, alternating, exactly `--t
 chat prompt; prints each peer's tok/s and the ratio to llama.cpp's loop.
 
     python bench/llama_cpp_loop.py --outtype q8_0 --rounds 5
+    python bench/llama_cpp_loop.py --outtype q8_0 --rounds 5 --overhead   # + ms a token outside llama_decode
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--outtype", choices=("f32", "q8_0"), default="f32")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--overhead", action="store_true", help="also time llama_decode inside lmforge's loop: the ms "
+                        "a token lmforge spends outside it (rules, choice, bookkeeping)")
     parser.add_argument("--prefix-cache", action="store_true", help="both sides keep the prompt's KV between runs "
                         "(only its last token is read again); default: the prompt is read whole every run")
     args = parser.parse_args()
@@ -56,6 +59,34 @@ def main() -> None:
         median = statistics.median(values)
         print(f"{args.outtype} {name}: {median:.1f} tok/s (min {min(values):.1f}, max {max(values):.1f}) "
               f"{median / base:.3f}×")
+    if args.overhead:
+        outside = outside_decode_ms(peers["lmforge on llama.cpp"], args.tokens, args.rounds)
+        print(f"{args.outtype} lmforge outside llama_decode: {statistics.median(outside):.3f} ms a token "
+              f"(min {min(outside):.3f}, max {max(outside):.3f})")
+
+
+def outside_decode_ms(run, tokens: int, rounds: int) -> list[float]:
+    """Per run of `run`: the ms a generated token spends outside `llama_decode` (its calls timed in place)."""
+    import llama_cpp
+
+    decode, spent = llama_cpp.llama_decode, [0.0]
+
+    def timed(*args):
+        started = time.perf_counter()
+        status = decode(*args)
+        spent[0] += time.perf_counter() - started
+        return status
+    llama_cpp.llama_decode = timed
+    try:
+        found = []
+        for _ in range(rounds):
+            spent[0] = 0.0
+            started = time.perf_counter()
+            run()
+            found.append(1000 * (time.perf_counter() - started - spent[0]) / tokens)
+        return found
+    finally:
+        llama_cpp.llama_decode = decode
 
 
 if __name__ == "__main__":
