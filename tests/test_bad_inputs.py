@@ -121,6 +121,8 @@ CASES: list[tuple[str, Callable[[Files], list[str]], str]] = [
     ("predict-output-is-a-folder", lambda f: ["predict", str(f.run), "--input", str(f.train), "--output", str(f.root)],
      "is a folder"),
     ("serve-port-out-of-range", lambda f: ["serve", "minilm-l6", "--port", "70000"], "--port"),
+    ("serve-llama-cpp-for-an-encoder", lambda f: ["serve", "minilm-l6", "--engine", "llama.cpp"],
+     "--engine llama.cpp applies to generation"),
 ]
 
 

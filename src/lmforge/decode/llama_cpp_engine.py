@@ -225,7 +225,9 @@ class LlamaCppEngine:
         self.rows = len(prompts)
         if not runtime.busy:  # else the context was sized for what shares it (a server reserves its room)
             slots, row_cells = max(rows_at_most or self.rows, self.rows), self.prompt_ids.shape[1] + max_new_tokens + 64
-            runtime.reserve(cells=slots * row_cells + 64, sequences=2 * slots, row_cells=row_cells if separate else None)
+            # a select claims its copies before it hands back the rows it drops: beams need twice their rows
+            runtime.reserve(cells=slots * row_cells + 64, sequences=slots + (self.rows if separate else slots),
+                            row_cells=row_cells if separate else None)
         self.sequences = runtime.claim(self.rows)
         self.owned = set(self.sequences)  # what goes back to the pool: changed in place, the finalizer holds it
         self._finalizer = weakref.finalize(self, runtime.release, self.owned)
