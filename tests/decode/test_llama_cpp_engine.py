@@ -176,5 +176,5 @@ def test_serve_engine_llama_cpp_answers_from_llama_cpp_and_refuses_torch_only_st
             if engine == "llama.cpp":
                 assert served.runtime is not None and not served.runtime.busy
                 refused = client.post("/v1/completions", json=body | {"lmforge": {"strategy": "contrastive"}})
-                assert refused.status_code == 400 and "engine llama.cpp runs strategies" in refused.json()["error"]["message"]
+                assert refused.status_code == 400 and "this server decodes with llama.cpp" in refused.json()["error"]["message"]
     assert answers["torch"] == answers["llama.cpp"]

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lmforge.decode.params import DecodeParams
+from lmforge.decode.params import LLAMA_CPP_STRATEGIES, DecodeParams
+from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.limits import RequestLimits, check_outputs, check_params, checked_extension, inline_schema
 
 MAX_TOKENS_LIMIT = 4096
@@ -123,7 +124,14 @@ class RequestBase(ApiModel):
             fields["json_schema"] = inline_schema(json_schema, "response_format.json_schema.schema", limits)
         if explain:
             fields["explain"] = explain
-        params = DecodeParams.model_validate(fields | checked_extension(self.lmforge, limits) | (server_fields or {}))
+        requested = fields | checked_extension(self.lmforge, limits)
+        server_fields = server_fields or {}
+        strategy = requested.get("strategy", "greedy")
+        if server_fields.get("engine") == "llama.cpp" and strategy not in LLAMA_CPP_STRATEGIES:
+            raise BadRequest(f"lmforge.strategy: this server decodes with llama.cpp, which runs strategies "
+                             f"{', '.join(LLAMA_CPP_STRATEGIES)}; {strategy!r} needs a server started without "
+                             "--engine llama.cpp", "lmforge.strategy")
+        params = DecodeParams.model_validate(requested | server_fields)
         check_params(params, limits)
         return params
 
