@@ -1,8 +1,8 @@
 """What a client may ask of the server per request, and what only the person starting it may set.
 
 Over HTTP a request carries inline values only: a JSON schema as JSON, never a path; the draft model,
-the decoding policy, image scorers and gates, and the weights' precision name files or load models, so
-they are set when the server starts (`lmforge serve --draft-model/--policy/--weights`) and refused in a
+the decoding policy, image scorers and gates, the weights' precision and the engine name files or load models,
+so they are set when the server starts (`lmforge serve --draft-model/--policy/--weights/--engine`) and refused in a
 request. Every knob that multiplies the work of a request (beams, outputs, tokens, compiling, static
 caches, rule sizes) is bounded by a server-side limit; a request over one gets a 400 naming the limit
 and the flag that raises it.
@@ -25,7 +25,7 @@ SERVER_ONLY_FIELDS = {
     "image_gate": "not served over HTTP",
     "image_weight": "not served over HTTP: requests carry no images",
     "weights": "lmforge serve --weights",
-    "engine": "not served over HTTP: the server decodes with torch (decode.engine llama.cpp converts and loads a model)",
+    "engine": "lmforge serve --engine",
 }
 
 
