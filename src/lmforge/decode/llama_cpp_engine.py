@@ -90,7 +90,8 @@ class LlamaCppModel:
         while no engine holds a sequence (the prefix cache is lost then)."""
         separate = row_cells is not None and not self.shared_only
         sequences += 1
-        if self.context is not None and separate == (self.row_cells is not None) and sequences <= self.sequence_ids:
+        same_kind = self.context is not None and separate == (self.row_cells is not None)
+        if same_kind and sequences <= self.sequence_ids:
             if (row_cells <= self.row_cells) if separate else (cells + len(self.cached) <= self.cells):
                 return
         if sequences > MAX_SEQUENCES:
@@ -98,8 +99,8 @@ class LlamaCppModel:
                               "prompts × beams × 2); decode fewer prompts or beams at a time")
         if self.busy:
             raise ModelError(f"the llama.cpp context is in use and too small ({self.cells} KV cells, "
-                             f"{self.sequence_ids - 1} sequences); start the server with a larger --context-length")
-        same_kind = self.context is not None and separate == (self.row_cells is not None)
+                             f"{self.sequence_ids - 1} sequences); decode fewer or shorter requests at once, or start "
+                             "the server with a larger --max-batch or --max-tokens (its room is reserved from them)")
         if self.context is not None:
             self.llama.llama_free(self.context)
         self.sequence_ids = max(sequences, self.sequence_ids if same_kind else 0, 4)
@@ -184,7 +185,7 @@ class LlamaCppModel:
         status = self.llama.llama_decode(self.context, batch)
         if status != 0:
             raise ModelError(f"llama.cpp's decode failed (status {status}): its KV cache is full; decode fewer or "
-                             "shorter requests at once (or start the server with a larger --context-length)")
+                             "shorter requests at once (or start the server with a larger --max-batch or --max-tokens)")
         return self._logits(sum(entry[3] for entry in entries), shape)
 
     def _logits(self, rows: int, shape: tuple[int, ...]) -> torch.Tensor:

@@ -21,7 +21,13 @@ from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
 from lmforge.decode.rules import Rule, apply_rules
 from lmforge.decode.strategies.base import DecodingStrategy, Limits
-from lmforge.decode.strategies.sampling import OnTokens, StopCheck, record_step, still_running
+from lmforge.decode.strategies.sampling import (
+    OnTokens,
+    StopCheck,
+    chosen_logprobs,
+    record_step,
+    still_running,
+)
 from lmforge.decode.strategy_params import ContrastiveParams as Params
 
 #: (tokens generated so far (rows, t), candidate tokens (rows, k), each row's prompt index (rows,))
@@ -65,7 +71,7 @@ def contrastive_search(engine: Engine, rules: Sequence[Rule], max_new_tokens: in
         tokens = candidates.gather(1, best[:, None]).squeeze(1)
         chosen_rows = torch.arange(rows, device=device) * k + best
         engine.select(chosen_rows)
-        logprobs = logits.log_softmax(dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
+        logprobs = chosen_logprobs(logits, tokens)
         logits = next_logits[chosen_rows]
         context = torch.cat([context, states[torch.arange(rows, device=device), best][:, None]], dim=1)
         valid = torch.cat([valid, valid.new_ones((rows, 1))], dim=1)
