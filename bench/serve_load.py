@@ -28,6 +28,8 @@ import time
 import httpx
 import uvicorn
 
+from lmforge.models.gguf_export import OUTTYPE_OF_WEIGHTS, cached_gguf
+from lmforge.models.packaged import locate_packaged
 from lmforge.recipes.serve import served_model
 from lmforge.serve.app import ServeOptions, create_app
 
@@ -113,34 +115,34 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="completion tokens per request")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--mixed", action="store_true", help="lengths cycle through tokens × 0.25, 0.5, 1, 2")
-    parser.add_argument("--llama-cpp", action="store_true", help="add llama-cpp-python's server on f32 and q8_0 GGUFs")
+    parser.add_argument("--llama-cpp", action="store_true", help="add lmforge serve --engine llama.cpp and, as its peer, "
+                        "llama-cpp-python's server, on f32 and q8_0 GGUFs")
     args = parser.parse_args()
     served = served_model("smollm2-135m-instruct")
+    on_llama = {OUTTYPE_OF_WEIGHTS[weights]: served_model("smollm2-135m-instruct", weights=weights, engine="llama.cpp")
+                for weights in ("fp32", "int8")} if args.llama_cpp else {}
+
+    def serve_and_load(model, max_batch: int, clients: int) -> dict:
+        """`model` served in this process with continuous batches of `max_batch`, loaded by `clients` clients."""
+        server, url = start(create_app(model, ServeOptions(max_batch=max_batch, max_queue=clients * 2)))
+        try:
+            return load(url, model.name, clients, args.requests, args.tokens, args.mixed)
+        finally:
+            server.should_exit = True
+            time.sleep(0.5)
     print("| clients | server | tokens/s | vs one-at-a-time | p50 latency (s) | p99 latency (s) | failed |")
     print("|---|---|---|---|---|---|---|")
     for clients in (int(c) for c in args.clients.split(",")):
-        results = {}
-        for label, batch in (("one at a time", 1), (f"continuous (max {args.max_batch})", args.max_batch)):
-            server, url = start(create_app(served, ServeOptions(max_batch=batch, max_queue=clients * 2)))
-            results[label] = load(url, served.name, clients, args.requests, args.tokens, args.mixed)
-            server.should_exit = True
-            time.sleep(0.5)
+        results = {label: serve_and_load(served, batch, clients)
+                   for label, batch in (("one at a time", 1), (f"continuous (max {args.max_batch})", args.max_batch))}
+        for outtype, model in on_llama.items():
+            results[f"continuous on llama.cpp {outtype} (max {args.max_batch})"] = serve_and_load(model, args.max_batch,
+                                                                                                  clients)
         if args.llama_cpp:
             import torch
 
-            for weights, outtype in (("fp32", "f32"), ("int8", "q8_0")):
-                on_llama = served_model("smollm2-135m-instruct", weights=weights, engine="llama.cpp")
-                server, url = start(create_app(on_llama, ServeOptions(max_batch=args.max_batch, max_queue=clients * 2)))
-                results[f"continuous on llama.cpp {outtype} (max {args.max_batch})"] = load(
-                    url, on_llama.name, clients, args.requests, args.tokens, args.mixed)
-                server.should_exit = True
-                time.sleep(0.5)
-
-            from lmforge.models.gguf_export import cached_gguf
-            from lmforge.models.packaged import locate_packaged
-
             eos = served.tokenizer.convert_tokens_to_ids("<|im_end|>")
-            for outtype in ("f32", "q8_0"):
+            for outtype in on_llama:  # the same GGUFs
                 process, url = llama_cpp_server(str(cached_gguf(locate_packaged("smollm2-135m-instruct"), outtype)),
                                                 torch.get_num_threads())
                 try:
