@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from lmforge import __version__
 from lmforge.errors import LmforgeError
 
 EXIT_USER_ERROR = 2
+EXIT_TERMINATED = 128 + 15  # as a shell reports a process SIGTERM ended
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -103,8 +105,13 @@ def _check_output_file(target: Path | str | None) -> None:
     """--output must be a file path (checked before any model loads)."""
     from lmforge.errors import ConfigError
 
-    if target not in (None, "-") and Path(target).is_dir():
+    if target in (None, "-"):
+        return
+    if Path(target).is_dir():
         raise ConfigError(f"--output {target} is a folder; give a file path such as {Path(target) / 'out.jsonl'}")
+    under = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
+    if under is not None:
+        raise ConfigError(f"--output {target} lies under {under}, which is a file; give a path in a folder")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -357,6 +364,15 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 }
 
 
+#: what a verb's --help says after its arguments
+EPILOGS = {
+    "train": "How long a run lasts: train.epochs passes over the data; train.max_steps=N stops after N optimizer steps "
+             "and train.patience=K after K evaluations without improvement, whichever comes first (progress lines show "
+             "the run's ETA). Ctrl-C or SIGTERM stop it cleanly (exit 130 / 143) and --resume RUN_DIR continues from "
+             "the last checkpoint (train.save_every_steps / save_every_minutes set how often one is written).",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One subcommand per verb, its arguments derived from its params model (`cli_params.VERB_ARGS`)."""
     from lmforge.cli_flags import add_flags
@@ -366,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_, help_text) in VERBS.items():
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS.get(name))
         add_flags(sub, VERB_ARGS[name])
         if name == "generate":
             _add_decode_flags(sub)
@@ -408,16 +424,40 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     _quiet_libraries()
+    previous = _stop_on_sigterm()
     try:
         VERBS[args.verb][0](args)
     except LmforgeError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated:
+        print("terminated (SIGTERM); a training run continues with --resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, systemd, Kubernetes), handled as Ctrl-C is: writes in progress are abandoned
+    cleanly (staging files removed), the last complete checkpoint stands."""
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise `Terminated` in the main thread; the handler it replaces (None off the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handle(signum, frame) -> None:
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, handle)
 
 
 def _quiet_libraries() -> None:

@@ -22,3 +22,7 @@ class ModelError(LmforgeError):
 
 class RunDirError(LmforgeError):
     """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class TrainingError(LmforgeError):
+    """Training cannot go on as configured (the loss stopped being a finite number)."""

@@ -3,12 +3,16 @@ file and line of bytes that are not UTF-8."""
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
+
+from lmforge.errors import RunDirError
 
 T = TypeVar("T")
 STAGING_PREFIX = ".tmp-"  # files and folders being written; renamed into place when complete
@@ -34,6 +38,40 @@ def clean_interrupted_writes(folder: Path) -> list[Path]:
     return touched
 
 
+def remove_entries(folder: Path, patterns: Iterable[str]) -> list[str]:
+    """Remove the entries of `folder` whose names match one of `patterns` (glob) and nothing else: lmforge
+    cleans only what it wrote. The names removed."""
+    patterns = tuple(patterns)
+    removed = []
+    for entry in sorted(Path(folder).iterdir()):
+        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in patterns):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            removed.append(entry.name)
+    return removed
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """Refuse a folder to write into that is a file or lies under one (`a_file/run`), naming `what` set it."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                where = "is a file" if candidate == path else f"lies under {candidate}, which is a file"
+                raise RunDirError(f"{what} {path} {where}; give a folder path")
+            return
+
+
+def no_space(error: OSError, folder: Path, needed_bytes: int | None = None) -> RunDirError | None:
+    """The one-line error for a write that ran out of disk space in `folder` (None for other errors)."""
+    text = str(error)
+    if getattr(error, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and "No space left" not in text:
+        return None
+    free = shutil.disk_usage(folder).free if Path(folder).exists() else 0
+    need = f"; it needs about {needed_bytes / 2**20:.0f} MiB" if needed_bytes else ""
+    return RunDirError(f"no space left on the disk of {folder} ({free / 2**20:.0f} MiB free{need}); free some space "
+                       "or choose another train.output_dir, then continue with --resume")
+
+
 def atomic_write_with(path: Path, write: Callable[[str], T]) -> T:
     """Let `write(temporary_path)` write the file, then rename it to `path`: readers see the old file or
     the new one, never half of one. Returns what `write` returned."""
@@ -57,12 +95,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def decode_utf8(data: bytes, where: str, error: type[Exception], first_line: int = 1, newlines: bool = True) -> str:
     """`data` (starting at line `first_line` of `where`) as text, its line endings made "\\n" unless
-    `newlines` is false; bytes that are not UTF-8 raise `error` naming `where` and the line."""
+    `newlines` is false; a leading byte-order mark is dropped (as utf-8-sig, pandas and `datasets` do); bytes
+    that are not UTF-8 raise `error` naming `where` and the line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = first_line + data[:exc.start].count(b"\n")
         raise error(f"{where}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    if first_line == 1 and text.startswith("\ufeff"):  # a byte-order mark, as some editors write: read past it
+        text = text[1:]
     return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
 
 

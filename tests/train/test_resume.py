@@ -72,19 +72,35 @@ def test_resume_refuses_overrides_and_restarts_a_run_killed_before_its_first_che
     assert main(["train", str(tiny_config), "--resume", str(tmp_path)]) == 2
     assert "give no config file or overrides" in capsys.readouterr().err
     assert main(["train", str(tiny_config), f"train.output_dir={tmp_path / 'whole'}"]) == 0
-    early = tmp_path / "early"  # what a kill during epoch 1 leaves: the config, data, a cut log, a staging folder
+    early = tmp_path / "early"  # what a kill during epoch 1 leaves: marker, config, data, a cut log, a staging folder
     early.mkdir()
+    (early / ".lmforge-run").write_text((tmp_path / "whole" / ".lmforge-run").read_text())
     (early / "config.yaml").write_text((tmp_path / "whole" / "config.yaml").read_text().replace(
         str(tmp_path / "whole"), str(early)))
+    (early / "notes.txt").write_text("the user's own file")  # not lmforge's: a clean restart keeps it
+    (early / "checkpoints" / "mine").mkdir(parents=True)
     (early / "metrics.jsonl").write_text('{"step": 20, "train_loss": 0.7}\n{"step": 40, "tra')
     (early / ".tmp-model-x1").mkdir()
-    (early / "checkpoints").mkdir()
     (early / "checkpoints" / ".tmp-abc").mkdir()
     capsys.readouterr()
     assert main(["train", "--resume", str(early)]) == 0
     assert "stopped before its first checkpoint; starting it again" in capsys.readouterr().err
     assert_same_weights(tmp_path / "whole", early)
     assert not list(early.rglob(".tmp-*"))
+    assert (early / "notes.txt").read_text() == "the user's own file"
+
+
+def test_resume_refuses_a_folder_lmforge_did_not_make_and_deletes_nothing(tiny_config, tmp_path, capsys):
+    project = tmp_path / "project"  # a user's folder that happens to hold a config.yaml
+    project.mkdir()
+    (project / "config.yaml").write_text(tiny_config.read_text())
+    (project / "notes.txt").write_text("notes")
+    (project / "mydata.jsonl").write_text('{"text": "a", "label": "b"}\n')
+    before = sorted(p.name for p in project.iterdir())
+    assert main(["train", "--resume", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "not a run directory made by lmforge" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in project.iterdir()) == before
 
 
 def test_resume_cleans_a_kill_mid_write_and_a_cut_log_line(tiny_config, tmp_path, monkeypatch, capsys):

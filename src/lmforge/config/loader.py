@@ -50,6 +50,9 @@ def _record_lines(node: yaml.Node, prefix: Key, path: str, sources: dict[Key, st
 def load_yaml(path: str | Path) -> RawConfig:
     """Load one YAML mapping, keeping line numbers for error messages."""
     path = Path(path)
+    if path.is_dir():
+        hint = " (to continue a run: lmforge train --resume FOLDER)" if (path / "config.yaml").is_file() else ""
+        raise ConfigError(f"config file {path} is a folder; give a YAML file{hint}")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     text = read_utf8(path, ConfigError)

@@ -79,7 +79,11 @@ def iter_examples(path: str | Path, params: DataParams, multi_label: bool, error
         if text is None:
             errors.report(where, f"missing column '{params.text_column}' (set data.text_column if it is named otherwise)")
             continue
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            errors.report(where, f"column '{params.text_column}' holds {type(text).__name__} {str(text)[:40]!r}, not text; "
+                                 "write it as a JSON string")
+            continue
+        if not text.strip():
             errors.report(where, f"empty text in column '{params.text_column}'")
             continue
         pair = None

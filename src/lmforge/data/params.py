@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from lmforge.config.strict import STRICT
 from lmforge.data.hub import HUB_PREFIX, hub_folder
 from lmforge.data.readers import VIRTUAL_PREFIXES
+from lmforge.errors import DataError
 
 
 class DataFile(BaseModel):
     """A split file whose columns are named differently from the `data:` section's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     path: str = Field(..., description="The file (.jsonl, .csv or .tsv).")
     text_column: str | None = Field(None, description="Text column in this file, if not data.text_column.")
@@ -25,7 +27,7 @@ class DataFile(BaseModel):
 
 
 class DataParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     train: str | DataFile | None = Field(None, description="Training file (.jsonl, .csv or .tsv), or {path, text_column, …}.")
     validation: str | DataFile | None = Field(None, description="Validation file; split off `train` when absent.")
@@ -82,11 +84,20 @@ def with_absolute_paths(params: DataParams) -> DataParams:
     return params.model_copy(update=updates)
 
 
+def _resolved(path: str) -> str:
+    """`path` made absolute; a symbolic link that points back at itself is a DataError."""
+    try:
+        return str(Path(path).resolve())
+    except (RuntimeError, OSError) as error:  # Python raises RuntimeError on a symlink loop
+        raise DataError(f"data file {path} cannot be resolved ({error}); a symbolic link on the way loops back on "
+                        "itself — point at the real file") from None
+
+
 def _absolute(spec: str | DataFile | None) -> str | DataFile | None:
     if isinstance(spec, str) and not spec.startswith(VIRTUAL_PREFIXES):
-        return str(Path(spec).resolve())
+        return _resolved(spec)
     if isinstance(spec, DataFile):
-        paths = {name: str(Path(value).resolve()) for name, value in (("path", spec.path), ("target_path", spec.target_path))
+        paths = {name: _resolved(value) for name, value in (("path", spec.path), ("target_path", spec.target_path))
                  if value is not None and not value.startswith(VIRTUAL_PREFIXES)}
         return spec.model_copy(update=paths)
     return spec

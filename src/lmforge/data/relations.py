@@ -38,6 +38,9 @@ def mark_spans(text: str, head: tuple[int, int], tail: tuple[int, int]) -> str:
 
 def mark_entities(record: dict, text_column: str) -> str:
     text = record.get(text_column)
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"column '{text_column}' holds {type(text).__name__} {str(text)[:40]!r}, not text; write it as "
+                         "a JSON string")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"empty text in column '{text_column}'")
     if "head" in record or "tail" in record:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from lmforge.config.strict import STRICT
 from lmforge.config.validate import refuse_foreign_knobs
 from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
@@ -41,7 +42,7 @@ class RuleParams(BaseModel):
     json_schema: str | None = Field(None, description="Every output is JSON valid under this schema: inline JSON or "
                                                        "the path of a .json file (outlines-core).")
     min_new_tokens: int = Field(0, ge=0, description="Forbid stopping before this many new tokens.")
-    seed: int | None = Field(None, description="Seed for sampling, so runs repeat exactly.")
+    seed: int | None = Field(None, ge=0, lt=2**64, description="Seed for sampling, so runs repeat exactly (0 to 2^64 - 1).")
     weights: DecodingWeights = Field(
         "fp32", description="Weights read while decoding: as loaded (fp32), a bf16 copy (half the bytes per token) or "
                             "weight-only int8 linear layers (a quarter; ~2.5x fp32 speed on CPU); outputs may differ "
@@ -65,7 +66,7 @@ class RuleParams(BaseModel):
 class _DecodeSection(BaseModel):
     """`decode:` — the strategy, its knobs (one field each, from STRATEGIES) and the rules (RuleParams)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     @model_validator(mode="after")
     def _knobs_match_strategy(self) -> Any:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from lmforge.config.strict import STRICT
 
 
 class StrategyParams(BaseModel):
     """A strategy's own knobs (fields of the `decode:` section) and where it can run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     description: ClassVar[str] = ""
     llama_cpp: ClassVar[bool] = False  # needs no hidden states, forks or second model

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic import BaseModel, create_model, model_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.errors import ConfigError
 from lmforge.methods.adversarial import Adversarial
 from lmforge.methods.base import TrainingSession, TuningMethod, is_set
@@ -34,7 +35,7 @@ TUNING: dict[str, type[TuningMethod]] = {
 class _Section(BaseModel):
     """Which parameters train and how: each field belongs to one method of TUNING."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     @model_validator(mode="after")
     def _methods_combine(self) -> Any:

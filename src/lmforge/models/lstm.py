@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     AutoConfig,
@@ -24,13 +24,14 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
+from lmforge.config.strict import STRICT
 from lmforge.models.pooling import masked_mean
 
 
 class LstmParams(BaseModel):
     """Size of the baseline; every field is a `model.lstm.<name>` key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     embedding_dim: int = Field(128, gt=0, description="Word embedding size.")
     hidden_size: int = Field(256, gt=0, description="LSTM hidden size per direction.")

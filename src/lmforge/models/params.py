@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from lmforge.config.strict import STRICT
 from lmforge.models.device import DEVICE_HELP, DEVICE_PATTERN
 from lmforge.models.lstm import LstmParams
 from lmforge.models.quantization import QUANTIZATION_HELP, Quantization
 
 
 class ModelParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: str = Field(..., description="A local HF directory, a packaged alias (`lmforge models`), a hub id, or "
                                          "`lstm` for the from-scratch baseline.")

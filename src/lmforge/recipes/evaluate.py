@@ -79,7 +79,7 @@ def evaluate_pretrained(config: RunConfig, data_file: str | None = None) -> dict
     splits = task.read_splits(config.data, config.train.seed)
     name, examples = examples_to_score(task, config, data_file, lambda split: getattr(splits, split))
     model, tokenizer = load_pretrained(task, config)
-    out_dir = create_run_dir(config)
+    out_dir = create_run_dir(config, kind="evaluate")
     save_config(config, out_dir)
     return _score_and_report(task, model, tokenizer, config, examples, name, data_file, out_dir,
                              head_rows(splits.train))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate.inference import predict_examples
 from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
-from lmforge.files import clean_interrupted_writes
+from lmforge.files import clean_interrupted_writes, no_space
 from lmforge.methods.base import TrainingSession
 from lmforge.methods.registry import active_methods, check_methods
 from lmforge.models.device import resolve_device, weight_dtype
@@ -31,7 +30,15 @@ from lmforge.models.quantization import prepare_for_adapters, quantized_base
 from lmforge.models.resolve import SCRATCH_MODEL, portable_reference, resolve_model
 from lmforge.recipes.evaluate import examples_to_score
 from lmforge.runs.load import load_trained, task_tokenizer
-from lmforge.runs.run_dir import create_run_dir, load_run_config, model_dir, save_config
+from lmforge.runs.run_dir import (
+    check_resumable,
+    clean_restart,
+    create_run_dir,
+    discard_run_dir,
+    load_run_config,
+    model_dir,
+    save_config,
+)
 from lmforge.runs.schema import RunConfig
 from lmforge.runs.served_task import served_task
 from lmforge.tasks import Task, build_task
@@ -83,11 +90,17 @@ def finetune(config: RunConfig, resume_dir: Path | None = None,
     check_launch()
     made: list[Path] = []
     try:
-        return _finetune(config, resume_dir, on_validation, made)
+        try:
+            return _finetune(config, resume_dir, on_validation, made)
+        except OSError as error:  # e.g. the disk filled up while writing the model, a report or the data splits
+            folder = resume_dir or (made[0] if made else Path(config.train.output_dir or "runs"))
+            if (full := no_space(error, folder)) is not None:
+                raise full from None
+            raise
     except LmforgeError:
         for run_dir in made:
             if not has_checkpoint(run_dir):
-                shutil.rmtree(run_dir, ignore_errors=True)
+                discard_run_dir(run_dir)
         raise
 
 
@@ -99,9 +112,7 @@ def _resume_point(resume_dir: Path) -> bool:
     if has_checkpoint(resume_dir):
         return True
     say(f"lmforge: {resume_dir} stopped before its first checkpoint; starting it again from the beginning")
-    for entry in resume_dir.iterdir():
-        if entry.name != "config.yaml":
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    clean_restart(resume_dir)
     return False
 
 
@@ -111,6 +122,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     resuming = False
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
+        check_resumable(resume_dir)
         config = load_run_config(resume_dir)
         check_source_unchanged(resume_dir)
         if process_state().is_main_process:

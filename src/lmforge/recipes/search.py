@@ -23,21 +23,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from lmforge.config.loader import RawConfig, apply_overrides, load_yaml
+from lmforge.config.strict import STRICT
 from lmforge.config.validate import validate_config
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.evaluate.plots import plot_search_progress
-from lmforge.files import atomic_write_text
+from lmforge.files import STAGING_PREFIX, atomic_write_text, check_writable_folder, remove_entries
 from lmforge.recipes.finetune import finetune
+from lmforge.runs.run_dir import MARKER, mark_run_dir
 from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.train.loop import lower_is_better
@@ -46,7 +47,7 @@ from lmforge.train.loop import lower_is_better
 class Dimension(BaseModel):
     """One searched key: a float/int range (`low`, `high`, `log`, `step`) or a list of `choices`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     low: float | None = None
     high: float | None = None
@@ -82,7 +83,7 @@ class Dimension(BaseModel):
 
 
 class SearchParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     sampler: Literal["grid", "random", "tpe"] = Field("tpe", description="grid tries every combination; random and "
                                                                          "tpe draw `trials` points.")
@@ -168,11 +169,13 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
                               f"`lmforge search --resume {out}` or set train.output_dir to a new folder")
         first = {key: (d.choices[0] if d.choices is not None else d.low) for key, d in params.space.items()}
         trial_config(raw, first, out / "trial-000")  # every searched key must be a valid config key, before anything runs
+        check_writable_folder(out, "train.output_dir")
         out.mkdir(parents=True, exist_ok=True)
+        mark_run_dir(out, "search")
         try:
             study = open_study(config, out, resuming=False)
         except ConfigError:
-            shutil.rmtree(out, ignore_errors=True)  # nothing ran: leave no folder behind
+            discard_search_dir(out)  # nothing ran: leave no folder behind
             raise
         atomic_write_text(out / SEARCH_FILE, yaml.safe_dump(raw.data, sort_keys=False, allow_unicode=True))
     else:
@@ -190,6 +193,14 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
         print(f"search: best trial {best['trial']}: {best['metric']} {best[best['metric']]:.4f} with "
               f"{ {k: best[k] for k in params.space} }", file=sys.stderr)
     return out
+
+
+def discard_search_dir(out: Path) -> None:
+    """Remove what a search that never ran wrote into `out` (its study, config, marker); the folder goes once
+    nothing else is in it."""
+    remove_entries(out, ("study.db*", SEARCH_FILE, MARKER, STAGING_PREFIX + "*"))
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def _saved_search(out: Path) -> RawConfig:

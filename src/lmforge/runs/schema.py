@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.config.validate import suggest
 from lmforge.data.params import DataParams
 from lmforge.methods.registry import TuningParams
@@ -20,7 +21,7 @@ TaskParams = Annotated[Union[tuple(params for params, _ in TASKS.values())], Fie
 class RunConfig(BaseModel):
     """Everything one `lmforge train` run needs; saved as <run>/config.yaml."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     task: TaskParams = Field(..., description="The task (a name, or a mapping with `name:` and the task's options).")
     model: ModelParams = Field(..., description="The pretrained model (a reference, or a mapping with `name:`).")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.decode.params import LLAMA_CPP_STRATEGIES, DecodeParams
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.limits import RequestLimits, check_outputs, check_params, checked_extension, inline_schema
@@ -41,7 +42,7 @@ def unicode_problem(value: Any, where: str = "") -> str | None:
 class ApiModel(BaseModel):
     """A request body: unknown fields and text that is not valid Unicode are refused, naming the field."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     @model_validator(mode="before")
     @classmethod
@@ -66,7 +67,7 @@ class RequestBase(ApiModel):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     n: int = Field(1, ge=1, le=16, description="Outputs per prompt (sampled).")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
-    seed: int | None = Field(None, description="Seed for sampling.")
+    seed: int | None = Field(None, ge=0, lt=2**64, description="Seed for sampling (0 to 2^64 - 1).")
     stream: bool = Field(False, description="Send the output as server-sent events.")
     stream_options: dict[str, Any] | None = Field(None, description="Accepted for compatibility.")
     presence_penalty: float | None = Field(None, ge=-2, le=2, description="Accepted; only 0 is supported.")
@@ -160,7 +161,7 @@ class CompletionRequest(RequestBase):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     role: Literal["system", "user", "assistant", "developer"]
     content: str
@@ -168,7 +169,7 @@ class ChatMessage(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None

@@ -8,13 +8,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import (
     AutoModelForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from lmforge.config.strict import STRICT
 from lmforge.data.arrow import ArrowRows, FeatureRows, record_source, tokenised, tokenizer_fingerprint
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample, check_labels, read_examples
@@ -27,7 +28,7 @@ from lmforge.models.quantization import pretrained_kwargs
 
 
 class TextClassificationParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["text-classification"] = "text-classification"
     multi_label: bool = Field(False, description="Each text may carry several labels (sigmoid per label).")

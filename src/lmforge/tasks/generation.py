@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.generation import (
     GenerationExample,
@@ -73,7 +74,7 @@ def reply_only_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor],
 
 
 class GenerationParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["generation"] = "generation"
     source_column: str = Field("source", description="jsonl/csv field holding the source text.")

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.generation import reference_list
 from lmforge.data.params import DataParams
@@ -40,7 +41,7 @@ SAMPLES_IN_REPORT = 5
 
 
 class ImageCaptioningParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["image-captioning"] = "image-captioning"
     image_column: str = Field("image", description="jsonl/csv field holding the image path (relative to the file).")

@@ -15,10 +15,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records, write_jsonl
@@ -37,7 +38,7 @@ HEAD_MODULE = "fusion_head"
 
 
 class ImageTextClassificationParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["image-text-classification"] = "image-text-classification"
     text_column: str = Field("text", description="jsonl/csv field holding the text.")

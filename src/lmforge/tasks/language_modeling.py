@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -24,6 +24,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample, iter_examples, read_examples
 from lmforge.data.params import DataParams
@@ -36,7 +37,7 @@ IGNORE = -100
 
 
 class LanguageModelingParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["language-modeling"] = "language-modeling"
     objective: Literal["auto", "mlm", "clm"] = Field("auto", description="mlm for encoders, clm for decoders; auto picks by architecture.")

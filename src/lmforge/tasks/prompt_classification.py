@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.labelled import TextExample
 from lmforge.data.params import DataParams
 from lmforge.data.splits import Splits
@@ -27,7 +28,7 @@ from lmforge.tasks.classification import TextClassification, TextClassificationP
 
 
 class PromptClassificationParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["prompt-classification"] = "prompt-classification"
     template: str = Field(..., description="The prompt, with {text} where the input goes; the label word follows it. "

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import AutoModelForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.data.readers import write_jsonl
@@ -27,7 +28,7 @@ from lmforge.models.quantization import pretrained_kwargs
 
 
 class QuestionAnsweringParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["question-answering"] = "question-answering"
     doc_stride: int = Field(64, ge=0, description="Tokens shared by consecutive context windows.")

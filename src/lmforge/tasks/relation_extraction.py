@@ -12,10 +12,11 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import check_labels, sort_labels
 from lmforge.data.params import DataParams
@@ -28,7 +29,7 @@ from lmforge.models.relation_head import HEAD_CONFIG, EntityMarkerClassifier
 
 
 class RelationExtractionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["relation-extraction"] = "relation-extraction"
     no_relation_label: str = Field("no_relation", description="The 'no relation' class, left out of micro-F1.")

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from lmforge.config.strict import STRICT
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import TextExample
 from lmforge.data.params import DataParams
@@ -25,7 +26,7 @@ RELEVANT_NAMES = ("relevant", "1", "yes", "true", "positive")
 
 
 class RelevanceScoringParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["relevance-scoring"] = "relevance-scoring"
     relevant_label: str | None = Field(None, description="The label that marks a relevant pair (default: the one "

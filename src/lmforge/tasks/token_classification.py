@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.config.strict import STRICT
 from lmforge.data.conll import TaggedSentence, read_conll, split_words
 from lmforge.data.errors_policy import RowErrors
 from lmforge.data.labelled import check_labels
@@ -33,7 +34,7 @@ IGNORE = -100
 
 
 class TokenClassificationParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: Literal["token-classification"] = "token-classification"
     tag_scheme: Literal["bio", "iob1", "iobes"] = Field("bio", description="Tagging scheme of the data files (converted to BIO).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -16,8 +17,9 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from lmforge.errors import RunDirError
-from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX, atomic_write_text
+from lmforge.files import STAGING_PREFIX, SWAPPED_PREFIX, atomic_write_text, no_space
 
+CHECKPOINT_NAME = re.compile(r"step-\d{8}")  # the folders save_checkpoint writes
 SHARDS = "shards"  # a sharded checkpoint's weights and optimizer state (torch.distributed.checkpoint)
 TRAINABLE = "trainable.safetensors"  # a partly frozen model's checkpoint: the parameters that train
 
@@ -73,13 +75,21 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | No
     have written their weights and optimizer shards into `staging` already (model and optimizer are None)."""
     root = run_dir / "checkpoints"
     final = root / f"step-{state.global_step:08d}"
-    staging = staging or staging_folder(run_dir)
-    if model is not None:
-        _save_weights(model, staging)
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-    torch.save(_rng_state(), staging / "rng.pt")
-    (staging / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+    try:
+        staging = staging or staging_folder(run_dir)
+        if model is not None:
+            _save_weights(model, staging)
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save(_rng_state(), staging / "rng.pt")
+        (staging / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
+    except BaseException as error:  # a full disk, SIGTERM/SIGINT mid-write: the last complete checkpoint stands
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        full = no_space(error, root, _checkpoint_bytes(root, model, optimizer)) if isinstance(error, Exception) else None
+        if full is not None:
+            raise full from None
+        raise
     if final.exists():
         old = final.with_name(SWAPPED_PREFIX + final.name)
         os.replace(final, old)
@@ -88,9 +98,21 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | No
     else:
         os.replace(staging, final)
     atomic_write_text(root / "latest", final.name + "\n")
-    for stale in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+    ours = [p for p in root.glob("step-*") if CHECKPOINT_NAME.fullmatch(p.name) and (p / "state.json").is_file()]
+    for stale in sorted(ours)[:-keep]:  # only checkpoints lmforge wrote: nothing else in the folder is touched
         shutil.rmtree(stale)
     return final
+
+
+def _checkpoint_bytes(root: Path, model: torch.nn.Module | None, optimizer: Any) -> int:
+    """About what one checkpoint takes: the last complete one's size, else the weights and optimizer state."""
+    done = [p for p in root.glob("step-*") if CHECKPOINT_NAME.fullmatch(p.name)]
+    if done:
+        return sum(f.stat().st_size for f in max(done).rglob("*") if f.is_file())
+    if model is None:
+        return 0
+    weights = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return 3 * weights  # the weights and two Adam moments
 
 
 def _save_weights(model: torch.nn.Module, folder: Path) -> None:

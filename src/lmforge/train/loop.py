@@ -24,7 +24,7 @@ from transformers import PreTrainedModel
 from lmforge.data.arrow import feature_lengths
 from lmforge.data.batching import BatchOrder, pad_batch
 from lmforge.data.streaming import StreamedFeatures, StreamOrder
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, TrainingError
 from lmforge.evaluate.inference import predict
 from lmforge.methods.base import LossFn, TuningMethod
 from lmforge.models.hardware import resolve
@@ -277,8 +277,11 @@ def _train_epoch(loop: _Loop) -> None:
     accumulate = params.gradient_accumulation_steps
     progress = tqdm(total=batches, initial=state.batches_done, desc=f"epoch {state.epoch + 1}/{params.epochs}",
                     disable=None if accelerator.is_main_process else True, leave=False, file=sys.stderr)
+    later = (params.epochs - state.epoch - 1) * batches  # the run's batches after this epoch
+    if params.max_steps is not None:
+        later = max(0, min(later, (params.max_steps - state.global_step) * accumulate - (batches - state.batches_done)))
     lines = ProgressLines(f"epoch {state.epoch + 1}/{params.epochs}", batches, state.batches_done, params.batch_size,
-                          params.progress_every_seconds, enabled=accelerator.is_main_process)
+                          params.progress_every_seconds, enabled=accelerator.is_main_process, later=later)
     for features in loop.order.feature_batches(loop.data.train_features):
         position = state.batches_done  # index of this batch within the epoch
         window_start = position - position % accumulate
@@ -288,6 +291,7 @@ def _train_epoch(loop: _Loop) -> None:
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
             loss, _ = loop.loss(model, batch)
+            check_finite(loss.item(), loop)
             loop.backward(loss / window)
             for method in loop.methods:
                 method.after_backward(model, lambda batch=batch, window=window: loop.task.loss(model, batch)[0] / window)
@@ -324,6 +328,19 @@ def _train_epoch(loop: _Loop) -> None:
         if state.batches_done < batches and (by_steps or loop.checkpoint_due()):
             loop.checkpoint()
     progress.close()
+
+
+def check_finite(loss: float, loop: _Loop) -> None:
+    """Stop with one line when the loss is NaN or infinite: nothing from this step on is saved, so the last
+    checkpoint is the last good state."""
+    if math.isfinite(loss):
+        return
+    state, pointer = loop.state, loop.run_dir / "checkpoints" / "latest"
+    kept = f"the last good checkpoint is kept ({pointer.parent / pointer.read_text(encoding='utf-8').strip()})" \
+        if pointer.is_file() else "no checkpoint was written yet"
+    raise TrainingError(f"the training loss became {loss} at step {state.global_step + 1} (epoch {state.epoch + 1}, "
+                        f"batch {state.batches_done + 1}); {kept}. Try a lower train.lr (now {loop.params.lr:g}), "
+                        "train.max_grad_norm: 1.0 or train.precision: fp32")
 
 
 def _end_epoch(loop: _Loop) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from lmforge.config.strict import STRICT
 
 
 class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     output_dir: str | None = Field(None, description="Run directory; default runs/<task>-<date>-<time>. Never overwritten.")
-    epochs: int = Field(3, gt=0, description="Passes over the training data.")
+    epochs: int = Field(3, gt=0, description="Passes over the training data; max_steps and patience end a run sooner.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps, even inside an epoch "
                                                           "(the schedule spans them): part of a very large file.")
     batch_size: int = Field(32, gt=0, description="Examples per forward pass (per process).")
@@ -40,7 +42,7 @@ class TrainParams(BaseModel):
                             "AVX512-BF16/AMX), fp16 on older CUDA GPUs, else fp32. bf16/fp16: autocast (weights stay "
                             "fp32; fp16 trains with a gradient scaler). fp32: none.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
-    seed: int = Field(42, description="Seed for initialisation, data order and dropout.")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seed for initialisation, data order and dropout (0 to 2^32 - 1).")
     metric: str | None = Field(None, description="Validation metric that picks the best epoch and drives early stopping; default the task's.")
     patience: int | None = Field(None, gt=0, description="Stop after this many evaluations without improvement of "
                                                          "`metric` (epochs, unless eval_every_steps); null = never.")

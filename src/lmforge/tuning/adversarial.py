@@ -12,11 +12,13 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from lmforge.config.strict import STRICT
 
 
 class AdversarialParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     method: Literal["fgm", "pgd"] = Field(..., description="fgm: one step of size epsilon; pgd: `steps` steps of alpha.")
     epsilon: float = Field(1.0, gt=0, description="L2 size of the perturbation (FGM) or radius of the ball (PGD).")

@@ -12,13 +12,14 @@ import random
 from collections.abc import Callable, Iterable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from lmforge.config.strict import STRICT
 from lmforge.models.modes import eval_mode
 
 
 class ContinualParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     previous_run: str = Field(..., description="Run directory of the already-tuned model to continue from.")
     replay: int = Field(0, ge=0, description="Old training rows mixed into the new training data (seeded sample).")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.config.validate import refuse_foreign_knobs
 
 PeftMethod = Literal["lora", "dora", "ia3", "prompt", "prefix"]
@@ -22,7 +23,7 @@ PEFT_KNOBS: dict[str, frozenset[str]] = {
 class PeftParams(BaseModel):
     """A parameter-efficient method from `peft`; the base model stays frozen, the task head trains."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     method: PeftMethod = Field(..., description="lora, dora (weight-decomposed LoRA), ia3, prompt (prompt tuning) or prefix.")
     r: int = Field(8, gt=0, description="LoRA/DoRA rank.")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.tuning.sequence.rewards import RewardSpec
 
 
 class SequenceParams(BaseModel):
     """`tuning.sequence`: sequence-level training of a generation task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     method: Literal["mrt", "scst", "grpo"] = Field(..., description="mrt (minimum risk), scst (self-critical) or grpo.")
     rewards: list[RewardSpec] = Field(..., min_length=1, description="Rewards and weights, e.g. [{name: chrf}] or "

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import sacrebleu
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from lmforge.config.strict import STRICT
 from lmforge.errors import ConfigError
 from lmforge.metrics.squad import exact_match, token_f1
 
@@ -29,7 +30,7 @@ ClassifierLoader = Callable[[str], Callable[[list[str]], list[dict]]]
 class RewardSpec(BaseModel):
     """One reward of the mix: its name, weight and the settings that name needs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: str = Field(..., description="One of: " + ", ".join(
         ["bleu", "chrf", "exact_match", "token_f1", "regex", "json", "length", "classifier", "python"]))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from lmforge.config.strict import STRICT
 
 
 class StrategyNetworkParams(BaseModel):
     """One LoRA expert per task (the rows' `task` field) and a router trained jointly with them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     r: int = Field(8, gt=0, description="Rank of each expert's LoRA.")
     alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
