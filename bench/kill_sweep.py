@@ -1,11 +1,14 @@
-"""Kill -9 sweep: a run killed at random moments — mid-step, mid-checkpoint, mid-model-write — and resumed
+"""Kill sweep: a run killed at random moments — mid-step, mid-checkpoint, mid-model-write — and resumed
 each time ends with the same weights, bit for bit, as one never interrupted, and leaves no temporary file.
+With `--signal term` (what docker stop, systemd and Kubernetes send) each stop must also be clean on its own:
+exit 143, one line, no .tmp-* left before the resume.
 
 One uninterrupted reference run, then `--trials` runs of the same config; each is killed `--kills-per-trial`
 times (alternating: at a random second, or the moment a checkpoint or model staging folder appears) and
 resumed with `lmforge train --resume` until it finishes. Prints one line per kill and a verdict.
 
     python bench/kill_sweep.py --trials 6 --kills-per-trial 2
+    python bench/kill_sweep.py --signal term --trials 4 --kills-per-trial 2
     python bench/kill_sweep.py --rows 5000000 --streaming --max-steps 60 --save-every-steps 10 --trials 2
 """
 
@@ -60,16 +63,21 @@ def staging_of(run: Path) -> list[Path]:
     return [*run.glob("checkpoints/.tmp-*"), *run.glob(".tmp-*")]
 
 
-def kill_when(process: subprocess.Popen, run: Path, mode: str, seconds: float) -> str:
-    """Kill `process` per `mode` (at `seconds`, or when a staging folder appears); what it was doing."""
+def kill_when(process: subprocess.Popen, run: Path, mode: str, seconds: float, sent: int = signal.SIGKILL) -> str:
+    """Send `sent` to `process` per `mode` (at `seconds`, or when a staging folder appears); what it was doing
+    (and, for SIGTERM, how it ended: its exit code, last line and the staging files it left)."""
     started, before = time.perf_counter(), set(staging_of(run))  # a killed run's leftovers: the resume cleans them
     while process.poll() is None:
         staging = [p for p in staging_of(run) if p not in before]
         if (mode == "write" and staging) or (mode == "random" and time.perf_counter() - started >= seconds):
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.send_signal(sent)
+            _, err = process.communicate()
             where = "writing " + staging[0].name if staging else "training"
-            return f"killed at {time.perf_counter() - started:.2f} s ({where})"
+            what = f"killed at {time.perf_counter() - started:.2f} s ({where})"
+            if sent == signal.SIGTERM:
+                last = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
+                what += f": exit {process.returncode}, {len(leftovers(run))} .tmp-*/.old-* left, said {last[0][:60]!r}"
+            return what
         time.sleep(0.001 if mode == "write" else 0.01)
     return "finished before the kill"
 
@@ -84,7 +92,10 @@ def main() -> None:
     parser.add_argument("--streaming", action="store_true", help="data.streaming=true (validation: 500 held-out rows)")
     parser.add_argument("--max-steps", type=int, help="train.max_steps (a part of a large file)")
     parser.add_argument("--save-every-steps", type=int, default=4)
+    parser.add_argument("--signal", choices=["kill", "term"], default="kill",
+                        help="SIGKILL (nothing can clean up) or SIGTERM (must stop cleanly: exit 143, no staging left)")
     args = parser.parse_args()
+    sent = signal.SIGTERM if args.signal == "term" else signal.SIGKILL
     rng = random.Random(args.seed)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="kill-sweep-") as tmp:
@@ -103,15 +114,17 @@ def main() -> None:
                        capture_output=True)
         reference, whole_s = digest(folder / "whole"), time.perf_counter() - started
         print(f"reference run: {whole_s:.1f} s, model sha256 {reference[:16]}")
-        kills, exact = 0, 0
+        kills, exact, unclean = 0, 0, 0
         for trial in range(args.trials):
             run = folder / f"trial-{trial}"
             argv = [*COMMAND, str(config), f"train.output_dir={run}", *common]
             for n in range(args.kills_per_trial):
                 mode = "write" if (trial + n) % 2 else "random"
-                process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                what = kill_when(process, run, mode, rng.uniform(3.0, whole_s))
+                process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                what = kill_when(process, run, mode, rng.uniform(3.0, whole_s), sent)
                 kills += what.startswith("killed")
+                unclean += sent == signal.SIGTERM and what.startswith("killed") and (
+                    process.returncode != 143 or bool(leftovers(run)))
                 print(f"trial {trial}, kill {n + 1} ({mode}): {what}")
                 argv = [*COMMAND, "--resume", str(run)]
             finished = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -121,8 +134,10 @@ def main() -> None:
             same, left = digest(run) == reference, leftovers(run)
             exact += same and not left
             print(f"trial {trial}: {'bit-exact' if same else 'DIFFERENT'}, temporary files left: {len(left)}")
-        print(f"{kills} kills over {args.trials} trials: {exact}/{args.trials} bit-exact with no .tmp-*/.old-* left")
-        sys.exit(0 if exact == args.trials else 1)
+        print(f"{kills} SIG{args.signal.upper()} over {args.trials} trials: {exact}/{args.trials} bit-exact with no "
+              f".tmp-*/.old-* left" + (f"; {kills - unclean}/{kills} stops clean (exit 143, nothing staged left)"
+                                       if sent == signal.SIGTERM else ""))
+        sys.exit(0 if exact == args.trials and not unclean else 1)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,20 @@ class Files:
         cfg = self.config(f"task: {task}\nmodel: {self.llama}\n{tuning}")
         return ["train", cfg, f"data.train={train}", f"train.output_dir={self.run}", "train.epochs=1"]
 
+    def project(self) -> str:
+        """A user's project folder holding a config.yaml beside their own files (not a run directory)."""
+        folder = self.root / "project"
+        folder.mkdir(exist_ok=True)
+        (folder / "config.yaml").write_text(f"task: text-classification\nmodel: {self.tiny_bert}\n")
+        (folder / "notes.txt").write_text("my notes")
+        return str(folder)
+
+    def loop(self) -> str:
+        """A data path that is a symbolic link pointing at itself."""
+        link = self.root / "loop.jsonl"
+        link.symlink_to(link)
+        return str(link)
+
     def generate(self, *flags: str) -> list[str]:
         return ["generate", str(self.llama), "--prompt", "red dog", *flags]
 
@@ -121,6 +135,35 @@ CASES: list[tuple[str, Callable[[Files], list[str]], str]] = [
     ("predict-output-is-a-folder", lambda f: ["predict", str(f.run), "--input", str(f.train), "--output", str(f.root)],
      "is a folder"),
     ("serve-port-out-of-range", lambda f: ["serve", "minilm-l6", "--port", "70000"], "--port"),
+    # round 2 (issue 39): folders lmforge did not make, non-finite numbers, paths under files, costly patterns
+    ("resume-a-folder-lmforge-did-not-make", lambda f: ["train", "--resume", f.project()], "not a run directory made by"),
+    ("resume-a-file", lambda f: ["train", "--resume", f.file("notes.txt", "mine")], "it is a file"),
+    ("train-a-directory", lambda f: ["train", f.project()], "is a folder"),
+    ("lr-infinite", lambda f: f.classify(str(f.train)) + ["train.lr=inf"], "train.lr"),
+    ("lr-nan", lambda f: f.classify(str(f.train)) + ["train.lr=nan"], "finite number"),
+    ("weight-decay-infinite", lambda f: f.classify(str(f.train)) + ["train.weight_decay=-inf"], "finite number"),
+    ("label-smoothing-nan", lambda f: f.classify(str(f.train)) + ["tuning.label_smoothing=nan"], "finite number"),
+    ("train-seed-negative", lambda f: f.classify(str(f.train)) + ["train.seed=-1"], "train.seed"),
+    ("train-seed-over-32-bits", lambda f: f.classify(str(f.train)) + [f"train.seed={2**40}"], "train.seed"),
+    ("output-dir-is-a-file", lambda f: f.classify(str(f.train)) + [f"train.output_dir={f.file('a_file', 'x')}"],
+     "is a file"),
+    ("output-dir-under-a-file", lambda f: f.classify(str(f.train)) + [f"train.output_dir={f.file('a_file', 'x')}/run"],
+     "which is a file"),
+    ("predict-output-under-a-file", lambda f: ["predict", str(f.run), "--input", str(f.train), "--output",
+                                               f.file("a_file", "x") + "/out.jsonl"], "which is a file"),
+    ("generate-output-under-a-file", lambda f: f.generate("--output", f.file("a_file", "x") + "/out.jsonl"),
+     "which is a file"),
+    ("data-symlink-loop", lambda f: f.classify(f.loop()), "loops back on itself"),
+    ("text-is-a-number", lambda f: f.classify(f.file("numbers.jsonl", '{"text": 42, "label": "pos"}\n' * 8)),
+     "holds int 42"),
+    ("generate-temperature-nan", lambda f: f.generate("--strategy", "sample", "--temperature", "nan"), "finite number"),
+    ("generate-top-p-infinite", lambda f: f.generate("--strategy", "sample", "--top-p", "inf"), "finite number"),
+    ("generate-logit-bias-nan", lambda f: f.generate("--logit-bias", "5=nan"), "finite number"),
+    ("generate-seed-over-64-bits", lambda f: f.generate("--strategy", "sample", "--seed", str(2**70)), "seed"),
+    ("generate-regex-nested-repeats", lambda f: f.generate("--regex", "(a{1,999}){1,999}"), "automaton states"),
+    ("generate-schema-huge-string", lambda f: f.generate("--json-schema", '{"type": "string", "maxLength": 100000}'),
+     "automaton states"),
+    ("generate-regex-unusable", lambda f: f.generate("--regex", "(a"), "not a usable regular expression"),
     ("serve-llama-cpp-for-an-encoder", lambda f: ["serve", "minilm-l6", "--engine", "llama.cpp"],
      "--engine llama.cpp applies to generation"),
 ]
@@ -141,6 +184,8 @@ def test_a_bad_input_is_one_error_line_and_leaves_nothing(files, capsys, name, b
     assert words in err, err
     assert not files.run.exists(), "the run directory was left behind"
     assert not list(files.root.rglob(".tmp-*")), "a temporary file was left behind"
+    if (files.root / "project").exists():  # a user's folder: untouched
+        assert sorted(p.name for p in (files.root / "project").iterdir()) == ["config.yaml", "notes.txt"]
 
 
 @pytest.fixture(scope="module")

@@ -320,7 +320,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     limits = RequestLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RequestLimits)})
     options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                            request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes,
-                           public_metrics=args.public_metrics, wave_wait_s=args.wave_wait, limits=limits)
+                           public_metrics=args.public_metrics, wave_wait_s=args.wave_wait,
+                           stall_after_s=args.stall_after, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
     serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device,
           args.allow_network, args.engine)

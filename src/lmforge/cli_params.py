@@ -183,6 +183,8 @@ class ServeArgs(RunsAModel):
     max_queue: int = cli(64, "requests that may wait; more get 429", gt=0)
     max_batch: int = cli(8, "rows in the continuous batch (sampling's n counts each copy)", gt=0)
     timeout: float = cli(300.0, "seconds a request may take", gt=0)
+    stall_after: float = cli(300.0, "/health answers 503 'stalled' once requests have waited this many seconds with no "
+                                    "decoding step done", gt=0)
     faq: Path | None = cli(None, "ground chat answers in the nearest entries of this FAQ (jsonl/csv: question, answer)",
                            metavar="FILE")
     faq_top_k: int = cli(2, "FAQ entries per answer", gt=0)

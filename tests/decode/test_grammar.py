@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmforge.decode.generate import generate
-from lmforge.decode.grammar import schema_regex, token_bytes
+from lmforge.decode.grammar import schema_text, token_bytes
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError
 
@@ -50,6 +50,6 @@ def test_regex_output_matches(chat_model):
 
 def test_bad_schema_and_several_constraints_are_config_errors():
     with pytest.raises(ConfigError, match="decode.json_schema"):
-        schema_regex("{not json")
+        schema_text("{not json")
     with pytest.raises(ValueError, match="one of choices, regex and json_schema"):
         DecodeParams(regex="a+", choices=["a"])

@@ -96,7 +96,8 @@ def test_bad_requests_while_a_stream_runs_and_the_server_keeps_serving(live_serv
 
 
 def test_health_metrics_and_api_key(client, live_server):
-    assert client.get("/health").json() == {"status": "ok", "model": NAME, "waiting": 0, "running": 0}
+    assert client.get("/health").json() == {"status": "ok", "model": NAME, "waiting": 0, "running": 0,
+                                           "seconds_without_progress": 0.0}
     assert send(client, COMPLETE, OK_COMPLETE).status_code == 200
     text = client.get("/metrics").text
     assert "lmforge_queue_depth" in text and 'lmforge_request_latency_seconds_count{endpoint="completions",status="200"}' in text

@@ -83,6 +83,54 @@ def hostile(secret) -> list[tuple[str, object, int, str]]:
         (CHAT, OK_CHAT | {"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
         (CHAT, OK_CHAT | {"tool_choice": "auto"}, 400, "tool_choice"),
         (CHAT, OK_CHAT | {"max_tokens": 3, "max_completion_tokens": 4}, 400, "max_completion_tokens"),
+        *non_finite(), *costly_constraints(),
+        (CHAT, ext({"regex": "(a"}), 400, "not a usable regular expression"),
+        (CHAT, ext({"json_schema": {"type": "nonsense"}}), 400, "not a usable JSON schema"),
+        (CHAT, OK_CHAT | {"seed": 2**70}, 400, "seed"),
+        (CHAT, ext({"seed": -1}), 400, "seed"),
+    ]
+
+
+def raw(body: dict, **literals: str) -> str:
+    """`body` as JSON text with placeholders replaced by JSON literals Python's json writes no other way
+    (NaN, Infinity, -Infinity)."""
+    text = json.dumps(body)
+    for name, literal in literals.items():
+        text = text.replace(f'"{name}"', literal)
+    return text
+
+
+def non_finite() -> list[tuple[str, object, int, str]]:
+    """Every float a request carries, sent as NaN / ±Infinity: a 400 naming it, never a 500 or NaN scores."""
+    cases = []
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        for field in ("temperature", "top_p"):
+            cases.append((CHAT, raw(OK_CHAT | {field: "X"}, X=literal), 400, field))
+        for field, extra in (("temperature", {"strategy": "sample"}), ("top_p", {"strategy": "sample"}),
+                             ("min_p", {"strategy": "sample"}), ("typical_p", {"strategy": "sample"}),
+                             ("repetition_penalty", {}), ("length_penalty", {"strategy": "beam"}),
+                             ("penalty_alpha", {"strategy": "contrastive"})):
+            cases.append((CHAT, raw(OK_CHAT | {"lmforge": extra | {field: "X"}}, X=literal), 400, "finite number"))
+        cases.append((CHAT, raw(OK_CHAT | {"temperature": 1, "lmforge": {"logit_bias": {"5": "X"}}}, X=literal), 400,
+                      "lmforge.logit_bias.5"))
+        cases.append((COMPLETE, raw(OK_COMPLETE | {"lmforge": {"logit_bias": {"5": "X"}}}, X=literal), 400,
+                      "finite number"))
+    return cases
+
+
+def costly_constraints() -> list[tuple[str, object, int, str]]:
+    """Constraints that would compile for minutes: refused by their estimated states before compiling."""
+    ext = lambda fields: OK_CHAT | {"lmforge": fields}  # noqa: E731
+    huge_string = {"type": "string", "maxLength": 100_000}
+    return [
+        (CHAT, ext({"regex": "(a{1,999}){1,999}"}), 400, "--max-automaton-states"),
+        (CHAT, ext({"regex": "[a-z]{0,100000}"}), 400, "--max-automaton-states"),
+        (CHAT, ext({"json_schema": huge_string}), 400, "--max-automaton-states"),
+        (CHAT, OK_CHAT | {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": huge_string}}},
+         400, "response_format"),
+        (CHAT, ext({"json_schema": {"type": "array", "items": {"type": "string", "maxLength": 999}, "maxItems": 999}}),
+         400, "automaton states"),
+        (COMPLETE, OK_COMPLETE | {"lmforge": {"regex": "((ab){1,500}c){1,500}"}}, 400, "--max-automaton-states"),
     ]
 
 
@@ -123,7 +171,9 @@ def test_every_hostile_request_is_refused_by_name_and_reads_no_server_file(clien
     for (response, status, words), case in zip(answers, cases, strict=True):
         assert response.status_code == status, (case, response.text)
         if status != 200:
-            assert words in response.json()["error"]["message"], (case, response.text)
+            message = response.json()["error"]["message"]
+            assert words in message, (case, response.text)
+            assert "path" not in message and ".json file" not in message, (case, message)  # request fields only
     assert WATCH.opened == []
     print(f"{len(cases)} hostile requests: {sum(a[0].status_code == a[1] for a in answers)} answered as expected")
 

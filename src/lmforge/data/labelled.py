@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def iter_examples(path: str | Path, params: DataParams, multi_label: bool, error
             errors.report(where, f"missing column '{params.text_column}' (set data.text_column if it is named otherwise)")
             continue
         if not isinstance(text, str):
-            errors.report(where, f"column '{params.text_column}' holds {type(text).__name__} {str(text)[:40]!r}, not text; "
+            errors.report(where, f"column '{params.text_column}' holds {type(text).__name__} {json.dumps(text)[:40]}, not text; "
                                  "write it as a JSON string")
             continue
         if not text.strip():

@@ -6,6 +6,7 @@ Entities are given inline (`<e1>Paris</e1> is in <e2>France</e2>`) or as charact
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ def mark_spans(text: str, head: tuple[int, int], tail: tuple[int, int]) -> str:
 def mark_entities(record: dict, text_column: str) -> str:
     text = record.get(text_column)
     if text is not None and not isinstance(text, str):
-        raise ValueError(f"column '{text_column}' holds {type(text).__name__} {str(text)[:40]!r}, not text; write it as "
+        raise ValueError(f"column '{text_column}' holds {type(text).__name__} {json.dumps(text)[:40]}, not text; write it as "
                          "a JSON string")
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"empty text in column '{text_column}'")

@@ -26,7 +26,6 @@ from lmforge.decode.generate import (
     stop_string_check,
     stop_token_ids,
 )
-from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, LlamaCppModel
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.strategies.sampling import (
@@ -106,7 +105,6 @@ class ContinuousBatch:
         self.members: list[_Rows] = []  # in batch order
         self.steps = 0
         self.merges = runtime is not None or merges_caches(model)
-        self._automata: dict[tuple, RegexIndex | None] = {}
 
     def takes(self, params: DecodeParams) -> bool:
         """Whether a request decoded with `params` can join this batch (greedy or sampling on this batch's
@@ -172,19 +170,10 @@ class ContinuousBatch:
         rows, copies = self.rows_of(request), _copies(params)
         generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
         choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
-        rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, self._automaton(params))
+        rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, output_automaton(params, self.tokenizer, self.stop_ids))
         return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), RowOutputs.empty(rows),
                      stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
                      on_tokens=self._hearing(request, copies))
-
-    def _automaton(self, params: DecodeParams) -> RegexIndex | None:
-        """The output automaton of `params`, compiled once per pattern (the costly part)."""
-        key = (params.regex, params.json_schema)
-        if key not in self._automata:
-            if len(self._automata) >= 32:
-                self._automata.clear()
-            self._automata[key] = output_automaton(params, self.tokenizer, self.stop_ids)
-        return self._automata[key]
 
     @staticmethod
     def _hearing(request: Request, copies: int) -> OnTokens | None:

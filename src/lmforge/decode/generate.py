@@ -13,9 +13,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode import rules as R
+from lmforge.decode.automaton_build import CompileBudget
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
-from lmforge.decode.grammar import RegexIndex, schema_regex
+from lmforge.decode.grammar import RegexIndex, compiled_constraint
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime, torch_alone_on_one_thread
 from lmforge.decode.params import DecodeParams
@@ -92,11 +93,13 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
     return rules + (own_rules(params.strategy_params()) if own_rules is not None else [])
 
 
-def output_automaton(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int]) -> RegexIndex | None:
-    """The compiled regex / JSON schema `params` constrains the output to, if any."""
+def output_automaton(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int],
+                     budget: CompileBudget | None = None) -> RegexIndex | None:
+    """The compiled regex / JSON schema `params` constrains the output to, if any (compiled within `budget`, or
+    taken from the cache of recent ones)."""
     if not (params.regex or params.json_schema):
         return None
-    return RegexIndex(tokenizer, params.regex or schema_regex(params.json_schema), stop_ids[0])
+    return compiled_constraint(tokenizer, stop_ids[0], params.regex, params.json_schema, budget)
 
 
 def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[list[int]]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
+
 from lmforge.data.faq import read_faq
+from lmforge.decode.automaton_build import cancel_compiles
 from lmforge.decode.generate import pad_id_of
 from lmforge.decode.policy import load_policy
 from lmforge.decode.strategies.speculative import load_draft_model
@@ -78,8 +83,7 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
           allow_network: bool = False, engine: str = "torch") -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented)."""
-    import uvicorn
-
+    check_port_free(host, port)  # before minutes of loading, not after
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
     encoder = served_encoder(target, name, device, allow_network) if config is None else None  # e.g. minilm-l6: /v1/embeddings
@@ -105,4 +109,26 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     app = create_app(served, options)
     print(f"lmforge: serving {app.state.served_name!r} on http://{host}:{port}/v1 "
           f"({'API key required' if options.api_key else 'no API key'})")
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")
+    _StoppingServer(uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")).run()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a host and port another process listens on (as uvicorn will bind it: SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = "already in use (another server?)" if error.errno == errno.EADDRINUSE else error.strerror
+            raise ConfigError(f"--port {port}: cannot listen on {host}:{port}: {reason}; choose another --port or "
+                              "--host") from None
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM/SIGINT also stops constraint compiles in flight, so shutdown never
+    waits on one."""
+
+    def handle_exit(self, sig: int, frame) -> None:
+        cancel_compiles()
+        super().handle_exit(sig, frame)

@@ -60,6 +60,7 @@ class ServeOptions:
     max_body_bytes: int = 1_000_000
     public_metrics: bool = False  # /metrics without the API key (when one is set)
     wave_wait_s: float = 2.0  # longest a beam/speculative/… request waits for the continuous batch to drain
+    stall_after_s: float = 300.0  # /health answers 503 "stalled" when work has waited this long with no step done
     limits: RequestLimits = field(default_factory=RequestLimits)
 
 
@@ -98,9 +99,11 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
         if scheduler is not None:
             await asyncio.to_thread(scheduler.close)  # in-flight and queued requests finish first
 
-    app = FastAPI(title="lmforge", summary="OpenAI-compatible API over lmforge's decoding engine", lifespan=lifespan)
+    # no /docs or /redoc: Swagger UI and ReDoc load their scripts from a CDN, which an offline server cannot
+    app = FastAPI(title="lmforge", summary="OpenAI-compatible API over lmforge's decoding engine", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.scheduler, app.state.served_name = scheduler, served.name
-    keyed = ("/v1",) if options.public_metrics else ("/v1", "/metrics")
+    keyed = ("/v1", "/openapi.json") + (() if options.public_metrics else ("/metrics",))
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -141,10 +144,15 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
         return playground_page(info)
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health():
         if scheduler is None:
             return {"status": "ok", "model": served.name, "task": served.task}
-        return {"status": "ok", "model": served.name, "waiting": scheduler.waiting, "running": scheduler.running}
+        stuck = scheduler.seconds_without_progress()
+        answer = {"status": "ok", "model": served.name, "waiting": scheduler.waiting, "running": scheduler.running,
+                  "seconds_without_progress": round(stuck, 1)}
+        if stuck > options.stall_after_s:
+            return JSONResponse(answer | {"status": "stalled"}, status_code=503)
+        return answer
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:

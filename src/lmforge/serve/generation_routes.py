@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from lmforge.decode.generate import check_token_ids
+from lmforge.decode.automaton_build import CompileBudget
+from lmforge.decode.generate import check_token_ids, output_automaton, stop_token_ids
+from lmforge.decode.grammar import ConstraintInvalid, ConstraintTooCostly
 from lmforge.decode.stream import TextDeltas
 from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
@@ -46,6 +48,29 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         except LmforgeError as error:
             raise BadRequest(str(error).replace("decode.", "lmforge.", 1), "lmforge") from None
         return params
+
+    stop_ids = stop_token_ids(served.model, tokenizer)
+    budget = CompileBudget(options.limits.max_automaton_states, options.limits.max_compile_seconds)
+    compiling = asyncio.Semaphore(2)  # compiles at once (each a process); more wait their turn
+
+    async def compile_constraint(params, param: str) -> None:
+        """Compile the request's regex / JSON schema now, off the event loop and within the server's budget, so
+        decoding finds it ready (cached) and no request can hold the scheduler compiling."""
+        if not (params.regex or params.json_schema):
+            return
+        param = "lmforge.regex" if params.regex else param
+        try:
+            async with compiling:
+                await asyncio.to_thread(output_automaton, params, tokenizer, stop_ids, budget)
+        except ConstraintTooCostly as costly:
+            flag = "--max-automaton-states" if costly.limit == "states" else "--max-compile-seconds"
+            raise BadRequest(f"{param}: {costly.describe()} of this server (raise it with lmforge serve {flag}, or "
+                             "simplify the pattern)", param, code="limit_exceeded") from None
+        except ConstraintInvalid as invalid:
+            what = "regular expression" if params.regex else "JSON schema"
+            raise BadRequest(f"{param}: not a usable {what} ({invalid.reason})", param) from None
+        except LmforgeError as error:  # the server is shutting down
+            raise BadRequest(str(error).replace("decode.", "lmforge.", 1), param, 503, "unavailable") from None
 
     def token_limit(body: RequestBase) -> int:
         return body.token_limit or min(served.default_max_tokens, options.limits.max_tokens)
@@ -132,6 +157,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
     async def completions(body: CompletionRequest, request: Request):
         check_model(body)
         params = params_of(body, explain=body.logprobs or 0)
+        await compile_constraint(params, "lmforge.json_schema")
         prompts = [check_length(tokenizer(p)["input_ids"], "prompt") for p in body.prompts()]
         max_tokens = token_limit(body)
         job = Job(prompts, params, max_tokens, body.stop_strings())
@@ -166,6 +192,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             raise BadRequest(str(error), "response_format") from None
         explain = (body.top_logprobs or 1) if body.logprobs else 0
         params = params_of(body, json_schema=schema, explain=explain)
+        await compile_constraint(params, "response_format" if schema is not None else "lmforge.json_schema")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages]
         retrieved = None
         if served.retriever is not None:

@@ -46,6 +46,10 @@ class RequestLimits:
     max_explain: int = _limit(5, "most alternatives per token in log-probs (lmforge.explain)")
     max_rule_items: int = _limit(256, "most entries in lmforge.bad_words, choices or logit_bias")
     max_pattern_chars: int = _limit(8_000, "longest lmforge.regex or JSON schema, in characters")
+    max_automaton_states: int = _limit(20_000, "most automaton states a regex or JSON schema may need (counted repeats "
+                                               "written out), checked before it compiles")
+    max_compile_seconds: int = _limit(10, "longest a regex or JSON schema may take to compile (in a separate process, "
+                                          "stopped at the limit)")
     allow_compile: bool = _limit(False, "let requests ask for lmforge.compile and cache: static (each new shape "
                                         "compiles for minutes and keeps memory)")
     draft_model: str | None = _limit(None, "the draft model of requests with lmforge.strategy speculative (a packaged "

@@ -82,6 +82,7 @@ class Scheduler:
         self.waves = 0  # batches decoded outside the continuous batch
         self._held: list[Job] = []  # taken from the queue, not yet decoding
         self._wave_rows = 0
+        self.last_progress = time.monotonic()  # the end of the last decoding step or wave
         self._worker = threading.Thread(target=self._serve, name="lmforge-scheduler", daemon=True)
         self._worker.start()
 
@@ -93,6 +94,12 @@ class Scheduler:
     def running(self) -> int:
         """Rows decoding now."""
         return self.batch.rows + self._wave_rows
+
+    def seconds_without_progress(self) -> float:
+        """How long requests have been waiting or decoding with no step finished (0 while idle)."""
+        if not self.waiting and not self.running:
+            return 0.0
+        return time.monotonic() - self.last_progress
 
     def submit(self, job: Job) -> Future:
         """Queue `job`; its future gets one list of candidates per prompt."""
@@ -128,12 +135,15 @@ class Scheduler:
             if closing and idle:
                 return
             closing = self._collect(block=idle and not closing) or closing
+            if idle:
+                self.last_progress = time.monotonic()  # work that arrives now starts its clock here
             self._admit()
             try:
                 with self._autocast():
                     self.batch.step()
             except Exception as error:  # noqa: BLE001 — the requests in the batch fail; the worker goes on
                 self.batch.fail_all(error)
+            self.last_progress = time.monotonic()
 
     def _admit(self) -> None:
         """Start held jobs in order: continuous ones while rows are free (prefilled together); a wave once the
