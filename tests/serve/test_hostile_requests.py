@@ -4,9 +4,12 @@ counted — and under 16 live streams plus 100 hostile requests no stream breaks
 
 from __future__ import annotations
 
+import gzip
 import json
+import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -263,3 +266,42 @@ def test_16_streams_and_100_hostile_requests_at_once(tiny_chat_llama, secret):
         assert text == expected[prompt]
     assert WATCH.opened == []
     print(f"16 streams intact, 100 hostile requests: statuses {sorted(set(statuses))}")
+
+
+def test_what_held_in_the_earlier_probe_still_holds(tiny_chat_llama, secret):
+    """$ref to files and URLs refused, a gzip bomb refused by its size, 100k-deep JSON a 400, 40 clients that
+    send their headers slowly starve nobody, 64 requests at once are all answered."""
+    ext = lambda fields: OK_CHAT | {"lmforge": fields}  # noqa: E731
+    refs = [{"$ref": f"file://{secret / 'schema.json'}"}, {"$ref": "http://127.0.0.1:9/schema.json"},
+            {"type": "object", "properties": {"a": {"$ref": f"file://{secret / 'schema.json'}#/properties"}}}]
+    with running(create_app(served(tiny_chat_llama), ServeOptions(max_queue=128, max_batch=16,
+                                                                  max_body_bytes=210_000))) as url:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            for schema in refs:
+                answer = http.post(CHAT, json=ext({"json_schema": schema}))
+                assert answer.status_code == 400, answer.text
+            bomb = gzip.compress(b"\0" * 300_000_000)  # 300 MB of zeros: ~300 kB on the wire
+            answer = http.post(COMPLETE, content=bomb, headers={"content-type": "application/json",
+                                                                 "content-encoding": "gzip"})
+            assert answer.status_code == 413, answer.text
+            deep = '{"model": "tiny", "prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"
+            answer = http.post(COMPLETE, content=deep, headers={"content-type": "application/json"})
+            assert answer.status_code == 400, answer.text
+            slow = []
+            for _ in range(40):  # each sends half a request line and waits
+                sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+                sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+                slow.append(sock)
+            try:
+                started = time.monotonic()
+                assert http.post(COMPLETE, json=OK_COMPLETE).status_code == 200
+                assert time.monotonic() - started < 10
+                with ThreadPoolExecutor(64) as pool:
+                    statuses = list(pool.map(lambda i: http.post(COMPLETE, json=OK_COMPLETE | {
+                        "prompt": f"red dog {i}"}).status_code, range(64)))
+            finally:
+                for sock in slow:
+                    sock.close()
+            assert statuses == [200] * 64
+            assert http.get("/health").json()["status"] == "ok"
+    print(f"held: {len(refs)} $ref schemas refused, gzip bomb 413, 100k-deep JSON 400, 40 slow clients, 64 at once")
