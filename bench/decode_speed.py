@@ -31,6 +31,7 @@ from lmforge.data.packaged import chatterbot_topics
 from lmforge.decode.engine import pad_prompts
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.models.packaged import locate_packaged
 from lmforge.models.precision import decoding_weights
 
@@ -96,7 +97,8 @@ def lmforge_runner(model, tokenizer, prompts: list[list[int]], new_tokens: int, 
     params = DecodeParams(**knobs)
 
     def run() -> list[list[int]]:
-        return [c[0].tokens for c in generate(model, tokenizer, prompts, params, new_tokens, batch_size=len(prompts))]
+        return [c[0].tokens for c in generate(model, tokenizer, DecodeRequest(prompts, params, new_tokens,
+                                                                              batch_size=len(prompts)))]
     return run
 
 

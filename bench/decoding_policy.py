@@ -36,11 +36,12 @@ from pathlib import Path
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.policy import PolicyFeatures
+from lmforge.decode.policy_fit import fit_policy, log_arms
+from lmforge.decode.request import DecodeRequest
 from lmforge.files import atomic_write_text
+from lmforge.metrics.rewards import RewardSpec, build_reward
 from lmforge.recipes.generate import compare_params, open_generator
 from lmforge.recipes.policy import labelled_prompts
-from lmforge.tuning.decoding_policy import fit_policy, log_arms
-from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 INSTRUCTION = "Translate this sentence into French. Reply with the translation only.\n\n"
@@ -148,7 +149,7 @@ def main() -> None:
     def decode(params: DecodeParams, prompt: list[int], reference: list[str]) -> tuple[float, float, int, str | None]:
         """(reward, seconds, output tokens, the arm auto chose) of decoding `prompt` alone."""
         begin = time.perf_counter()
-        [best] = generate(model, tokenizer, [prompt], params, args.max_new_tokens, generator.stop_strings)[0]
+        [best] = generate(model, tokenizer, DecodeRequest([prompt], params, args.max_new_tokens, generator.stop_strings))[0]
         seconds = time.perf_counter() - begin
         text = tokenizer.decode(best.tokens, skip_special_tokens=True).strip()
         return reward([text], [reference])[0], seconds, len(best.tokens), best.arm

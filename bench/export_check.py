@@ -26,6 +26,7 @@ from decode_speed import PROMPTS  # noqa: E402
 
 from lmforge.decode.generate import generate  # noqa: E402
 from lmforge.decode.params import DecodeParams  # noqa: E402
+from lmforge.decode.request import DecodeRequest
 from lmforge.models.packaged import locate_packaged  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -65,7 +66,8 @@ def main() -> None:
                 for p in PROMPTS]
     prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered]
     ours = [until_eos(c[0].tokens, tokenizer.eos_token_id)[: args.new_tokens]
-            for c in generate(model, tokenizer, prompts, DecodeParams(), args.new_tokens, batch_size=len(prompts))]
+            for c in generate(model, tokenizer, DecodeRequest(prompts, DecodeParams(), args.new_tokens,
+                                                              batch_size=len(prompts)))]
     with tempfile.TemporaryDirectory(prefix="export-check-") as tmp:
         print("| export | seconds | check | result |")
         print("|---|---|---|---|")

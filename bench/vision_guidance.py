@@ -22,6 +22,7 @@ import torch
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest, PromptInputs
 from lmforge.metrics.captions import caption_scores
 from lmforge.packages import package_dir
 from lmforge.recipes.generate import open_generator
@@ -94,8 +95,9 @@ def main() -> None:
     for name, params in settings:
         calls.update(n=0, s=0.0)
         start = time.perf_counter()
-        out = generate(generator.model, generator.tokenizer, prompts, params, args.max_new_tokens, ["\n"], batch_size=1,
-                       images=images if params.image_weight else None, image_scorer=scorer)
+        out = generate(generator.model, generator.tokenizer, DecodeRequest(prompts, params, args.max_new_tokens,
+                                                                           ["\n"], batch_size=1,
+                                                                           inputs=PromptInputs(images=images if params.image_weight else None, image_scorer=scorer)))
         seconds = time.perf_counter() - start
         tokens = sum(len(c[0].tokens) for c in out)
         texts = [generator.task.text(start_ids + c[0].tokens).strip() for c in out]

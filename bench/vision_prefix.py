@@ -26,6 +26,7 @@ from vision_guidance import PROMPT, coco_images
 from lmforge.cli import main as lmforge
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest, PromptInputs
 from lmforge.metrics.captions import caption_scores
 from lmforge.recipes.generate import open_generator
 from lmforge.vision.images import load_image
@@ -106,8 +107,9 @@ def main() -> None:
     prompts = [ids + tokenizer("A photo of", add_special_tokens=False)["input_ids"]
                for ids in generator.prompt_ids([PROMPT] * len(images))]
     guided_params = DecodeParams(strategy="contrastive", top_k=45, penalty_alpha=0.1, image_weight=args.beta)
-    out = generate(generator.model, tokenizer, prompts, guided_params, args.max_new_tokens, ["\n"], batch_size=4,
-                   images=images, image_scorer=load_scorer())
+    out = generate(generator.model, tokenizer, DecodeRequest(prompts, guided_params, args.max_new_tokens, ["\n"],
+                                                             batch_size=4,
+                                                             inputs=PromptInputs(images=images, image_scorer=load_scorer())))
     guided = ["A photo of" + tokenizer.decode(c[0].tokens, skip_special_tokens=True) for c in out]
     prefixed = [trained[i] for i in range(len(images))]
     print(f"\n{len(images)} photos, {args.folds} folds, {args.epochs} epochs each ({train_seconds:.0f} s for all folds); "

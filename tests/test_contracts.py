@@ -15,10 +15,11 @@ from lmforge.cli import main
 from lmforge.decode.generate import generate
 from lmforge.decode.params import STRATEGY_FIELDS, DecodeParams
 from lmforge.decode.policy import PolicyFeatures
+from lmforge.decode.policy_fit import fit_policy
+from lmforge.decode.request import DecodeRequest
 from lmforge.decode.strategies import STRATEGIES
 from lmforge.methods.registry import TUNING, TuningParams, active_methods
 from lmforge.tasks import TASKS, build_task
-from lmforge.tuning.decoding_policy import fit_policy
 
 
 def fitted_policy(model_path: str, folder) -> dict:
@@ -50,13 +51,13 @@ def test_every_strategy_decodes_within_its_limits(name, tiny_chat_llama, tmp_pat
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     prompts = [tokenizer("a red dog")["input_ids"], tokenizer("the big cat eats a small dog")["input_ids"]]
     params = DecodeParams(strategy=name, **NEEDS.get(name, lambda *_: {})(str(tiny_chat_llama), tmp_path))
-    out = generate(model, tokenizer, prompts, params, max_new_tokens=5)
+    out = generate(model, tokenizer, DecodeRequest(prompts, params, max_new_tokens=5))
     assert len(out) == len(prompts)
     for candidates in out:
         assert candidates and all(len(c.tokens) <= 5 and all(isinstance(t, int) for t in c.tokens) for c in candidates)
         assert all(torch.isfinite(torch.tensor(c.score)) for c in candidates)
     if name in GREEDY_EQUIVALENT:
-        greedy = generate(model, tokenizer, prompts, DecodeParams(), max_new_tokens=5)
+        greedy = generate(model, tokenizer, DecodeRequest(prompts, DecodeParams(), max_new_tokens=5))
         assert [c[0].tokens for c in out] == [c[0].tokens for c in greedy]
 
 
@@ -70,7 +71,7 @@ def test_every_task_builds_from_its_name_and_names_its_metrics(name):
     assert isinstance(task.loads_quantized, bool)
 
 
-#: methods that train generation tasks only: their tiny runs are in tests/tuning/test_sequence_training.py and
+#: methods that train generation tasks only: their tiny runs are in tests/methods/test_sequence_training.py and
 #: test_strategy_network.py; here they must refuse the classification run in one line
 GENERATION_ONLY = {"sequence", "strategy_network"}
 

@@ -16,7 +16,7 @@ LAYERS = [
     ["data", "metrics"],
     ["models"],
     ["vision"],
-    ["decode", "tuning"],
+    ["decode"],
     ["tasks"],
     ["evaluate"],
     ["methods"],
@@ -56,3 +56,44 @@ def test_imports_point_down(path):
 def test_every_module_imports(path):
     relative = path.relative_to(PACKAGE.parent).with_suffix("")
     importlib.import_module(".".join(relative.parts).removesuffix(".__init__"))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the lmforge modules it imports anywhere in its file (top level, functions, TYPE_CHECKING)."""
+    names = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            found = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lmforge"):
+                found = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module
+                         for a in node.names]
+            elif isinstance(node, ast.Import):
+                found = [a.name for a in node.names if a.name.startswith("lmforge")]
+            for target in found:
+                while target not in names and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target in names and target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycle_inside_the_package():
+    graph, cycles = import_graph(), []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(" → ".join(cycle) for cycle in cycles)

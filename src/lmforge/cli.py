@@ -314,8 +314,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     for module in ("fastapi", "uvicorn", "prometheus_client"):
         require(module, "serve", "lmforge serve")
     from lmforge.recipes.serve import FaqSettings, serve
-    from lmforge.serve.app import ServeOptions
     from lmforge.serve.limits import RequestLimits
+    from lmforge.serve.served import ServeOptions
 
     limits = RequestLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RequestLimits)})
     options = ServeOptions(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,

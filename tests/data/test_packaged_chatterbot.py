@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.data.faq import INSTRUCTIONS, NOT_COVERED
+from lmforge.data.grounding import INSTRUCTIONS, NOT_COVERED
 from lmforge.data.packaged import chatterbot_grounded_dialogues
 
 pytest.importorskip("chatterbot_corpus", reason="chatterbot-corpus is not installed")

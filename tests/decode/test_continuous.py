@@ -10,6 +10,7 @@ from lmforge.decode.continuous import Abandoned, ContinuousBatch, Request
 from lmforge.decode.engine import Engine
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_requests_join_and_leave_step_by_step_with_the_same_tokens_as_alone(chat
     assert finished[1] == 3  # the short request left at once
     assert finished[2] == 4 + 5 and finished[2] < finished[0]  # the late one joined mid-way and left before the long
     for request in (long, short, late):
-        alone = generate(model, tokenizer, request.prompts, greedy, request.max_new_tokens)
+        alone = generate(model, tokenizer, DecodeRequest(request.prompts, greedy, request.max_new_tokens))
         assert [c.tokens for c in request.future.result()[0]] == [c.tokens for c in alone[0]]
     outputs = sampled.future.result()
     assert [len(candidates) for candidates in outputs] == [2, 2]
@@ -128,11 +129,12 @@ def test_explanations_match_the_tokens_without_the_stop_token(chat):
     batch.add(request)
     while batch.rows:
         batch.step()
-    alone = generate(model, tokenizer, request.prompts, params, 12)
+    alone = generate(model, tokenizer, DecodeRequest(request.prompts, params, 12))
     for mine, theirs in zip(request.future.result(), alone, strict=True):
         assert [s["token"] for s in mine[0].steps] == mine[0].tokens == theirs[0].tokens
         assert [s["token"] for s in theirs[0].steps] == theirs[0].tokens
-    beam = generate(model, tokenizer, [[5, 6]], DecodeParams(strategy="beam", num_beams=2, explain=1), 12)[0][0]
+    beam = generate(model, tokenizer, DecodeRequest([[5, 6]], DecodeParams(strategy="beam", num_beams=2, explain=1),
+                                                    12))[0][0]
     assert [s["token"] for s in beam.steps] == beam.tokens
 
 
@@ -174,7 +176,7 @@ def test_generation_progress_counts_tokens(tiny_chat_llama, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
     prompts = [tokenizer("a red dog")["input_ids"], tokenizer("the cat")["input_ids"]]
     for params in (DecodeParams(), DecodeParams(strategy="beam", num_beams=2)):
-        decode.generate(model, tokenizer, prompts, params, 6, batch_size=1, progress=True)
+        decode.generate(model, tokenizer, DecodeRequest(prompts, params, 6, batch_size=1, progress=True))
     greedy, beam = bars
     assert greedy.total == beam.total == 12 and sum(greedy.updates) == sum(beam.updates) == 12
     assert len(greedy.updates) > 2  # greedy reports step by step; beam search once a batch

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmforge.decode.generate import generate
 from lmforge.decode.grammar import schema_text, token_bytes
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "size": {"enum": [1, 2, 3]},
@@ -37,14 +38,15 @@ def test_json_schema_output_always_validates(chat_model, tmp_path):
     prompts = [tokenizer(t)["input_ids"] for t in ("a red dog", "the cat", "green", "a story", "big", "runs fast")]
     for params in (DecodeParams(json_schema=str(schema_file)), DecodeParams(strategy="sample", seed=1, json_schema=json.dumps(SCHEMA)),
                    DecodeParams(strategy="beam", num_beams=2, json_schema=str(schema_file))):
-        for [candidate] in generate(model, tokenizer, prompts, params, max_new_tokens=60):
+        for [candidate] in generate(model, tokenizer, DecodeRequest(prompts, params, max_new_tokens=60)):
             jsonschema.validate(json.loads(tokenizer.decode(candidate.tokens)), SCHEMA)
 
 
 def test_regex_output_matches(chat_model):
     model, tokenizer = chat_model
-    outputs = generate(model, tokenizer, [tokenizer("a dog")["input_ids"]] * 3, DecodeParams(strategy="sample", seed=2,
-                       regex=r"(red|green) (dog|cat)"), max_new_tokens=10)
+    outputs = generate(model, tokenizer, DecodeRequest([tokenizer("a dog")["input_ids"]] * 3,
+                                                       DecodeParams(strategy="sample", seed=2,
+                       regex=r"(red|green) (dog|cat)"), max_new_tokens=10))
     assert all(tokenizer.decode(c[0].tokens) in {"red dog", "red cat", "green dog", "green cat"} for c in outputs)
 
 

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from lmforge.cli import main
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
 
 pytest.importorskip("llama_cpp")
@@ -60,8 +61,8 @@ def test_llama_cpp_steps_give_the_torch_engines_tokens(tiny_smol, knobs):
     model, tokenizer = tiny_smol
     prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]  # mixed lengths, one batch
     params = DecodeParams(**knobs, min_new_tokens=12)
-    torch_out = generate(model, tokenizer, prompts, params, 12)
-    llama_out = generate(model, tokenizer, prompts, params.model_copy(update={"engine": "llama.cpp"}), 12)
+    torch_out = generate(model, tokenizer, DecodeRequest(prompts, params, 12))
+    llama_out = generate(model, tokenizer, DecodeRequest(prompts, params.model_copy(update={"engine": "llama.cpp"}), 12))
     for theirs, ours in zip(torch_out, llama_out, strict=True):
         assert [c.tokens for c in ours] == [c.tokens for c in theirs]
         assert all(abs(a.score - b.score) < 1e-3 for a, b in zip(ours, theirs, strict=True))
@@ -70,7 +71,9 @@ def test_llama_cpp_steps_give_the_torch_engines_tokens(tiny_smol, knobs):
 def test_int8_weights_run_on_a_q8_0_gguf(tiny_smol):
     model, tokenizer = tiny_smol
     prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]
-    out = generate(model, tokenizer, prompts, DecodeParams(engine="llama.cpp", weights="int8", min_new_tokens=8), 8)
+    out = generate(model, tokenizer, DecodeRequest(prompts,
+                                                   DecodeParams(engine="llama.cpp", weights="int8", min_new_tokens=8),
+                                                   8))
     assert [len(c[0].tokens) for c in out] == [8, 8, 8]
 
 
@@ -85,13 +88,13 @@ def test_a_peft_model_and_a_missing_package_are_one_line(tiny_smol, monkeypatch)
     model, tokenizer = tiny_smol
     wrapped = get_peft_model(LlamaForCausalLM(model.config), LoraConfig(r=2, target_modules=["q_proj"]))
     with pytest.raises(ConfigError, match="adapters merged first"):
-        generate(wrapped, tokenizer, [[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4)
+        generate(wrapped, tokenizer, DecodeRequest([[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4))
     import lmforge.decode.llama_cpp_engine as engine_module
 
     monkeypatch.setattr(engine_module, "_RUNTIMES", {})
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(ConfigError, match=r"pip install 'lmforge\[llama-cpp\]'"):
-        generate(model, tokenizer, [[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4)
+        generate(model, tokenizer, DecodeRequest([[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4))
 
 
 def test_generate_takes_the_engine_flag(tiny_smol, tmp_path):
@@ -120,10 +123,11 @@ def test_prompts_sharing_a_prefix_read_only_the_rest_and_decode_the_same(tiny_sm
     monkeypatch.setattr(LlamaCppModel, "decode",
                         lambda self, entries, *shape: read.append(len(entries)) or decode(self, entries, *shape))
     params = DecodeParams(engine="llama.cpp", min_new_tokens=8)
-    cold = generate(model, tokenizer, [second, third], params.model_copy(update={"prefix_cache": False}), 8)
-    generate(model, tokenizer, [first], params, 8)
+    cold = generate(model, tokenizer, DecodeRequest([second, third], params.model_copy(update={"prefix_cache": False}), 8))
+    generate(model, tokenizer, DecodeRequest([first], params, 8))
     read.clear()
-    warm = generate(model, tokenizer, [second, third], params, 8)  # both rows start with the cached first prompt
+    warm = generate(model, tokenizer, DecodeRequest([second, third], params,
+                                                    8))  # both rows start with the cached first prompt
     unshared = sum(len(p) - next(i for i, (a, b) in enumerate(zip(first, p, strict=False)) if a != b)
                    for p in (second, third))
     assert read[0] == unshared < len(second) + len(third)
@@ -150,8 +154,9 @@ def test_requests_join_a_running_llama_cpp_batch_and_decode_as_alone(tiny_smol):
         batch.step()
     assert batch.rows == 0 and all(r.future.done() for r in (long, short, late))
     for request in (long, short, late):
-        alone = generate(model, tokenizer, request.prompts, request.params.model_copy(update={"engine": "torch"}),
-                         request.max_new_tokens)
+        alone = generate(model, tokenizer, DecodeRequest(request.prompts,
+                                                         request.params.model_copy(update={"engine": "torch"}),
+                                                         request.max_new_tokens))
         assert request.future.result()[0][0].tokens == alone[0][0].tokens
     assert not runtime.busy  # every row's sequence went back to the pool
 

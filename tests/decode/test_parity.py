@@ -16,6 +16,7 @@ from transformers import (
 from lmforge.decode.engine import Engine, pad_prompts
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.decode.strategies.beam import beam_search
 from lmforge.decode.strategies.contrastive import contrastive_search
 from lmforge.decode.strategies.prompt_lookup import find_draft, lookup_proposer
@@ -98,7 +99,7 @@ def test_beam_with_one_beam_and_top_k_one_sampling_equal_greedy(tiny_chat_llama)
     prompts = [tokenizer(t)["input_ids"] for t in ("a", "a red dog runs", "the big green cat eats a")]
 
     def tokens(params: DecodeParams) -> list[list[int]]:
-        return [c[0].tokens for c in generate(model, tokenizer, prompts, params, max_new_tokens=8)]
+        return [c[0].tokens for c in generate(model, tokenizer, DecodeRequest(prompts, params, max_new_tokens=8))]
     greedy = tokens(DecodeParams())
     assert tokens(DecodeParams(strategy="beam", num_beams=1)) == greedy
     assert tokens(DecodeParams(strategy="sample", top_k=1, seed=3)) == greedy
@@ -109,8 +110,8 @@ def test_batched_equals_one_prompt_at_a_time(tiny_chat_llama):
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     prompts = [tokenizer(t)["input_ids"] for t in ("a", "a red dog runs", "the big green cat eats a")]
     for params in (DecodeParams(), DecodeParams(strategy="beam", num_beams=3)):
-        batched = generate(model, tokenizer, prompts, params, max_new_tokens=8, batch_size=3)
-        alone = [generate(model, tokenizer, [p], params, max_new_tokens=8)[0] for p in prompts]
+        batched = generate(model, tokenizer, DecodeRequest(prompts, params, max_new_tokens=8, batch_size=3))
+        alone = [generate(model, tokenizer, DecodeRequest([p], params, max_new_tokens=8))[0] for p in prompts]
         assert [c[0].tokens for c in batched] == [c[0].tokens for c in alone]
 
 

@@ -10,6 +10,7 @@ from transformers.generation import logits_process as hf
 from lmforge.decode import rules
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 
 PAIRS = [
     (rules.top_k(5), hf.TopKLogitsWarper(5)),
@@ -65,8 +66,9 @@ def test_seeded_sampling_repeats_and_differs_across_seeds(chat_model):
     prompts = [tokenizer("a red dog")["input_ids"]] * 4
 
     def draw(seed: int) -> list[list[int]]:
-        return [c[0].tokens for c in generate(model, tokenizer, prompts, DecodeParams(strategy="sample", seed=seed),
-                                              max_new_tokens=10)]
+        return [c[0].tokens for c in generate(model, tokenizer, DecodeRequest(prompts,
+                                                                              DecodeParams(strategy="sample", seed=seed),
+                                                                              max_new_tokens=10))]
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
     assert len({tuple(t) for t in draw(1)}) > 1  # rows draw independently
@@ -75,34 +77,38 @@ def test_seeded_sampling_repeats_and_differs_across_seeds(chat_model):
 def test_stop_strings_end_rows_and_min_new_tokens_holds_off_eos(chat_model):
     model, tokenizer = chat_model
     prompt = [tokenizer("the big green cat")["input_ids"]]
-    free = generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=12)[0][0]
+    free = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(), max_new_tokens=12))[0][0]
     stop = tokenizer.decode(free.tokens[:3])
-    stopped = generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=12, stop_strings=[stop])[0][0]
+    stopped = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(), max_new_tokens=12,
+                                                       stop_strings=[stop]))[0][0]
     assert stopped.tokens == free.tokens[:len(stopped.tokens)] and len(stopped.tokens) <= 3
     assert stop in tokenizer.decode(stopped.tokens)
     eos = tokenizer.eos_token_id
     bias = DecodeParams(logit_bias={eos: 100.0})
-    assert generate(model, tokenizer, prompt, bias, max_new_tokens=5)[0][0].tokens == []  # EOS at once
+    assert generate(model, tokenizer, DecodeRequest(prompt, bias, max_new_tokens=5))[0][0].tokens == []  # EOS at once
     held = DecodeParams(logit_bias={eos: 100.0}, min_new_tokens=3)
-    assert len(generate(model, tokenizer, prompt, held, max_new_tokens=5)[0][0].tokens) == 3
+    assert len(generate(model, tokenizer, DecodeRequest(prompt, held, max_new_tokens=5))[0][0].tokens) == 3
 
 
 def test_no_repeat_ngram_and_bad_words_shape_outputs(chat_model):
     model, tokenizer = chat_model
     prompt = [tokenizer("a")["input_ids"]]
-    tokens = generate(model, tokenizer, prompt, DecodeParams(no_repeat_ngram_size=2), max_new_tokens=30)[0][0].tokens
+    tokens = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(no_repeat_ngram_size=2),
+                                                      max_new_tokens=30))[0][0].tokens
     sequence = prompt[0] + tokens
     bigrams = list(zip(sequence, sequence[1:], strict=False))
     assert len(bigrams) == len(set(bigrams))
-    free = generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=10)[0][0].tokens
+    free = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(), max_new_tokens=10))[0][0].tokens
     word = tokenizer.decode(free[:1]).strip()
-    banned = generate(model, tokenizer, prompt, DecodeParams(bad_words=[word]), max_new_tokens=10)[0][0].tokens
+    banned = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(bad_words=[word]),
+                                                      max_new_tokens=10))[0][0].tokens
     assert word not in tokenizer.decode(banned).split()
 
 
 def test_explain_records_logprobs_with_alternatives(chat_model):
     model, tokenizer = chat_model
-    [[candidate]] = generate(model, tokenizer, [tokenizer("a red")["input_ids"]], DecodeParams(explain=3), max_new_tokens=4)
+    [[candidate]] = generate(model, tokenizer, DecodeRequest([tokenizer("a red")["input_ids"]],
+                                                             DecodeParams(explain=3), max_new_tokens=4))
     assert len(candidate.steps) == len(candidate.tokens) == 4
     first = candidate.steps[0]
     assert first["top"][0][0] == first["token"] and len(first["top"]) == 3  # greedy picks the best
@@ -112,7 +118,8 @@ def test_explain_records_logprobs_with_alternatives(chat_model):
 def test_beam_explain_shows_the_path_behind_each_score(chat_model):
     model, tokenizer = chat_model
     params = DecodeParams(strategy="beam", num_beams=3, num_return_sequences=2, length_penalty=0.7, explain=1)
-    for candidate in generate(model, tokenizer, [tokenizer("a red")["input_ids"]], params, max_new_tokens=5)[0]:
+    for candidate in generate(model, tokenizer, DecodeRequest([tokenizer("a red")["input_ids"]], params,
+                                                              max_new_tokens=5))[0]:
         total = sum(step["logprob"] for step in candidate.steps)
         assert abs(total / len(candidate.steps) ** 0.7 - candidate.score) < 1e-4
         assert [s["token"] for s in candidate.steps][: len(candidate.tokens)] == candidate.tokens
@@ -146,15 +153,15 @@ def test_every_output_is_one_of_the_choices(chat_model):
     labels = ["positive", "negative", "neutral mood"]
     for params in (DecodeParams(choices=labels), DecodeParams(strategy="sample", choices=labels, seed=0),
                    DecodeParams(strategy="beam", num_beams=3, choices=labels)):
-        outputs = generate(model, tokenizer, prompts, params, max_new_tokens=12)
+        outputs = generate(model, tokenizer, DecodeRequest(prompts, params, max_new_tokens=12))
         assert all(tokenizer.decode(c[0].tokens) in labels for c in outputs)
 
 
 def test_bf16_decoding_weights_leave_the_model_as_it_was(chat_model):
     model, tokenizer = chat_model
     prompt = [tokenizer("a red dog")["input_ids"]]
-    fp32 = generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=6)[0][0].tokens
-    out = generate(model, tokenizer, prompt, DecodeParams(weights="bf16"), max_new_tokens=6)[0][0].tokens
+    fp32 = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(), max_new_tokens=6))[0][0].tokens
+    out = generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(weights="bf16"), max_new_tokens=6))[0][0].tokens
     assert len(out) == 6
     assert next(model.parameters()).dtype == torch.float32 and type(model.lm_head) is torch.nn.Linear
-    assert generate(model, tokenizer, prompt, DecodeParams(), max_new_tokens=6)[0][0].tokens == fp32
+    assert generate(model, tokenizer, DecodeRequest(prompt, DecodeParams(), max_new_tokens=6))[0][0].tokens == fp32

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmforge.decode.engine import Engine
 from lmforge.decode.generate import STATIC_CACHE_STEP, generate, static_cache_length
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.decode.strategies.sampling import argmax_choice, token_by_token
 from tests.decode.conftest import PAD
 from tests.decode.test_parity import random_prompts
@@ -51,6 +52,8 @@ def test_compiled_static_steps_give_greedy_tokens(tiny_chat_llama):
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
     prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "the weather today is")]
-    expected = generate(model, tokenizer, prompts, DecodeParams(min_new_tokens=6), 6)
-    compiled = generate(model, tokenizer, prompts, DecodeParams(min_new_tokens=6, cache="static", compile=True), 6)
+    expected = generate(model, tokenizer, DecodeRequest(prompts, DecodeParams(min_new_tokens=6), 6))
+    compiled = generate(model, tokenizer, DecodeRequest(prompts,
+                                                        DecodeParams(min_new_tokens=6, cache="static", compile=True),
+                                                        6))
     assert [c[0].tokens for c in compiled] == [c[0].tokens for c in expected]

@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.models.precision import decoding_weights
 from lmforge.models.quantize import GEMV_MAX_ROWS, Int8Linear, int8_weights, quantize_per_channel
 
@@ -68,7 +69,7 @@ def test_generate_with_int8_weights_mostly_agrees_with_fp32(tiny_chat_llama):
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
     prompts = [tokenizer(text)["input_ids"] for text in ("hello there", "a longer prompt about the weather today")]
-    fp32 = generate(model, tokenizer, prompts, DecodeParams(min_new_tokens=8), 8)
-    int8 = generate(model, tokenizer, prompts, DecodeParams(min_new_tokens=8, weights="int8"), 8)
+    fp32 = generate(model, tokenizer, DecodeRequest(prompts, DecodeParams(min_new_tokens=8), 8))
+    int8 = generate(model, tokenizer, DecodeRequest(prompts, DecodeParams(min_new_tokens=8, weights="int8"), 8))
     assert [len(c[0].tokens) for c in int8] == [8, 8]
     assert fp32[0][0].tokens[0] == int8[0][0].tokens[0] and fp32[1][0].tokens[0] == int8[1][0].tokens[0]

@@ -7,7 +7,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from lmforge.data.faq import FaqEntry, read_faq
+from lmforge.data.faq import read_faq
+from lmforge.data.grounding import FaqEntry
 from lmforge.errors import DataError
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.serve.app import create_app

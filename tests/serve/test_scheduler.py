@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 
 
@@ -38,7 +39,7 @@ def test_jobs_share_the_batch_waves_wait_for_it_and_results_match_single_runs(ll
     scheduler.close()
     assert scheduler.waves == 1  # the beam job; the others decoded in the continuous batch
     assert scheduler.batch.steps <= 2 + 6 + 1  # the blocker's 2 steps, then the greedy jobs together
-    assert results == [generate(model, tokenizer, [p], DecodeParams(), 6)[0][0].tokens for p in prompts]
+    assert results == [generate(model, tokenizer, DecodeRequest([p], DecodeParams(), 6))[0][0].tokens for p in prompts]
 
 
 def test_a_full_queue_refuses_at_once(llama):
@@ -83,5 +84,6 @@ def test_a_beam_request_runs_between_steps_of_a_long_stream_after_a_bounded_wait
     long_tokens = long.result(60)[0][0].tokens
     scheduler.close()
     assert scheduler.waves == 1
-    assert beam_tokens == generate(model, tokenizer, [[8, 9]], beam_params, 6)[0][0].tokens
-    assert long_tokens == generate(model, tokenizer, [[5, 6, 7]], long_params, 150)[0][0].tokens  # the pause left it intact
+    assert beam_tokens == generate(model, tokenizer, DecodeRequest([[8, 9]], beam_params, 6))[0][0].tokens
+    assert long_tokens == generate(model, tokenizer, DecodeRequest([[5, 6, 7]], long_params,
+                                                                   150))[0][0].tokens  # the pause left it intact

@@ -33,7 +33,7 @@ def test_two_processes_train_one_run(tiny_config, tmp_path):
 
 
 def test_a_strategy_network_refuses_several_processes(tiny_chat_llama, tmp_path):
-    from tests.tuning.test_strategy_network import strategy_config
+    from tests.methods.test_strategy_network import strategy_config
 
     finished = launch_two([strategy_config(tmp_path, tiny_chat_llama)])
     assert finished.returncode != 0

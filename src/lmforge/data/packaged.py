@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from lmforge.data.faq import NOT_COVERED, FaqEntry, grounding_message
+from lmforge.data.grounding import NOT_COVERED, FaqEntry, grounding_message
 from lmforge.errors import DataError
 from lmforge.files import atomic_write_text
 from lmforge.packages import cache_dir, package_dir

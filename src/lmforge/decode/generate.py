@@ -8,7 +8,6 @@ strings end a row as soon as its text contains one (the caller cuts the text the
 from __future__ import annotations
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -20,13 +19,14 @@ from lmforge.decode.grammar import RegexIndex, compiled_constraint
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime, torch_alone_on_one_thread
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.decode.strategies import STRATEGIES, Limits
-from lmforge.decode.strategies.sampling import OnTokens, StopCheck
+from lmforge.decode.strategies.sampling import StopCheck
 from lmforge.errors import ConfigError
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.vision.gate import gate_images
-from lmforge.vision.scorer import ImageTextScorer, load_scorer
+from lmforge.vision.scorer import load_scorer
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -126,24 +126,19 @@ def static_cache_length(params: DecodeParams, prompts: list[list[int]], prompt_e
 
 
 @torch.no_grad()
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: DecodeParams,
-             max_new_tokens: int, stop_strings: list[str] | None = None, batch_size: int = 16, precision: str = "fp32",
-             progress: bool = False, on_tokens: OnTokens | None = None, images: list[Image.Image | None] | None = None,
-             image_scorer: ImageTextScorer | None = None, prompt_embeds: torch.Tensor | None = None,
-             prompt_texts: list[str] | None = None, prefilled: Engine | None = None) -> list[list[Candidate]]:
-    """Candidates for each prompt, best first (one unless num_return_sequences asks for more).
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+             request: DecodeRequest) -> list[list[Candidate]]:
+    """Candidates for each of `request.prompts`, best first (one unless num_return_sequences asks for more).
 
-    `on_tokens(rows, tokens)` hears greedy/sampled tokens as they come (rows index `prompts`). With
-    `decode.image_weight` > 0, `images` holds one image per prompt that guides its text (None: that prompt is not
-    guided), rated by `image_scorer`, else by `decode.image_scorer` loaded here. `prompt_embeds` (prompts, k, hidden)
-    is a soft prompt per prompt (decoder-only models), read before its tokens (see `Engine`). With
-    `decode.image_gate`, an image guides only when the gate finds it relevant to its prompt's text (`prompt_texts`,
-    default the decoded prompt tokens); the candidates carry the decision. `prefilled` is an engine whose rows are
-    `prompts`, in order, already prefilled (`Engine.fork`): the strategy continues from it, in one batch."""
+    With `decode.image_weight` > 0 the request's `inputs.images` guide the text (one per prompt); with
+    `decode.image_gate`, only where the gate finds an image relevant to its prompt, and the candidates carry the
+    decision. See `DecodeRequest` and `PromptInputs` for the rest."""
+    params, prompts, inputs = request.params, request.prompts, request.inputs
+    max_new_tokens, on_tokens, progress = request.max_new_tokens, request.on_tokens, request.progress
     strategy = STRATEGIES[params.strategy]
     if strategy.wraps is not None:  # a strategy that decodes with the others (auto)
-        return strategy.wraps(generate, model, tokenizer, prompts, params, max_new_tokens, stop_strings, batch_size,
-                              precision, progress, on_tokens)
+        return strategy.wraps(generate, model, tokenizer, request)
+    images, image_scorer = inputs.images, inputs.image_scorer
     if params.image_weight and (images is None or len(images) != len(prompts)):
         raise ConfigError(f"decode.image_weight is {params.image_weight}: give one image per prompt "
                           f"({len(prompts)} prompts, {0 if images is None else len(images)} images)")
@@ -154,12 +149,12 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         image_scorer = load_scorer(params.image_scorer)
     decisions = None
     if params.image_gate:  # the images the gate finds irrelevant to their prompt guide nothing
-        texts = prompt_texts or [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
+        texts = inputs.prompt_texts or [tokenizer.decode(p, skip_special_tokens=True) for p in prompts]
         images, decisions = gate_images(params.image_gate, image_scorer, images, texts)
     own_params = params.strategy_params()
     runtime = None
     if params.engine == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF of the model at params.weights
-        if prompt_embeds is not None or model.config.is_encoder_decoder:
+        if inputs.prompt_embeds is not None or model.config.is_encoder_decoder:
             raise ConfigError("decode.engine llama.cpp decodes decoder-only models from their tokens (no soft prompts); "
                               "use engine torch")
         runtime = llama_cpp_runtime(model, params.weights)
@@ -169,11 +164,12 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(params.seed) if params.seed is not None else None
-    limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, stop_strings or []), generator,
+    limits = Limits(max_new_tokens, stop_ids, stop_string_check(tokenizer, request.stop_strings or []), generator,
                     explain=params.explain, resources=strategy.load(own_params, device) if strategy.load else {})
     automaton = output_automaton(params, tokenizer, stop_ids)
+    prefilled, prompt_embeds = inputs.prefilled, inputs.prompt_embeds
     order = longest_first(prompts) if prefilled is None else list(range(len(prompts)))
-    batch_size = batch_size if prefilled is None else len(prompts)
+    batch_size = request.batch_size if prefilled is None else len(prompts)
     outputs: dict[int, list[Candidate]] = {}
     # counted in tokens (at most max_new_tokens a prompt): greedy and sampled rows report each step, other
     # strategies each finished batch
@@ -205,7 +201,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
                     on_tokens([indices[r] for r in rows], tokens)
             limits.on_tokens = hear if on_tokens is not None or progress else None
             try:
-                with autocast_for(precision, device):
+                with autocast_for(request.precision, device):
                     batch = strategy.decode(engine, own_params, rules, limits)
             finally:
                 if prefilled is None:

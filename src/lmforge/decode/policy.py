@@ -5,7 +5,7 @@ The policy reads the prompt's features from the model being decoded — its hidd
 averaged over the prompt (layer 0, the input embeddings, costs no forward pass; -1, the top layer, costs one)
 and, optionally, the log of its length — and scores every arm with one linear map (standardised features →
 predicted utility per arm), fitted as a contextual bandit from logged rewards
-(`lmforge.tuning.decoding_policy`). `decode: {strategy: auto, policy: RUN_DIR}` decodes each prompt with the
+(`lmforge.decode.policy_fit`). `decode: {strategy: auto, policy: RUN_DIR}` decodes each prompt with the
 arm its features pick.
 """
 
@@ -78,7 +78,7 @@ class DecodingPolicy:
 
 
 def load_policy(folder: str | Path) -> DecodingPolicy:
-    """The policy saved in `folder` (`DecodingPolicy.save`, after `lmforge.tuning.decoding_policy.fit_policy`)."""
+    """The policy saved in `folder` (`DecodingPolicy.save`, after `lmforge.decode.policy_fit.fit_policy`)."""
     folder = Path(folder)
     if not (folder / POLICY_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(f"decode.policy: {folder} holds no decoding policy ({POLICY_FILE} and {WEIGHTS_FILE}); "

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
 
 _DONE = object()
@@ -51,8 +52,9 @@ def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
 
     def work() -> None:
         try:
-            generate(model, tokenizer, [prompt], params, max_new_tokens, stop_strings, batch_size=1, precision=precision,
-                     on_tokens=lambda rows, tokens: [handoff.put(t) for t in tokens])
+            generate(model, tokenizer, DecodeRequest([prompt], params, max_new_tokens, stop_strings, batch_size=1,
+                                                     precision=precision,
+                                                     on_tokens=lambda rows, tokens: [handoff.put(t) for t in tokens]))
         except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
             failure.append(exc)
         finally:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from lmforge.errors import ConfigError
 from lmforge.methods.base import TuningMethod
-from lmforge.tuning.freeze import transformer_layers
+from lmforge.methods.freezing import transformer_layers
 
 
 def layer_depths(model: torch.nn.Module) -> dict[int, int]:

@@ -10,14 +10,14 @@ from lmforge.config.strict import STRICT
 from lmforge.errors import ConfigError
 from lmforge.methods.adversarial import Adversarial
 from lmforge.methods.base import TrainingSession, TuningMethod, is_set
-from lmforge.methods.continual import Continual
+from lmforge.methods.continual.method import Continual
 from lmforge.methods.freezing import Freezing
 from lmforge.methods.label_smoothing import LabelSmoothing
 from lmforge.methods.layerwise_lr_decay import LayerwiseLrDecay
-from lmforge.methods.peft import Peft
+from lmforge.methods.peft.method import Peft
 from lmforge.methods.rdrop import RDrop
-from lmforge.methods.sequence import Sequence
-from lmforge.methods.strategy_network import StrategyNetwork
+from lmforge.methods.sequence.method import Sequence
+from lmforge.methods.strategy_network.method import StrategyNetwork
 
 TUNING: dict[str, type[TuningMethod]] = {
     "freezing": Freezing,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lmforge.config.loader import load_config
 from lmforge.config.validate import validate_config
+from lmforge.data.augment import eda
 from lmforge.data.generation import GenerationExample
 from lmforge.errors import ConfigError, DataError
 from lmforge.evaluate.perturb import embedding_neighbours, vocabulary
@@ -27,7 +28,6 @@ from lmforge.runs.load import load_pretrained, load_trained, task_tokenizer
 from lmforge.runs.run_dir import load_run_config
 from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task
-from lmforge.tuning.augment import eda
 
 METHODS = {"eda": 0, "paraphrase": 1, "back-translation": 2}  # method -> generation models it chains
 

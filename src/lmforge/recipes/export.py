@@ -12,12 +12,12 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from lmforge.errors import RunDirError
 from lmforge.files import STAGING_PREFIX
+from lmforge.models.adapters import merged
 from lmforge.models.export import save_pretrained_atomic, write_folder_atomic
 from lmforge.models.gguf_export import convert_to_gguf, find_converter
 from lmforge.models.resolve import resolve_model
 from lmforge.runs.load import load_trained
 from lmforge.runs.run_dir import load_run_config
-from lmforge.tuning.adapters import merged
 
 
 def export(source: Path | str, output: Path, fmt: str = "hf", outtype: str = "f16",

@@ -21,6 +21,7 @@ from lmforge.evaluate.plots import plot_history, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes, no_space
 from lmforge.methods.base import TrainingSession
+from lmforge.methods.freezing import parameter_counts
 from lmforge.methods.registry import active_methods, check_methods
 from lmforge.models.device import resolve_device, weight_dtype
 from lmforge.models.export import set_dropout
@@ -39,6 +40,7 @@ from lmforge.runs.run_dir import (
     model_dir,
     save_config,
 )
+from lmforge.runs.save import save_model
 from lmforge.runs.schema import RunConfig
 from lmforge.runs.served_task import served_task
 from lmforge.tasks import Task, build_task
@@ -49,8 +51,6 @@ from lmforge.train.optimizers import check_optimizer
 from lmforge.train.processes import check_launch, process_state
 from lmforge.train.sharding import in_turn, wants_fsdp
 from lmforge.train.tracking import check_trackers
-from lmforge.tuning.apply import save_model
-from lmforge.tuning.freeze import parameter_counts
 
 
 def say(line: str) -> None:

@@ -27,6 +27,7 @@ from lmforge.data.readers import read_records
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams, shared_fields
+from lmforge.decode.request import DecodeRequest, PromptInputs
 from lmforge.errors import ConfigError
 from lmforge.models.device import place
 from lmforge.models.resolve import resolve_model
@@ -69,9 +70,10 @@ class Generator:
         def decode(rows: list[int]) -> list[list[Candidate]]:
             def pick(values: list | None) -> list | None:
                 return None if values is None else [values[i] for i in rows]
-            return generate(self.model, self.tokenizer, pick(prompts), params, self.max_new_tokens, self.stop_strings,
-                            batch_size, self.precision, images=pick(images), image_scorer=image_scorer,
-                            prompt_texts=pick(texts))
+            inputs = PromptInputs(images=pick(images), image_scorer=image_scorer, prompt_texts=pick(texts))
+            return generate(self.model, self.tokenizer, DecodeRequest(pick(prompts), params, self.max_new_tokens,
+                                                                      self.stop_strings, batch_size, self.precision,
+                                                                      inputs=inputs))
 
         # (a strategy network's router picks each prompt's expert; one model decodes them all)
         return self.task.decode_by_expert(self.model, prompts, batch_size, pad_id_of(self.tokenizer), self.precision,

@@ -26,13 +26,13 @@ from lmforge.data.errors_policy import RowErrors
 from lmforge.data.params import DataParams
 from lmforge.decode.generate import pad_id_of
 from lmforge.decode.policy import PolicyFeatures
+from lmforge.decode.policy_fit import best_ridge, fit_policy, held_out_picks, log_arms
 from lmforge.errors import ConfigError, DataError, RunDirError
 from lmforge.evaluate.plots import plot_reward_vs_seconds
 from lmforge.files import atomic_write_text
+from lmforge.methods.strategy_network.task import StrategyNetworkTask
+from lmforge.metrics.rewards import RewardSpec, build_reward
 from lmforge.recipes.generate import Generator, compare_params, open_generator
-from lmforge.tasks.strategy_network import StrategyNetworkTask
-from lmforge.tuning.decoding_policy import best_ridge, fit_policy, held_out_picks, log_arms
-from lmforge.tuning.sequence.rewards import RewardSpec, build_reward
 
 LOG_FILE = "arms.jsonl"
 SETTINGS_FILE = "settings.json"

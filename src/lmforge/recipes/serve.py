@@ -20,9 +20,10 @@ from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
 from lmforge.runs.run_dir import load_run_config
 from lmforge.runs.served_task import served_encoder, served_task
-from lmforge.serve.app import ServedModel, ServeOptions, create_app
+from lmforge.serve.app import create_app
 from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts
+from lmforge.serve.served import ServedModel, ServeOptions
 from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 
 

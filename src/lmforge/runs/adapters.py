@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from lmforge.errors import ConfigError, RunDirError
+from lmforge.models.adapters import base_model_path, is_adapter_dir
 from lmforge.models.labels import saved_labels
 from lmforge.runs.run_dir import load_run_config, model_dir
-from lmforge.tuning.adapters import base_model_path, is_adapter_dir
 
 ADAPTERS = "adapters"
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -8,6 +8,10 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lmforge.methods.strategy_network.experts import is_strategy_network_dir, load_strategy_network
+from lmforge.methods.strategy_network.params import StrategyNetworkParams
+from lmforge.methods.strategy_network.task import with_strategy_network
+from lmforge.models.adapters import base_model_path, is_adapter_dir, load_adapter
 from lmforge.models.device import place, resolve_device, weight_dtype
 from lmforge.models.hardware import choose_precision, device_capabilities
 from lmforge.models.labels import labelled_config_dir
@@ -19,10 +23,6 @@ from lmforge.runs.run_dir import model_dir
 from lmforge.runs.schema import RunConfig
 from lmforge.tasks import build_task
 from lmforge.tasks.base import Task
-from lmforge.tasks.strategy_network import with_strategy_network
-from lmforge.tuning.adapters import base_model_path, is_adapter_dir, load_adapter
-from lmforge.tuning.strategy_network.experts import is_strategy_network_dir, load_strategy_network
-from lmforge.tuning.strategy_network.params import StrategyNetworkParams
 
 
 def task_tokenizer(task: Task, path: str, local_files_only: bool = True,

@@ -12,15 +12,12 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode.llama_cpp_engine import MAX_SEQUENCES
 from lmforge.serve import responses as R
@@ -28,40 +25,10 @@ from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.embedding_routes import add_embedding_route
 from lmforge.serve.generation_routes import add_generation_routes
 from lmforge.serve.guards import BodyLimit, Measured
-from lmforge.serve.limits import RequestLimits
 from lmforge.serve.playground import playground_page
-from lmforge.serve.retrieval import FaqRetriever
-from lmforge.serve.scheduler import Experts, Scheduler
+from lmforge.serve.scheduler import Scheduler
+from lmforge.serve.served import ServedModel, ServeOptions
 from lmforge.serve.task_routes import TASK_ENDPOINTS, ServedTask, add_task_routes
-
-
-@dataclass
-class ServedModel:
-    """What the server decodes with: the model, its tokenizer and its limits."""
-
-    name: str
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    default_max_tokens: int = 256
-    context_length: int = 2048
-    precision: str = "fp32"
-    retriever: FaqRetriever | None = None  # chat answers grounded in the nearest FAQ entries
-    experts: Experts | None = None  # a strategy network: each prompt decoded by the expert its router picks
-    runtime: Any = None  # llama.cpp holding the model (`lmforge serve --engine llama.cpp`): it runs the forward passes
-    decoding: dict = field(default_factory=dict)  # decode fields every request gets (engine, weights)
-
-
-@dataclass
-class ServeOptions:
-    api_key: str | None = None
-    max_queue: int = 64
-    max_batch: int = 8
-    request_timeout_s: float = 300.0
-    max_body_bytes: int = 1_000_000
-    public_metrics: bool = False  # /metrics without the API key (when one is set)
-    wave_wait_s: float = 2.0  # longest a beam/speculative/… request waits for the continuous batch to drain
-    stall_after_s: float = 300.0  # /health answers 503 "stalled" when work has waited this long with no step done
-    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def _metrics(registry: CollectorRegistry, scheduler: Scheduler | None) -> dict:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
@@ -21,9 +20,7 @@ from lmforge.serve import responses as R
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
-
-if TYPE_CHECKING:
-    from lmforge.serve.app import ServedModel, ServeOptions
+from lmforge.serve.served import ServedModel, ServeOptions
 
 
 def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptions, scheduler: Scheduler,

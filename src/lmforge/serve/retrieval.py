@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmforge.data.faq import INSTRUCTIONS, FaqEntry, grounding_message, read_faq
+from lmforge.data.faq import read_faq
+from lmforge.data.grounding import INSTRUCTIONS, FaqEntry, grounding_message
 from lmforge.models.sentence import SentenceEncoder
 
 

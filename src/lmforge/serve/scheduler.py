@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.generate import generate
 from lmforge.decode.llama_cpp_engine import LlamaCppModel
+from lmforge.decode.request import DecodeRequest
 from lmforge.models.precision import autocast_for
 
 
@@ -247,8 +248,10 @@ class Scheduler:
             self._switch(expert)
             on_tokens = first.on_tokens if first.on_tokens is None or len(rows) == len(prompts) else \
                 (lambda heard, tokens, rows=rows: first.on_tokens([rows[i] for i in heard], tokens))
-            found = generate(self.model, self.tokenizer, [prompts[i] for i in rows], first.params, first.max_new_tokens,
-                             first.stop_strings, batch_size=len(rows), precision=self.precision, on_tokens=on_tokens)
+            found = generate(self.model, self.tokenizer, DecodeRequest([prompts[i] for i in rows], first.params,
+                                                                       first.max_new_tokens, first.stop_strings,
+                                                                       batch_size=len(rows), precision=self.precision,
+                                                                       on_tokens=on_tokens))
             for row, candidates in zip(rows, found, strict=True):
                 outputs[row] = candidates
         return outputs

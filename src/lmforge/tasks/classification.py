@@ -40,7 +40,7 @@ class TextClassification:
 
     default_metric = "accuracy"
     loads_quantized = True
-    label_smoothing = 0.0  # set from tuning.label_smoothing (tuning/regularise.py)
+    label_smoothing = 0.0  # set from tuning.label_smoothing (methods/label_smoothing.py)
     metric_names = ("accuracy", *(f"{avg}_{m}" for avg in ("macro", "micro", "weighted") for m in ("precision", "recall", "f1")))
 
     def __init__(self, params: TextClassificationParams, labels: list[str] | None = None):

@@ -37,6 +37,7 @@ from lmforge.data.readers import detect_format, locate, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest
 from lmforge.errors import DataError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
 from lmforge.metrics.generation import ROUGE_TYPES, generation_scores
@@ -270,8 +271,9 @@ class Generation:
         """Decoded outputs, one {"generated": text} per example, plus every "candidates" text, best first, when
         decode.num_return_sequences > 1."""
         prompts = [f["input_ids"][: f["_prompt_length"]] for f in features]
-        outputs = generate(model, self.tokenizer, prompts, self.params.decode, self.params.max_new_tokens,
-                           self.params.stop_strings, batch_size, precision, progress)
+        outputs = generate(model, self.tokenizer, DecodeRequest(prompts, self.params.decode,
+                                                                self.params.max_new_tokens, self.params.stop_strings,
+                                                                batch_size, precision, progress))
         texts = [[self.text(candidate.tokens) for candidate in candidates] for candidates in outputs]
         return [{"generated": row[0]} | ({"candidates": row} if len(row) > 1 else {}) for row in texts]
 

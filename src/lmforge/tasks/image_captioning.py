@@ -28,6 +28,7 @@ from lmforge.data.readers import read_records, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.request import DecodeRequest, PromptInputs
 from lmforge.errors import ConfigError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
 from lmforge.models.load import quiet_about_own_keys, saved_submodule
@@ -203,8 +204,10 @@ class ImageCaptioning:
             soft = self._soft_prompt(model, torch.tensor([f["image_features"] for f in chosen]))
         prompts = [f["input_ids"][k:f["_prompt_length"]] for f in chosen]
         images = [load_image(e.image) for e in examples] if self.params.decode.image_weight else None  # + guidance
-        outputs = generate(model, self.tokenizer, prompts, self.params.decode, self.params.max_new_tokens,
-                           self.params.stop_strings, batch_size, precision, progress, prompt_embeds=soft, images=images)
+        outputs = generate(model, self.tokenizer, DecodeRequest(prompts, self.params.decode,
+                                                                self.params.max_new_tokens, self.params.stop_strings,
+                                                                batch_size, precision, progress,
+                                                                inputs=PromptInputs(prompt_embeds=soft, images=images)))
         return [{"generated": self.text(candidates[0].tokens)} | candidates[0].decision_fields() for candidates in outputs]
 
     def text(self, tokens: list[int]) -> str:

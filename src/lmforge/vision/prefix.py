@@ -3,7 +3,7 @@ Mokady et al. 2021, arXiv:2111.09734) — the design's z = concat(z_v, z_t) with
 
 The LM reads [prefix (k vectors) ; text tokens] and learns to continue with the caption — the
 `image-captioning` task trains it with the normal trainer (tasks/image_captioning.py). Decoding runs
-on the engine with the prefix as a soft prompt (`generate(..., prompt_embeds=...)`), so every strategy
+on the engine with the prefix as a soft prompt (`PromptInputs.prompt_embeds` of a `DecodeRequest`), so every strategy
 and rule applies.
 """
 

@@ -4,6 +4,7 @@ decodes it — a strategy that wraps the others."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -12,26 +13,25 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
 from lmforge.decode.policy import DecodingPolicy, load_policy
+from lmforge.decode.request import DecodeRequest, PromptInputs
 from lmforge.decode.strategies.base import DecodingStrategy
-from lmforge.decode.strategies.sampling import OnTokens
 from lmforge.decode.strategy_params import AutoParams as Params
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
 
 
 def by_policy(generate: Callable[..., list[list[Candidate]]], model: PreTrainedModel,
-              tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], params: Any, max_new_tokens: int,
-              stop_strings: list[str] | None, batch_size: int, precision: str, progress: bool,
-              on_tokens: OnTokens | None) -> list[list[Candidate]]:
+              tokenizer: PreTrainedTokenizerBase, request: DecodeRequest) -> list[list[Candidate]]:
     """Each prompt decoded by `generate` with the arm `decode.policy` picks for it; the shared rules (stops,
-    constraints, weights, seed …) of `params` apply to every arm, and each candidate names its arm. A policy
-    that reads the top layer reads it from the decoding's own prefill, which its arms then continue."""
+    constraints, weights, seed …) of the request's params apply to every arm, and each candidate names its arm. A
+    policy that reads the top layer reads it from the decoding's own prefill, which its arms then continue."""
+    params, prompts, on_tokens = request.params, request.prompts, request.on_tokens
     policy = load_policy(params.policy)
     shared = params.shared_fields()
     arms = {arm: type(params).model_validate(shared | fields) for arm, fields in policy.arms.items()}
     outputs: dict[int, list[Candidate]] = {}
     for indices, picks, engine, logits in _policy_batches(model, tokenizer, prompts, params, policy, arms.values(),
-                                                          batch_size, precision):
+                                                          request.batch_size, request.precision):
         for arm, arm_params in arms.items():
             rows = [r for r, pick in enumerate(picks) if pick == arm]
             if not rows:
@@ -40,8 +40,8 @@ def by_policy(generate: Callable[..., list[list[Candidate]]], model: PreTrainedM
             relay = None if on_tokens is None else \
                 lambda rows, tokens, chosen=chosen: on_tokens([chosen[r] for r in rows], tokens)
             forked = None if engine is None else engine.fork(torch.tensor(rows), logits[rows])
-            batch = generate(model, tokenizer, [prompts[i] for i in chosen], arm_params, max_new_tokens, stop_strings,
-                             batch_size, precision, progress, relay, prefilled=forked)
+            batch = generate(model, tokenizer, replace(request, prompts=[prompts[i] for i in chosen], params=arm_params,
+                                                       on_tokens=relay, inputs=PromptInputs(prefilled=forked)))
             for candidates in batch:
                 for candidate in candidates:
                     candidate.arm = arm
