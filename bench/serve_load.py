@@ -31,7 +31,8 @@ import uvicorn
 from lmforge.models.gguf_export import OUTTYPE_OF_WEIGHTS, cached_gguf
 from lmforge.models.packaged import locate_packaged
 from lmforge.recipes.serve import served_model
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServeOptions
 
 PROMPTS = ["Write a haiku about the sea.", "Give me a tip for learning to cook.", "Why do leaves change colour?",
            "Describe a busy market.", "What makes a good friend?", "Explain rain to a child.",

@@ -165,7 +165,8 @@ def test_serve_engine_llama_cpp_answers_from_llama_cpp_and_refuses_torch_only_st
     from fastapi.testclient import TestClient
 
     from lmforge.recipes.serve import served_model
-    from lmforge.serve.app import ServeOptions, create_app
+    from lmforge.serve.app import create_app
+    from lmforge.serve.served import ServeOptions
 
     model, _ = tiny_smol
     answers = {}

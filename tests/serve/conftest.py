@@ -12,7 +12,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lmforge.serve.app import ServedModel, ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServedModel, ServeOptions
 
 NAME = "tiny"
 

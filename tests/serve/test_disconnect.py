@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServeOptions
 from tests.serve.conftest import NAME, running, served
 
 

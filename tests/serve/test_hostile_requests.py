@@ -16,7 +16,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServeOptions
 from tests.serve.conftest import NAME, running, served
 
 CHAT = "/v1/chat/completions"

@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 
 from lmforge.models.quantize import Int8Linear
 from lmforge.recipes.serve import served_model
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServeOptions
 
 
 def test_an_int8_server_answers_chat_requests_from_its_continuous_batch(tiny_chat_llama):

@@ -12,7 +12,8 @@ import pytest
 
 from lmforge.cli import main
 from lmforge.recipes.serve import served_task
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
+from lmforge.serve.served import ServeOptions
 from tests.serve.conftest import running, served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

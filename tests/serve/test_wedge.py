@@ -17,8 +17,9 @@ import httpx
 from fastapi.testclient import TestClient
 
 from lmforge.cli import main
-from lmforge.serve.app import ServeOptions, create_app
+from lmforge.serve.app import create_app
 from lmforge.serve.limits import RequestLimits
+from lmforge.serve.served import ServeOptions
 from tests.serve.conftest import NAME, running, served
 
 CHAT = "/v1/chat/completions"
