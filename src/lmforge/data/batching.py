@@ -103,7 +103,8 @@ class TaskSampledOrder(BatchOrder):
         return batches[self.process_index:usable:self.num_processes]
 
 
-PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100}
+PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "chosen_labels": -100, "rejected_labels": -100,
+              "kl_labels": -100}
 
 
 def pad_batch(features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -37,6 +37,8 @@ class TrainingSession:
     splits: Any = None
     tokenizer: Any = None
     model: Any = None
+    run_dir: Path | None = None
+    data: Any = None  # the loop's FitData: encoded train and validation features
     examples: list = field(default_factory=list)  # the rows the final report scores
 
     def evaluate_options(self) -> dict:
@@ -106,6 +108,10 @@ class TuningMethod:
 
     def before_fit(self, session: TrainingSession) -> None:
         """Measure what the method reports before training changes the model."""
+
+    def report_task(self, task: Any) -> Any:
+        """The task the final report scores the saved model with, given the one its run directory loads."""
+        return task
 
     def report(self, session: TrainingSession, metrics: dict) -> None:
         """Add the method's part to the final report's `metrics`."""

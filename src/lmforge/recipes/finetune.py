@@ -239,6 +239,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         save_model(trained, tokenizer, run_dir / "model", weights,
                    portable_reference(config.model.name) if path == named_path else None)
 
+    session.run_dir, session.data = run_dir, data
     split_name, session.examples = examples_to_score(task, config, None, lambda split: getattr(splits, split))
     examples = session.examples
     for method in methods:
@@ -264,6 +265,8 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
             predictions, metrics = data.best_validation[0], dict(data.best_validation[1])
         else:
             task, model, tokenizer = session.task, session.model, session.tokenizer = load_trained(run_dir, config)
+            for method in methods:
+                task = session.task = method.report_task(task)
             predictions = predict_examples(task, model, tokenizer, examples, max_length, params.eval_batch_size,
                                            params.precision)
             metrics = task.score(predictions, examples, baseline_examples)
