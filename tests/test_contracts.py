@@ -71,9 +71,9 @@ def test_every_task_builds_from_its_name_and_names_its_metrics(name):
     assert isinstance(task.loads_quantized, bool)
 
 
-#: methods that train generation tasks only: their tiny runs are in tests/methods/test_sequence_training.py and
-#: test_strategy_network.py; here they must refuse the classification run in one line
-GENERATION_ONLY = {"sequence", "strategy_network"}
+#: methods that train generation tasks only: their tiny runs are in tests/methods/test_sequence_training.py,
+#: test_strategy_network.py and test_preference.py; here they must refuse the classification run in one line
+GENERATION_ONLY = {"sequence", "strategy_network", "preference"}
 
 
 @pytest.mark.parametrize("name", sorted(TUNING))

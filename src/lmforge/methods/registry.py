@@ -15,6 +15,7 @@ from lmforge.methods.freezing import Freezing
 from lmforge.methods.label_smoothing import LabelSmoothing
 from lmforge.methods.layerwise_lr_decay import LayerwiseLrDecay
 from lmforge.methods.peft.method import Peft
+from lmforge.methods.preference.method import Preference
 from lmforge.methods.rdrop import RDrop
 from lmforge.methods.sequence.method import Sequence
 from lmforge.methods.strategy_network.method import StrategyNetwork
@@ -27,6 +28,7 @@ TUNING: dict[str, type[TuningMethod]] = {
     "adversarial": Adversarial,
     "continual": Continual,
     "sequence": Sequence,
+    "preference": Preference,
     "strategy_network": StrategyNetwork,
     "layerwise_lr_decay": LayerwiseLrDecay,
 }
