@@ -113,3 +113,25 @@ def test_preference_tuning_of_a_classification_task_is_refused(tmp_path, tiny_be
     err = capsys.readouterr().err
     assert code == 2 and "tuning.preference trains generation tasks" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_completion_log_probs_equal_the_full_vocabulary_computation(tiny_chat_llama):
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.methods.preference.losses import IGNORE, sequence_logps
+    from lmforge.methods.preference.task import completion_log_probs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[2, 7:] = 0
+    labels = ids.masked_fill(torch.arange(9) < 4, IGNORE).masked_fill(mask == 0, IGNORE)
+    for wrapped in (model, get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules="all-linear"))):
+        with torch.no_grad():
+            fast = completion_log_probs(wrapped, ids, mask, labels)
+            full = sequence_logps(wrapped(input_ids=ids, attention_mask=mask).logits, labels)
+        assert torch.allclose(fast[0], full[0], atol=1e-5) and fast[1].equal(full[1])

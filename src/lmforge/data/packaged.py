@@ -101,6 +101,31 @@ def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str,
     return rows
 
 
+def chatterbot_preferences(split: str, paired: bool = True) -> list[dict]:
+    """Preference rows from chatterbot-corpus: each user turn (`prompt`) with its own reply chosen and a reply of
+    another topic rejected (one of three words or more, drawn with a fixed seed), or — for KTO (`paired` false) —
+    one of the two as a row {prompt, completion, label}. Conversations split 80/10/10 into train/validation/test as
+    the reply-ranking sets are."""
+    pairs = [(topic, turns[i], turns[i + 1]) for topic, turns in _chatterbot_conversations()
+             for i in range(0, len(turns) - 1, 2)]
+    rng = random.Random(0)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    cut = {"train": (0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
+    replies = sorted({(topic, reply) for topic, _, reply in pairs if len(reply.split()) >= 3})
+    rng = random.Random(f"preferences-{split}")
+    rows = []
+    for index in order[int(cut[0] * len(order)):int(cut[1] * len(order))]:
+        topic, prompt, reply = pairs[index]
+        rejected = rng.choice([r for t, r in replies if t != topic])
+        if paired:
+            rows.append({"prompt": prompt, "chosen": reply, "rejected": rejected, "topic": topic})
+        else:
+            good = rng.random() < 0.5
+            rows.append({"prompt": prompt, "completion": reply if good else rejected, "label": good, "topic": topic})
+    return rows
+
+
 def _loosely(text: str, rng: random.Random, drop: float = 0.3) -> str:
     """`text` with about `drop` of its words left out (at least two kept), lower-cased, without end punctuation."""
     words = text.rstrip("?!.").split()
@@ -139,6 +164,10 @@ DATASETS: dict[str, Callable[[], list[dict]]] = {
     "chatterbot-dialogues": chatterbot_dialogues,
     "chatterbot-grounded-dialogues": chatterbot_grounded_dialogues,
     **{f"chatterbot-replies-{split}": functools.partial(chatterbot_reply_relevance, split)
+       for split in ("train", "validation", "test")},
+    **{f"chatterbot-preferences-{split}": functools.partial(chatterbot_preferences, split)
+       for split in ("train", "validation", "test")},
+    **{f"chatterbot-kto-{split}": functools.partial(chatterbot_preferences, split, False)
        for split in ("train", "validation", "test")},
 }
 

@@ -158,6 +158,34 @@ def plot_rewards(metrics_path: Path, path: Path) -> Path | None:
 
 
 @drawn
+def plot_preference(metrics_path: Path, path: Path) -> Path | None:
+    """Preference tuning: the rewards of chosen and rejected completions per logged step (left) and the reward
+    accuracy (right), as TRL names them."""
+    entries = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    steps = [e for e in entries if "rewards/chosen" in e or "rewards/rejected" in e]
+    if not steps:
+        return None
+    fig, left = pyplot().subplots(figsize=(6, 4))
+    for key, style, colour in (("rewards/chosen", "o-", "tab:green"), ("rewards/rejected", "o-", "tab:red"),
+                               ("rewards/margins", "--", "tab:blue")):
+        points = [(e["step"], e[key]) for e in steps if key in e]
+        if points:
+            left.plot(*zip(*points, strict=True), style, color=colour, markersize=3, label=key.split("/")[1])
+    left.set_xlabel("step")
+    left.set_ylabel("reward (β × log-ratio)")
+    left.legend(loc="upper left", fontsize=8)
+    accuracy = [(e["step"], e["rewards/accuracies"]) for e in steps if "rewards/accuracies" in e]
+    if accuracy:
+        right = left.twinx()
+        right.plot(*zip(*accuracy, strict=True), ":", color="tab:gray")
+        right.set_ylabel("reward accuracy", color="tab:gray")
+        right.set_ylim(0, 1.05)
+    left.set_title("Preference tuning")
+    _save(fig, path)
+    return path
+
+
+@drawn
 def plot_reward_vs_seconds(points: dict[str, tuple[float, float]], path: Path, title: str) -> Path:
     """Each decoding as a point: mean seconds per row (x) against mean reward (y), labelled."""
     fig, ax = pyplot().subplots(figsize=(6, 4))

@@ -17,7 +17,7 @@ from lmforge.data.params import with_absolute_paths
 from lmforge.data.streaming import StreamedFeatures, StreamedRows, head_rows
 from lmforge.errors import ConfigError, LmforgeError
 from lmforge.evaluate.inference import predict_examples
-from lmforge.evaluate.plots import plot_history, plot_rewards
+from lmforge.evaluate.plots import plot_history, plot_preference, plot_rewards
 from lmforge.evaluate.report import summary_line, write_report
 from lmforge.files import clean_interrupted_writes, no_space
 from lmforge.methods.base import TrainingSession
@@ -255,6 +255,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
         plot_history(run_dir / "metrics.jsonl", params.metric or task.default_metric, run_dir / "history.png")
     if (run_dir / "metrics.jsonl").is_file():  # sequence-level training logs its rewards
         plot_rewards(run_dir / "metrics.jsonl", run_dir / "rewards.png")
+        plot_preference(run_dir / "metrics.jsonl", run_dir / "preference.png")
 
     # Final report on the best model: the test split when there is one, else validation — whose scores the
     # best model already has (not decoded twice), unless this process did not see them (a resumed run).

@@ -24,7 +24,8 @@ from lmforge.runs.schema import RunConfig
 MARKER = ".lmforge-run"  # written first into every run directory lmforge makes: only such a folder is resumed or cleaned
 #: the top-level entries lmforge writes into a run directory: the only ones a clean restart removes
 RUN_ENTRIES = ("data", "checkpoints", "model", "init", "metrics.jsonl", "tensorboard", "tracking.json", "report.md",
-               "report.json", "predictions.jsonl", "confusion_matrix.png", "history.png", "rewards.png",
+               "report.json", "predictions.jsonl", "confusion_matrix.png", "history.png", "rewards.png", "preference.png",
+               "reference_logps.json",
                "evaluations", "adapters", STAGING_PREFIX + "*", SWAPPED_PREFIX + "*")
 
 

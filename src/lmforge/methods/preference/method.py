@@ -34,6 +34,7 @@ class Preference(TuningMethod):
     def __init__(self, tuning: Any) -> None:
         super().__init__(tuning)
         self.task: Any = None
+        self.before: dict[str, float] = {}  # held-out scores of the model before training
 
     def check(self, session: TrainingSession) -> None:
         if getattr(getattr(session.task, "params", None), "name", None) != "generation":
@@ -60,6 +61,27 @@ class Preference(TuningMethod):
         return model
 
     def before_fit(self, session: TrainingSession) -> None:
+        """The reference's log-probs where they are cached, then the held-out scores before training (the report
+        shows them beside the trained model's)."""
+        self._cache_reference(session)
+        self.before = self._scores_now(session)
+
+    def _scores_now(self, session: TrainingSession) -> dict[str, float]:
+        from lmforge.evaluate.inference import predict
+
+        data = session.data
+        if not data.validation_features:
+            return {}
+        options = session.evaluate_options()
+        predictions = predict(self.task, session.model, data.validation_features, session.splits.validation,
+                              options["batch_size"], session.tokenizer.pad_token_id, options["precision"])
+        return self.task.score(predictions, session.splits.validation, [])
+
+    def report(self, session: TrainingSession, metrics: dict) -> None:
+        if self.before:
+            metrics["before_training"] = self.before
+
+    def _cache_reference(self, session: TrainingSession) -> None:
         """The cached reference: log-probs of every split's rows under the model before training, written to the
         run directory once (a resumed run reads them back), then carried in the features."""
         params = self.tuning.preference

@@ -33,7 +33,7 @@ from lmforge.data.splits import Splits, assemble_splits, file_params
 from lmforge.errors import DataError
 from lmforge.methods.preference import losses as L
 from lmforge.methods.preference.params import PreferenceParams
-from lmforge.tasks.generation import Generation
+from lmforge.tasks.generation import Generation, reply_only_logits_supported
 
 IGNORE = L.IGNORE
 #: the reference's log-probs of a batch: (chosen or completion, rejected or KL) sums, or None without a reference
@@ -152,9 +152,7 @@ class PreferenceTask:
         ids = torch.cat([widen(first_ids, 0), widen(second_ids, 0)])
         mask = torch.cat([widen(batch["attention_mask"], 0), widen(batch[f"{second}_attention_mask"], 0)])
         labels = torch.cat([widen(batch["chosen_labels"], IGNORE), widen(batch[f"{second}_labels"], IGNORE)])
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        logits = logits[:, -labels.shape[1]:]  # prompt/prefix tuning prepends virtual positions
-        logps, lengths = L.sequence_logps(logits, labels)
+        logps, lengths = completion_log_probs(model, ids, mask, labels)
         rows = first_ids.shape[0]
         nll = -logps[:rows].sum() / lengths[:rows].sum().clamp(min=1)
         return logps[:rows], logps[rows:], lengths[:rows], lengths[rows:], nll
@@ -226,6 +224,26 @@ class PreferenceTask:
 
     def from_saved(self, model_dir: Path) -> PreferenceTask:
         return PreferenceTask(self.base.from_saved(model_dir), self.params)
+
+
+def completion_log_probs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the labelled tokens' log-probabilities, their count) per row. Where the logits are a plain linear
+    map of the last hidden state, the vocabulary projection and softmax run on the completion tokens only (as
+    the generation task's reply-only loss does): a 49k-word vocabulary over every prompt position otherwise
+    costs gigabytes."""
+    if not reply_only_logits_supported(model):
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        return L.sequence_logps(logits[:, -labels.shape[1]:], labels)  # prompt tuning prepends virtual positions
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
+    hidden = inner.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    counted = targets != IGNORE
+    logits = inner.get_output_embeddings()(hidden[:, :-1][counted]).float()  # (counted tokens, vocab)
+    token_logps = logits.log_softmax(-1).gather(1, targets[counted].unsqueeze(1)).squeeze(1)
+    rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(1).expand_as(targets)[counted]
+    sums = torch.zeros(ids.shape[0], dtype=token_logps.dtype, device=ids.device).index_add(0, rows, token_logps)
+    return sums, counted.sum(-1)
 
 
 def preference_scores(predictions: list[dict]) -> dict[str, float]:
