@@ -71,18 +71,24 @@ def chatterbot_topics(min_per_topic: int = 20) -> list[dict[str, str]]:
     return rows
 
 
-def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str, str]]:
-    """Reply ranking from chatterbot-corpus: each user turn (`text`) with its own reply (`text_pair`, label
-    `relevant`) and `negatives` other replies (`irrelevant`; one from the same topic where there is one, the
-    rest from other topics). Conversations are split 80/10/10 into train/validation/test, so every query's
-    candidates stay in one split."""
+def _split_reply_pairs(split: str) -> tuple[list[tuple[str, str, str]], list[int], random.Random]:
+    """(every (topic, user turn, reply) pair of chatterbot-corpus, the indices of `split`'s pairs — conversations
+    shuffled with seed 0 and cut 80/10/10 into train/validation/test —, the generator that shuffled them)."""
     pairs = [(topic, turns[i], turns[i + 1]) for topic, turns in _chatterbot_conversations()
              for i in range(0, len(turns) - 1, 2)]
     rng = random.Random(0)
     order = list(range(len(pairs)))
     rng.shuffle(order)
     cut = {"train": (0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
-    chosen = order[int(cut[0] * len(order)):int(cut[1] * len(order))]
+    return pairs, order[int(cut[0] * len(order)):int(cut[1] * len(order))], rng
+
+
+def chatterbot_reply_relevance(split: str, negatives: int = 4) -> list[dict[str, str]]:
+    """Reply ranking from chatterbot-corpus: each user turn (`text`) with its own reply (`text_pair`, label
+    `relevant`) and `negatives` other replies (`irrelevant`; one from the same topic where there is one, the
+    rest from other topics). Conversations are split 80/10/10 into train/validation/test, so every query's
+    candidates stay in one split."""
+    pairs, chosen, rng = _split_reply_pairs(split)
     by_topic: dict[str, list[str]] = defaultdict(list)
     for topic, _, reply in pairs:
         by_topic[topic].append(reply)
@@ -106,16 +112,11 @@ def chatterbot_preferences(split: str, paired: bool = True) -> list[dict]:
     another topic rejected (one of three words or more, drawn with a fixed seed), or — for KTO (`paired` false) —
     one of the two as a row {prompt, completion, label}. Conversations split 80/10/10 into train/validation/test as
     the reply-ranking sets are."""
-    pairs = [(topic, turns[i], turns[i + 1]) for topic, turns in _chatterbot_conversations()
-             for i in range(0, len(turns) - 1, 2)]
-    rng = random.Random(0)
-    order = list(range(len(pairs)))
-    rng.shuffle(order)
-    cut = {"train": (0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
+    pairs, chosen, _ = _split_reply_pairs(split)
     replies = sorted({(topic, reply) for topic, _, reply in pairs if len(reply.split()) >= 3})
     rng = random.Random(f"preferences-{split}")
     rows = []
-    for index in order[int(cut[0] * len(order)):int(cut[1] * len(order))]:
+    for index in chosen:
         topic, prompt, reply = pairs[index]
         rejected = rng.choice([r for t, r in replies if t != topic])
         if paired:
