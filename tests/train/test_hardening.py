@@ -198,7 +198,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_sigterm_during_a_checkpoint_write_is_one_line_exit_143_and_resumes_bit_exact(tiny_config, tmp_path):
-    common = ["train.epochs=3", "train.save_every_steps=4", "train.batch_size=8"]
+    common = ["train.epochs=2", "train.save_every_steps=4", "train.batch_size=8"]
     command = [sys.executable, "-m", "lmforge.cli", "train"]
     subprocess.run([*command, str(tiny_config), f"train.output_dir={tmp_path / 'whole'}", *common], check=True,
                    capture_output=True)
