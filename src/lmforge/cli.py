@@ -104,12 +104,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def _check_output_file(target: Path | str | None) -> None:
     """--output must be a file path (checked before any model loads)."""
     from lmforge.errors import ConfigError
+    from lmforge.files import file_in_the_way
 
     if target in (None, "-"):
         return
     if Path(target).is_dir():
         raise ConfigError(f"--output {target} is a folder; give a file path such as {Path(target) / 'out.jsonl'}")
-    under = next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
+    under = file_in_the_way(Path(target).parent)
     if under is not None:
         raise ConfigError(f"--output {target} lies under {under}, which is a file; give a path in a folder")
 

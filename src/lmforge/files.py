@@ -50,15 +50,27 @@ def remove_entries(folder: Path, patterns: Iterable[str]) -> list[str]:
     return removed
 
 
+def discard_folder(folder: Path, patterns: Iterable[str]) -> None:
+    """Remove what lmforge wrote into `folder` (`remove_entries`), then the folder itself once nothing else is in it."""
+    remove_entries(folder, patterns)
+    if not any(Path(folder).iterdir()):
+        Path(folder).rmdir()
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file that stands where `path` or one of its parents must be a folder (`a_file/run`), else None."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def check_writable_folder(path: Path, what: str) -> None:
     """Refuse a folder to write into that is a file or lies under one (`a_file/run`), naming `what` set it."""
-    path = Path(path)
-    for candidate in (path, *path.parents):
-        if candidate.exists() or candidate.is_symlink():
-            if not candidate.is_dir():
-                where = "is a file" if candidate == path else f"lies under {candidate}, which is a file"
-                raise RunDirError(f"{what} {path} {where}; give a folder path")
-            return
+    blocking = file_in_the_way(path)
+    if blocking is not None:
+        where = "is a file" if blocking == Path(path) else f"lies under {blocking}, which is a file"
+        raise RunDirError(f"{what} {path} {where}; give a folder path")
 
 
 def no_space(error: OSError, folder: Path, needed_bytes: int | None = None) -> RunDirError | None:

@@ -87,17 +87,17 @@ def pattern_states(regex: str, ceiling: int = 10**12) -> int | None:
 
 def _compile_in_child(connection, regex: str | None, schema: str | None, eos_id: int,
                       mapping: dict[bytes, list[int]], max_states: int) -> None:
-    """The child's work: schema → regex, the states estimate, the index; its answer sent through `connection`."""
+    """The child's work: schema → regex and its states estimate, the index; its answer sent through `connection`."""
     try:
         from outlines_core import Index, Vocabulary
         from outlines_core.json_schema import build_regex_from_schema
 
-        if schema is not None:
+        if schema is not None:  # (a regex given as such was estimated by the parent already)
             regex = build_regex_from_schema(schema)
-        states = pattern_states(regex)
-        if states is not None and states > max_states:
-            connection.send(("states", states))
-            return
+            states = pattern_states(regex)
+            if states is not None and states > max_states:
+                connection.send(("states", states))
+                return
         index = Index(regex, Vocabulary(eos_id, mapping))
         connection.send(("ok", pickle.dumps(index)))
     except Exception as error:  # noqa: BLE001 — outlines' message goes back to the parent

@@ -170,7 +170,8 @@ class ContinuousBatch:
         rows, copies = self.rows_of(request), _copies(params)
         generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
         choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
-        rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, output_automaton(params, self.tokenizer, self.stop_ids))
+        automaton = output_automaton(params, self.tokenizer, self.stop_ids)  # compiled once per pattern, then cached
+        rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, automaton)
         return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), RowOutputs.empty(rows),
                      stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
                      on_tokens=self._hearing(request, copies))

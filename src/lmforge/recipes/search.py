@@ -36,7 +36,7 @@ from lmforge.config.strict import STRICT
 from lmforge.config.validate import validate_config
 from lmforge.errors import ConfigError, RunDirError
 from lmforge.evaluate.plots import plot_search_progress
-from lmforge.files import STAGING_PREFIX, atomic_write_text, check_writable_folder, remove_entries
+from lmforge.files import STAGING_PREFIX, atomic_write_text, check_writable_folder, discard_folder
 from lmforge.recipes.finetune import finetune
 from lmforge.runs.run_dir import MARKER, mark_run_dir
 from lmforge.runs.schema import RunConfig
@@ -198,9 +198,7 @@ def search(raw: RawConfig | None, resume_dir: Path | None = None) -> Path:
 def discard_search_dir(out: Path) -> None:
     """Remove what a search that never ran wrote into `out` (its study, config, marker); the folder goes once
     nothing else is in it."""
-    remove_entries(out, ("study.db*", SEARCH_FILE, MARKER, STAGING_PREFIX + "*"))
-    if not any(out.iterdir()):
-        out.rmdir()
+    discard_folder(out, ("study.db*", SEARCH_FILE, MARKER, STAGING_PREFIX + "*"))
 
 
 def _saved_search(out: Path) -> RawConfig:

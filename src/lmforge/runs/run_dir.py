@@ -17,9 +17,11 @@ from lmforge.files import (
     SWAPPED_PREFIX,
     atomic_write_text,
     check_writable_folder,
+    discard_folder,
     remove_entries,
 )
 from lmforge.runs.schema import RunConfig
+from lmforge.train.checkpoint import has_checkpoint, latest_checkpoint
 
 MARKER = ".lmforge-run"  # written first into every run directory lmforge makes: only such a folder is resumed or cleaned
 #: the top-level entries lmforge writes into a run directory: the only ones a clean restart removes
@@ -40,9 +42,10 @@ def is_run_dir(run_dir: Path) -> bool:
     run_dir = Path(run_dir)
     if (run_dir / MARKER).is_file():
         return True
-    pointer = run_dir / "checkpoints" / "latest"
-    return pointer.is_file() and (run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
-                                  / "state.json").is_file()
+    try:
+        return has_checkpoint(run_dir) and latest_checkpoint(run_dir).is_dir()
+    except RunDirError:  # `latest` points at an incomplete checkpoint
+        return False
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -64,12 +67,8 @@ def clean_restart(run_dir: Path) -> list[str]:
 def discard_run_dir(run_dir: Path) -> None:
     """Undo a run directory this process made and that failed before its first checkpoint: lmforge's entries,
     config and marker go, and the folder too once nothing else is in it."""
-    run_dir = Path(run_dir)
-    if not (run_dir / MARKER).is_file():
-        return
-    remove_entries(run_dir, (*RUN_ENTRIES, "config.yaml", MARKER))
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    if (Path(run_dir) / MARKER).is_file():
+        discard_folder(Path(run_dir), (*RUN_ENTRIES, "config.yaml", MARKER))
 
 
 def create_run_dir(config: RunConfig, kind: str = "train") -> Path:

@@ -98,17 +98,21 @@ def save_checkpoint(run_dir: Path, state: LoopState, model: torch.nn.Module | No
     else:
         os.replace(staging, final)
     atomic_write_text(root / "latest", final.name + "\n")
-    ours = [p for p in root.glob("step-*") if CHECKPOINT_NAME.fullmatch(p.name) and (p / "state.json").is_file()]
-    for stale in sorted(ours)[:-keep]:  # only checkpoints lmforge wrote: nothing else in the folder is touched
+    for stale in _complete_checkpoints(root)[:-keep]:  # only lmforge's own: nothing else in the folder is touched
         shutil.rmtree(stale)
     return final
 
 
+def _complete_checkpoints(root: Path) -> list[Path]:
+    """The checkpoint folders save_checkpoint wrote completely into `root`, oldest first."""
+    return sorted(p for p in root.glob("step-*") if CHECKPOINT_NAME.fullmatch(p.name) and (p / "state.json").is_file())
+
+
 def _checkpoint_bytes(root: Path, model: torch.nn.Module | None, optimizer: Any) -> int:
     """About what one checkpoint takes: the last complete one's size, else the weights and optimizer state."""
-    done = [p for p in root.glob("step-*") if CHECKPOINT_NAME.fullmatch(p.name)]
+    done = _complete_checkpoints(root)
     if done:
-        return sum(f.stat().st_size for f in max(done).rglob("*") if f.is_file())
+        return sum(f.stat().st_size for f in done[-1].rglob("*") if f.is_file())
     if model is None:
         return 0
     weights = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)

@@ -33,6 +33,7 @@ from lmforge.tasks.base import Task
 from lmforge.train.checkpoint import (
     SHARDS,
     LoopState,
+    has_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -291,11 +292,12 @@ def _train_epoch(loop: _Loop) -> None:
         context = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with context, autocast_for(params.precision, accelerator.device):
             loss, _ = loop.loss(model, batch)
-            check_finite(loss.item(), loop)
+            value = loss.item()
+            check_finite(value, loop)
             loop.backward(loss / window)
             for method in loop.methods:
                 method.after_backward(model, lambda batch=batch, window=window: loop.task.loss(model, batch)[0] / window)
-        state.epoch_loss_sum += loss.item()
+        state.epoch_loss_sum += value
         state.epoch_batches += 1
         state.batches_done += 1
         progress.update(1)
@@ -335,9 +337,9 @@ def check_finite(loss: float, loop: _Loop) -> None:
     checkpoint is the last good state."""
     if math.isfinite(loss):
         return
-    state, pointer = loop.state, loop.run_dir / "checkpoints" / "latest"
-    kept = f"the last good checkpoint is kept ({pointer.parent / pointer.read_text(encoding='utf-8').strip()})" \
-        if pointer.is_file() else "no checkpoint was written yet"
+    state = loop.state
+    kept = f"the last good checkpoint is kept ({latest_checkpoint(loop.run_dir)})" if has_checkpoint(loop.run_dir) \
+        else "no checkpoint was written yet"
     raise TrainingError(f"the training loss became {loss} at step {state.global_step + 1} (epoch {state.epoch + 1}, "
                         f"batch {state.batches_done + 1}); {kept}. Try a lower train.lr (now {loop.params.lr:g}), "
                         "train.max_grad_norm: 1.0 or train.precision: fp32")

@@ -104,18 +104,14 @@ class PreferenceTask:
         return self.base.build_model(*args, **kwargs)
 
     def _sequence(self, prompt: Any, completion: Any, where: str, max_length: int) -> tuple[list[int], list[int]]:
-        """(ids, labels) of the prompt followed by the completion, only the completion's tokens labelled."""
+        """(ids, labels) of the prompt followed by the completion, encoded by the generation task (earlier
+        assistant turns it would learn are unlabelled here: only the completion is scored)."""
         text = _completion_text(completion, where)
         example = GenerationExample(prompt, text, where) if isinstance(prompt, str) else \
             GenerationExample(None, text, where, messages=list(prompt))
-        segments = self.base.segments(example)
-        special = not self.base._uses_template()
-        ids: list[int] = []
-        for n, (piece, _) in enumerate(segments[:-1]):
-            ids += self.tokenizer(piece, add_special_tokens=special and n == 0)["input_ids"]
-        ids = ids[-max_length:]
-        reply = self.tokenizer(segments[-1][0], add_special_tokens=False)["input_ids"][: self.base.params.max_target_length]
-        return ids + reply, [IGNORE] * len(ids) + reply
+        [feature] = self.base.encode([example], self.tokenizer, max_length)
+        prompt_length = feature["_prompt_length"]
+        return feature["input_ids"], [IGNORE] * prompt_length + feature["labels"][prompt_length:]
 
     def encode(self, examples: list[PreferenceExample], tokenizer, max_length: int) -> list[dict]:
         self.base.tokenizer = tokenizer
