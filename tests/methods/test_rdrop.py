@@ -20,7 +20,7 @@ from lmforge.tasks.language_modeling import LanguageModeling, LanguageModelingPa
 
 
 def checked(method, task) -> None:
-    method.check(TrainingSession(None, task, "fp32", 1, open_run=None, load_predictor=None))
+    method.check(TrainingSession(None, task, "fp32", 1, open_run=None, load_run=None))
 
 
 def test_symmetric_kl_is_zero_for_equal_and_positive_for_different_rows():

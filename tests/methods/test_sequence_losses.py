@@ -107,7 +107,7 @@ def test_a_classifier_run_as_reward(tiny_config, tmp_path, capsys):
     from lmforge.recipes.serve import served_task
 
     assert main(["train", str(tiny_config), "train.epochs=4"]) == 0
-    loader = lambda run: served_task(Path(run)).predict  # noqa: E731
+    loader = lambda run: served_task(Path(run))  # noqa: E731
     reward = build_reward([RewardSpec(name="classifier", run=str(tmp_path / "run"), label="pos")], loader)
     values = reward(["a great wonderful film", "an awful terrible film", ""], [[], [], []])
     assert all(0 <= v <= 1 for v in values) and values[0] > values[1]

@@ -51,6 +51,30 @@ def _text(value: Any, field: str, where: str) -> Text:
                     f"{type(value).__name__}")
 
 
+def completion_text(value: Text, where: str) -> str:
+    """A completion's text: the string, or the content of its one assistant message."""
+    if isinstance(value, str):
+        return value
+    replies = [m for m in value if m["role"] == "assistant"]
+    if len(value) != 1 or not replies:
+        raise DataError(f"{where}: a completion given as messages must be one assistant message")
+    return replies[0]["content"]
+
+
+def read_completions(path: str, fmt: str, errors: RowErrors) -> list[PreferenceExample]:
+    """Unlabelled {prompt, completion} rows, for a reward model to score (`chosen` holds the completion)."""
+    rows = []
+    for number, record in read_records(path, fmt, errors):
+        where = f"{path}, line {number}"
+        try:
+            prompt = _text(record.get("prompt"), "prompt", where)
+            completion = completion_text(_text(record.get("completion"), "completion", where), where)
+            rows.append(PreferenceExample(prompt, completion, None, where))
+        except DataError as error:
+            errors.report(where, str(error).removeprefix(f"{where}: "))
+    return rows
+
+
 def read_preferences(path: str, fmt: str, errors: RowErrors, paired: bool) -> list[PreferenceExample]:
     """The rows of a preference file: {prompt, chosen, rejected} when `paired`, else {prompt, completion,
     label: true|false}. Rows with a missing or empty field, or chosen identical to rejected, are refused by

@@ -24,7 +24,7 @@ LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor
 @dataclass
 class TrainingSession:
     """One training run as its methods see it; the recipe fills it stage by stage. `open_run(directory)` gives
-    a saved run's (config, model folder); `load_predictor(run)` a trained run's `predict(texts)` — resources
+    a saved run's (config, model folder); `load_run(run)` a trained run answering rows (`.task`, `.predict`) — resources
     a method reads without importing the layers that provide them."""
 
     config: Any
@@ -32,7 +32,7 @@ class TrainingSession:
     precision: str
     processes: int
     open_run: Callable[[Path], tuple[Any, Path]]
-    load_predictor: Callable[[str], Callable]
+    load_run: Callable[[str], Any]
     base_path: str | None = None
     splits: Any = None
     tokenizer: Any = None

@@ -2,7 +2,8 @@
 
 A reward function maps (outputs, references) to one float per output; `references[i]` lists the
 acceptable texts for output i (empty where there are none). REWARDS is the only list of names;
-`python` loads a user's own function from `file.py:name` or `package.module:name`.
+`python` loads a user's own function from `file.py:name` or `package.module:name`; `classifier` and
+`reward_model` score outputs with a trained run (a reward model also reads each output's prompt).
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from lmforge.errors import ConfigError
 from lmforge.metrics.squad import exact_match, token_f1
 
 RewardFn = Callable[[list[str], list[list[str]]], list[float]]
-#: a classification run directory -> its predict function (texts -> [{label, probabilities}]), for `classifier`
-ClassifierLoader = Callable[[str], Callable[[list[str]], list[dict]]]
+#: a reward that also reads the prompts: (outputs, references, prompts) -> floats
+PromptedRewardFn = Callable[[list[str], list[list[str]], list[Any]], list[float]]
+#: a trained run directory -> the run answering rows (`.task`: its task name, `.predict(rows)` -> predictions)
+RunLoader = Callable[[str], Any]
+#: rewards scored by a trained run -> the tasks that run may be
+RUN_TASKS = {"classifier": ("text-classification", "prompt-classification"), "reward_model": ("reward-modeling",)}
 
 
 class RewardSpec(BaseModel):
@@ -33,11 +38,12 @@ class RewardSpec(BaseModel):
     model_config = STRICT
 
     name: str = Field(..., description="One of: " + ", ".join(
-        ["bleu", "chrf", "exact_match", "token_f1", "regex", "json", "length", "classifier", "python"]))
+        ["bleu", "chrf", "exact_match", "token_f1", "regex", "json", "length", "classifier", "reward_model", "python"]))
     weight: float = Field(1.0, description="Weight of this reward in the sum.")
     pattern: str | None = Field(None, description="regex: the whole output must match this.")
     target: int | None = Field(None, gt=0, description="length: the wanted length in words.")
-    run: str | None = Field(None, description="classifier: a trained classification run directory.")
+    run: str | None = Field(None, description="classifier: a trained classification run directory; reward_model: a "
+                                              "trained reward-modeling run directory.")
     label: str | None = Field(None, description="classifier: the label whose probability is the reward.")
     function: str | None = Field(None, description="python: file.py:name or package.module:name.")
     allow_code: bool = Field(False, description="python: run the named code (off by default, like trust_remote_code: "
@@ -110,10 +116,29 @@ def _length(spec: RewardSpec) -> RewardFn:
     return lambda outputs, references: [-abs(len(o.split()) - target) / target for o in outputs]
 
 
-def _classifier(spec: RewardSpec, load_classifier: ClassifierLoader | None) -> RewardFn:
-    if load_classifier is None:
-        raise ConfigError("reward classifier: no way to load a run here; `lmforge train` provides one")
-    predict = load_classifier(_need(spec, "run"))
+def check_reward_runs(specs: list[RewardSpec], task_of_run: Callable[[str], str]) -> None:
+    """Refuse, before anything loads, a `classifier` or `reward_model` reward whose run is missing or of another
+    task (`task_of_run(run)`: the run's task name; it raises for a folder that is no run)."""
+    for spec in specs:
+        if spec.name in RUN_TASKS:
+            run = _need(spec, "run")
+            task = task_of_run(run)
+            if task not in RUN_TASKS[spec.name]:
+                wanted = " or ".join(RUN_TASKS[spec.name])
+                raise ConfigError(f"reward {spec.name}: {run} is a {task} run, not a {wanted} run; train one with "
+                                  f"task: {RUN_TASKS[spec.name][0]}")
+
+
+def _served_run(spec: RewardSpec, load_run: RunLoader | None) -> Any:
+    if load_run is None:
+        raise ConfigError(f"reward {spec.name}: no way to load a run here; `lmforge train` provides one")
+    served = load_run(_need(spec, "run"))
+    check_reward_runs([spec], lambda run: served.task)
+    return served
+
+
+def _classifier(spec: RewardSpec, load_run: RunLoader | None) -> RewardFn:
+    predict = _served_run(spec, load_run).predict
     label = _need(spec, "label")
 
     def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
@@ -122,6 +147,15 @@ def _classifier(spec: RewardSpec, load_classifier: ClassifierLoader | None) -> R
         if label not in predictions[0]["probabilities"]:
             raise ConfigError(f"reward classifier: label {label!r} is not one of {list(predictions[0]['probabilities'])}")
         return [p["probabilities"][label] for p in predictions]
+    return reward
+
+
+def _reward_model(spec: RewardSpec, load_run: RunLoader | None) -> PromptedRewardFn:
+    predict = _served_run(spec, load_run).predict
+
+    def reward(outputs: list[str], references: list[list[str]], prompts: list[Any]) -> list[float]:
+        rows = [{"prompt": p, "completion": o if o.strip() else "."} for p, o in zip(prompts, outputs, strict=True)]
+        return [p["reward"] for p in predict(rows)]
     return reward
 
 
@@ -151,21 +185,27 @@ def _python(spec: RewardSpec) -> RewardFn:
 #: reward name -> builder(spec) -> reward function
 REWARDS: dict[str, Callable[[RewardSpec], RewardFn]] = {
     "bleu": _bleu, "chrf": _chrf, "exact_match": _best_of(exact_match), "token_f1": _best_of(token_f1),
-    "regex": _regex, "json": _json, "length": _length, "classifier": _classifier, "python": _python,
-}  # classifier's builder also takes the run loader (see build_reward)
+    "regex": _regex, "json": _json, "length": _length, "classifier": _classifier, "reward_model": _reward_model,
+    "python": _python,
+}  # the builders of RUN_TASKS' rewards also take the run loader (see build_reward)
 
 
-def build_reward(specs: list[RewardSpec], load_classifier: ClassifierLoader | None = None) -> RewardFn:
-    """The weighted sum of `specs`' rewards; `load_classifier` opens the runs that `classifier` rewards name."""
+def build_reward(specs: list[RewardSpec], load_run: RunLoader | None = None) -> PromptedRewardFn:
+    """The weighted sum of `specs`' rewards, called as reward(outputs, references, prompts=None); `load_run` opens
+    the runs that `classifier` and `reward_model` rewards name (a reward model needs the prompts)."""
     if not specs:
         raise ConfigError("rewards: give at least one, e.g. [{name: chrf}]")
-    parts = [(spec.weight, _classifier(spec, load_classifier) if spec.name == "classifier" else REWARDS[spec.name](spec))
+    parts = [(spec.weight, spec.name == "reward_model",
+              REWARDS[spec.name](spec, load_run) if spec.name in RUN_TASKS else REWARDS[spec.name](spec))
              for spec in specs]
 
-    def reward(outputs: list[str], references: list[list[str]]) -> list[float]:
+    def reward(outputs: list[str], references: list[list[str]], prompts: list[Any] | None = None) -> list[float]:
         totals = [0.0] * len(outputs)
-        for weight, function in parts:
-            values = [float(v) for v in function(outputs, references)]
+        for weight, prompted, function in parts:
+            if prompted and prompts is None:
+                raise ConfigError("reward reward_model scores a prompt with its output; this caller gives no prompts")
+            values = [float(v) for v in (function(outputs, references, prompts) if prompted
+                                         else function(outputs, references))]
             if len(values) != len(outputs):
                 raise ValueError(f"a reward returned {len(values)} values for {len(outputs)} outputs")
             totals = [t + weight * v for t, v in zip(totals, values, strict=True)]

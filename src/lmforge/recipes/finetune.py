@@ -151,7 +151,7 @@ def _finetune(config: RunConfig, resume_dir: Path | None, on_validation: Callabl
     processes = process_state(train_device.type == "cpu")  # rank and world size under accelerate launch / torchrun
     session = TrainingSession(config, build_task(config.task), precision.precision, processes.num_processes,
                               open_run=lambda directory: (load_run_config(directory), model_dir(directory)),
-                              load_predictor=lambda run: served_task(Path(run)).predict)
+                              load_run=lambda run: served_task(Path(run)))
     quantization = quantized_training(config, session.task, precision.precision, train_device)
     methods = active_methods(config.tuning)
     check_methods(methods, session)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.data.labelled import TextExample
+from lmforge.data.preference import PreferenceExample
 from lmforge.data.squad import QAExample
 from lmforge.errors import ConfigError
 from lmforge.evaluate.inference import predict
@@ -18,7 +19,8 @@ from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 
 
 def served_task(run_dir: Path, name: str | None = None, device: str | None = None) -> ServedTask:
-    """A trained run of a classification, NER, QA or relevance-scoring task, answering through its own predict path."""
+    """A trained run of a classification, NER, QA, relevance-scoring or reward-modeling task, answering through its
+    own predict path."""
     config = load_run_config(run_dir)
     if config.task.name not in TASK_ENDPOINTS:
         raise ConfigError(f"{run_dir} is a {config.task.name} run; serve runs of {', '.join(sorted(TASK_ENDPOINTS))} "
@@ -28,6 +30,8 @@ def served_task(run_dir: Path, name: str | None = None, device: str | None = Non
     def example(row: Any, n: int) -> Any:
         if isinstance(row, dict) and "question" in row:  # question answering
             return QAExample(f"request-{n}", row["question"], row["context"], None, f"request input {n}")
+        if isinstance(row, dict) and "completion" in row:  # a reward model
+            return PreferenceExample(row["prompt"], row["completion"], None, f"request input {n}")
         if isinstance(row, dict):  # relevance scoring
             return TextExample(row["query"], row["candidate"], (), f"request input {n}")
         return task.example_from_text(row, f"request input {n}")

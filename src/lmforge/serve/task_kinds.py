@@ -9,7 +9,8 @@ from typing import Any
 #: task name -> the endpoint that serves it
 TASK_ENDPOINTS = {"text-classification": "classify", "prompt-classification": "classify",
                   "image-text-classification": "classify", "token-classification": "ner",
-                  "question-answering": "qa", "relevance-scoring": "score"}
+                  "question-answering": "qa", "relevance-scoring": "score",
+                  "reward-modeling": "score"}
 
 
 @dataclass

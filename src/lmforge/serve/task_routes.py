@@ -1,6 +1,7 @@
-"""Endpoints for runs of the non-generating tasks: /v1/classify, /v1/ner, /v1/qa, /v1/score.
+"""Endpoints for runs of the non-generating tasks: /v1/classify, /v1/ner, /v1/qa, /v1/score (relevance scoring's
+{query, candidate} pairs, a reward model's {prompt, completion}).
 
-The run's own predict path answers (labels with probabilities, entities, answer spans); requests run
+The run's own predict path answers (labels with probabilities, entities, answer spans, rewards); requests run
 in a worker thread one at a time, so the event loop stays free.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from fastapi import FastAPI
 from pydantic import Field, field_validator
@@ -42,6 +43,23 @@ class PairItem(ApiModel):
     candidate: str = Field(..., min_length=1)
 
 
+class Turn(ApiModel):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str
+
+
+class RewardItem(ApiModel):
+    prompt: str | list[Turn] = Field(..., description="The prompt: a text, or OpenAI messages (the conversation so far).")
+    completion: str = Field(..., min_length=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if not value or (isinstance(value, str) and not value.strip()):
+            raise ValueError("give a non-empty prompt")
+        return value
+
+
 class ObjectsRequest(ApiModel):
     """{model, input}: one input object or a list of them; errors name the field (input.N.field)."""
 
@@ -71,11 +89,21 @@ class PairsRequest(ObjectsRequest):
     input: list[PairItem] = Field(..., description="A {query, candidate} object or a list of them.")
 
 
+class RewardRequest(ObjectsRequest):
+    described: ClassVar[str] = "{prompt, completion}"
+    input: list[RewardItem] = Field(..., description="A {prompt, completion} object or a list of them.")
+
+
+#: a served run's task -> its request body, where it is not the endpoint's texts
+BODIES: dict[str, type[ApiModel]] = {"question-answering": QARequest, "relevance-scoring": PairsRequest,
+                                     "reward-modeling": RewardRequest}
+
+
 def add_task_routes(app: FastAPI, served: ServedTask, bad_request: Callable[..., Exception]) -> None:
     """The endpoint of `served.task` (POST /v1/<endpoint>, body {model, input}); data: one prediction per input."""
     endpoint = TASK_ENDPOINTS[served.task]
     lock = threading.Lock()
-    body_model = {"qa": QARequest, "score": PairsRequest}.get(endpoint, TextsRequest)
+    body_model = BODIES.get(served.task, TextsRequest)
 
     def run(rows: list) -> list[dict]:
         with lock:

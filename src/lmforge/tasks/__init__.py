@@ -10,6 +10,7 @@ from lmforge.tasks.prompt_classification import PromptClassification, PromptClas
 from lmforge.tasks.question_answering import QuestionAnswering, QuestionAnsweringParams
 from lmforge.tasks.relation_extraction import RelationExtraction, RelationExtractionParams
 from lmforge.tasks.relevance import RelevanceScoring, RelevanceScoringParams
+from lmforge.tasks.reward_modeling import RewardModeling, RewardModelingParams
 from lmforge.tasks.token_classification import TokenClassification, TokenClassificationParams
 
 #: task name -> (params model, task class)
@@ -24,6 +25,7 @@ TASKS: dict[str, tuple[type, type[Task]]] = {
     "image-captioning": (ImageCaptioningParams, ImageCaptioning),
     "image-text-classification": (ImageTextClassificationParams, ImageTextClassification),
     "relevance-scoring": (RelevanceScoringParams, RelevanceScoring),
+    "reward-modeling": (RewardModelingParams, RewardModeling),
 }
 
 

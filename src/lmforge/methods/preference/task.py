@@ -25,6 +25,7 @@ from lmforge.data.params import DataParams
 from lmforge.data.preference import (
     PreferenceExample,
     check_kto_labels,
+    completion_text,
     load_preferences,
     read_preferences,
     save_preferences,
@@ -38,16 +39,6 @@ from lmforge.tasks.generation import Generation, reply_only_logits_supported
 IGNORE = L.IGNORE
 #: the reference's log-probs of a batch: (chosen or completion, rejected or KL) sums, or None without a reference
 Reference = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor] | None]
-
-
-def _completion_text(value: Any, where: str) -> str:
-    """A completion's text: the string, or the content of its one assistant message."""
-    if isinstance(value, str):
-        return value
-    replies = [m for m in value if m["role"] == "assistant"]
-    if len(value) != 1 or not replies:
-        raise DataError(f"{where}: a completion given as messages must be one assistant message")
-    return replies[0]["content"]
 
 
 class PreferenceTask:
@@ -106,7 +97,7 @@ class PreferenceTask:
     def _sequence(self, prompt: Any, completion: Any, where: str, max_length: int) -> tuple[list[int], list[int]]:
         """(ids, labels) of the prompt followed by the completion, encoded by the generation task (earlier
         assistant turns it would learn are unlabelled here: only the completion is scored)."""
-        text = _completion_text(completion, where)
+        text = completion_text(completion, where)
         example = GenerationExample(prompt, text, where) if isinstance(prompt, str) else \
             GenerationExample(None, text, where, messages=list(prompt))
         [feature] = self.base.encode([example], self.tokenizer, max_length)

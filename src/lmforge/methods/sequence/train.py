@@ -11,6 +11,7 @@ each logged step adds the mean reward, KL to the reference (GRPO), entropy and o
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -21,7 +22,7 @@ from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
 from lmforge.methods.sequence.losses import group_advantages, grpo_loss, mrt_loss, scst_loss
 from lmforge.methods.sequence.params import SequenceParams
-from lmforge.metrics.rewards import ClassifierLoader, build_reward
+from lmforge.metrics.rewards import RunLoader, build_reward
 
 IGNORE = -100
 
@@ -82,11 +83,14 @@ class SequenceObjective:
     mean reward, KL, entropy (of the sampled tokens) and mean output length, for the training log.
     `token_loss`: the token-level loss for ce_weight (default the task's cross-entropy)."""
 
-    def __init__(self, task, params: SequenceParams, load_classifier: ClassifierLoader | None = None,
+    def __init__(self, task, params: SequenceParams, load_run: RunLoader | None = None,
                  token_loss=None) -> None:
         self.task, self.params = task, params
         self.token_loss = token_loss or task.loss
-        self.reward = build_reward(params.rewards, load_classifier)
+        self.reward = build_reward(params.rewards, load_run)
+        #: prompt tokens -> the row's prompt as written (source text, or the messages before the reply), for a
+        #: reward model; a prompt not found is passed as its decoded text
+        self.prompt_of: dict[tuple[int, ...], Any] = {}
         self.reference: PreTrainedModel | None = None
         self.stats: dict[str, float] = {}
 
@@ -123,7 +127,10 @@ class SequenceObjective:
         flat_prompts = [prompt for prompt in prompts for _ in range(p.samples)]
         flat_outputs = [o for group in outputs for o in group]
         texts = [self.task.text(o) for o in flat_outputs]
-        rewards = torch.tensor(self.reward(texts, [r for r in references for _ in range(p.samples)]),
+        written = [self.prompt_of.get(tuple(prompt)) or tokenizer.decode(prompt, skip_special_tokens=True).strip()
+                   for prompt in prompts]
+        rewards = torch.tensor(self.reward(texts, [r for r in references for _ in range(p.samples)],
+                                           [w for w in written for _ in range(p.samples)]),
                                device=model.device).view(len(prompts), p.samples)
         logprobs, mask = token_logprobs(model, flat_prompts, flat_outputs, pad_id)
         sequence_logprobs = (logprobs * mask).sum(-1)
@@ -132,7 +139,8 @@ class SequenceObjective:
             loss = mrt_loss(sequence_logprobs.view(len(prompts), p.samples), rewards, p.sharpness)
         elif p.method == "scst":
             greedy = self._decode(model, prompts, DecodeParams())
-            baseline = torch.tensor(self.reward([self.task.text(g[0]) for g in greedy], references), device=model.device)
+            baseline = torch.tensor(self.reward([self.task.text(g[0]) for g in greedy], references, written),
+                                    device=model.device)
             loss = scst_loss(sequence_logprobs, rewards.flatten(), baseline.repeat_interleave(p.samples))
         else:
             reference = self._reference_logprobs(model, flat_prompts, flat_outputs, pad_id) if p.kl_weight else logprobs.detach()
