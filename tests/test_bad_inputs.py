@@ -166,6 +166,15 @@ CASES: list[tuple[str, Callable[[Files], list[str]], str]] = [
     ("generate-regex-unusable", lambda f: f.generate("--regex", "(a"), "not a usable regular expression"),
     ("serve-llama-cpp-for-an-encoder", lambda f: ["serve", "minilm-l6", "--engine", "llama.cpp"],
      "--engine llama.cpp applies to generation"),
+    ("serve-chat-template-missing", lambda f: ["serve", str(f.llama), "--chat-template", str(f.root / "no.jinja")],
+     "no such file"),
+    ("serve-chat-template-not-jinja", lambda f: ["serve", str(f.llama), "--chat-template",
+                                                 f.file("t.jinja", "{% for m in %}")], "not a Jinja template"),
+    ("serve-chat-template-for-an-encoder", lambda f: ["serve", "minilm-l6", "--chat-template", f.file("t.jinja", "x")],
+     "--chat-template renders chats"),
+    ("preference-reward-model-not-a-run", lambda f: f.generation(
+        "generation", f"tuning: {{sequence: {{method: grpo, rewards: [{{name: reward_model, run: {f.root}}}]}}}}"),
+     "is not an lmforge run directory"),
 ]
 
 

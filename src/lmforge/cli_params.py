@@ -168,7 +168,7 @@ class PolicyArgs(RunsAModel):
 
 class ServeArgs(RunsAModel):
     target: str = cli(..., "a packaged alias, a model folder, a generation run, or a classification / NER / QA / "
-                           "relevance-scoring run", positional=True, metavar="MODEL|RUN_DIR")
+                           "relevance-scoring / reward-modeling run", positional=True, metavar="MODEL|RUN_DIR")
     allow_network: bool = cli(False, "a hub id may be downloaded (once; cached for offline use afterwards)")
     host: str = cli("127.0.0.1", "address to bind (127.0.0.1: this machine only)")
     port: int = cli(8000, "port", ge=1, le=65535)
@@ -190,6 +190,9 @@ class ServeArgs(RunsAModel):
     faq_top_k: int = cli(2, "FAQ entries per answer", gt=0)
     faq_min_score: float = cli(0.3, "least cosine similarity for an entry to be used")
     faq_encoder: str = cli("minilm-l6", "sentence encoder for the FAQ")
+    chat_template: Path | None = cli(None, "a Jinja chat template to render chats with instead of the model's own "
+                                           "(e.g. one that shows `tools` to the model, for function calling)",
+                                     metavar="FILE")
     weights: DecodingWeights = cli(
         "fp32", "weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 (about 2.5x faster at "
                 "batch 1 on CPU; outputs may differ slightly)")

@@ -66,6 +66,20 @@ def test_each_method_learns_to_prefer_the_chosen_completions(tmp_path, tiny_chat
     assert reference.is_file() == (not peft and method in ("dpo", "ipo", "kto"))
 
 
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_an_encoder_decoder_learns_the_preferences_too(tmp_path, tiny_t5, method, capsys):
+    rows = kto_rows(64) if method == "kto" else preference_rows(64)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:48])
+    held = write_jsonl(tmp_path / "held.jsonl", rows[48:])
+    cfg = config(tmp_path, tiny_t5, f"tuning:\n  preference: {{method: {method}, beta: 0.5}}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), f"data.train={train}", f"data.validation={held}", f"train.output_dir={run}",
+                 "train.epochs=6"]) == 0, capsys.readouterr().err
+    scores, before = report(run), report(run)["before_training"]
+    assert scores["reward_margin"] > 0 and scores["preference_accuracy"] > before["preference_accuracy"], scores
+    assert (run / "reference_logps.json").is_file()
+
+
 def test_a_killed_dpo_run_resumes_bit_exact_with_its_cached_reference(tmp_path, tiny_chat_llama, monkeypatch):
     train = write_jsonl(tmp_path / "train.jsonl", preference_rows(40))
     cfg = config(tmp_path, tiny_chat_llama, "tuning:\n  preference: {method: dpo}\n")

@@ -81,9 +81,9 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
           faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None,
-          allow_network: bool = False, engine: str = "torch") -> None:
+          allow_network: bool = False, engine: str = "torch", chat_template: Path | None = None) -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
-    answers in the nearest entries of an FAQ file (retrieval-augmented)."""
+    answers in the nearest entries of an FAQ file (retrieval-augmented); `chat_template` replaces the model's."""
     check_port_free(host, port)  # before minutes of loading, not after
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
@@ -96,13 +96,18 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} model")
     if is_task_run and engine != "torch":
         raise ConfigError(f"--engine {engine} applies to generation; {target} is a {task_name} model")
+    if is_task_run and chat_template is not None:
+        raise ConfigError(f"--chat-template renders chats; {target} is a {task_name} model")
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
+    template = read_chat_template(chat_template) if chat_template is not None else None
     if encoder is not None:
         served: ServedModel | ServedTask = encoder
     elif is_task_run:
         served = served_task(run_dir, name, device)
     else:
         served = served_model(target, name, weights, device, allow_network, engine)
+        if template is not None:
+            served.tokenizer.chat_template = template
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
@@ -111,6 +116,20 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     print(f"lmforge: serving {app.state.served_name!r} on http://{host}:{port}/v1 "
           f"({'API key required' if options.api_key else 'no API key'})")
     _StoppingServer(uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")).run()
+
+
+def read_chat_template(path: Path) -> str:
+    """A Jinja chat template file's text, checked to compile (one line naming the file otherwise)."""
+    import jinja2
+
+    if not path.is_file():
+        raise ConfigError(f"--chat-template {path}: no such file")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(f"--chat-template {path}, line {error.lineno}: not a Jinja template ({error.message})") from None
+    return text
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -17,6 +17,7 @@ from lmforge.decode.grammar import ConstraintInvalid, ConstraintTooCostly
 from lmforge.decode.stream import TextDeltas
 from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
+from lmforge.serve import tools as T
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
@@ -77,6 +78,16 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             raise BadRequest(f"{param}: {len(ids)} tokens, more than the model's context of {served.context_length}",
                              param, code="context_length_exceeded")
         return ids
+
+    def prompt_ids(prompt: str | list[int]) -> list[int]:
+        """A completion prompt's tokens: its text tokenised, or the ids it gave (checked against the vocabulary)."""
+        if isinstance(prompt, str):
+            return tokenizer(prompt)["input_ids"]
+        vocabulary = len(tokenizer)
+        if outside := [t for t in prompt if not 0 <= t < vocabulary]:
+            raise BadRequest(f"prompt: token id {outside[0]} is not in the vocabulary (ids 0 to {vocabulary - 1})",
+                             "prompt")
+        return list(prompt)
 
     async def run(job: Job, request: Request) -> list:
         started = time.perf_counter()
@@ -155,7 +166,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         check_model(body)
         params = params_of(body, explain=body.logprobs or 0)
         await compile_constraint(params, "lmforge.json_schema")
-        prompts = [check_length(tokenizer(p)["input_ids"], "prompt") for p in body.prompts()]
+        prompts = [check_length(prompt_ids(p), "prompt") for p in body.prompts()]
         max_tokens = token_limit(body)
         job = Job(prompts, params, max_tokens, body.stop_strings())
         request_id = R.new_id("cmpl")
@@ -178,30 +189,87 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         return R.envelope("text_completion", served.name, choices, request_id,
                           usage=R.usage(sum(len(p) for p in prompts), completion_tokens), **extra)
 
+    def chat_prompt(body: ChatRequest, tools: list[dict] | None) -> tuple[list[int], list[dict] | None]:
+        """(the prompt's tokens, the FAQ entries retrieved, if any) of a chat request: content parts joined, tool
+        calls and answers in the history, `tools` through the chat template."""
+        messages = []
+        for n, message in enumerate(body.messages):
+            if message.has_images():
+                raise BadRequest(f"messages.{n}.content: {served.name} reads text only; an image_url part needs a "
+                                 "served model that reads images", f"messages.{n}.content")
+            try:
+                messages.append(T.history_message("system" if message.role == "developer" else message.role,
+                                                  message.text(), message))
+            except ValueError as error:
+                raise BadRequest(f"messages.{n}.{error}", f"messages.{n}.tool_calls") from None
+        if tools and not T.renders_tools(tokenizer, messages, tools):
+            raise BadRequest(f"tools: the chat template of {served.name} does not render tools (it was not trained to "
+                             "call them); serve a model whose template does, such as Qwen 2.5 or Llama 3.1", "tools")
+        retrieved = None
+        if served.retriever is not None:
+            messages, retrieved = served.retriever.ground(messages)
+        prompt = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+        return check_length(list(prompt), "messages"), retrieved
+
+    def chat_message(body: ChatRequest, mode: str, text: str, reason: str) -> tuple[dict, str]:
+        """The assistant's message and finish reason: the reply, or the tool calls read from the output."""
+        calls: list[dict] = []
+        content: str | None = text
+        if mode not in ("none", "auto") and reason != "length":
+            content, calls = None, T.forced_call(text)
+        elif mode == "auto":
+            content, calls = T.parse_tool_calls(text, body.tools)
+        if not calls:
+            return {"role": "assistant", "content": text}, reason
+        return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+
+    def whole_as_stream(request_id: str, message: dict, reason: str) -> StreamingResponse:
+        """A finished answer as OpenAI's stream chunks: the role, the content or each tool call (its name, then
+        its arguments), the finish reason, [DONE]."""
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            return f"data: {json.dumps(R.envelope('chat.completion.chunk', served.name, choices, request_id))}\n\n"
+        parts = [chunk({"role": "assistant", "content": message["content"] or ""})]
+        for index, call in enumerate(message.get("tool_calls", [])):
+            parts.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                                "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+            parts.append(chunk({"tool_calls": [{"index": index,
+                                                "function": {"arguments": call["function"]["arguments"]}}]}))
+        parts.append(chunk({}, reason))
+
+        async def events() -> AsyncIterator[str]:
+            for part in parts:
+                yield part
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
         check_model(body)
         if not getattr(tokenizer, "chat_template", None):
             raise BadRequest(f"{served.name} has no chat template; use /v1/completions", "messages")
+        mode = body.tool_mode()
+        forced = mode not in ("none", "auto")
         try:
             schema = body.response_format.schema_text() if body.response_format else None
         except ValueError as error:
             raise BadRequest(str(error), "response_format") from None
+        if forced:
+            schema = T.call_schema(body.tools, mode)
         explain = (body.top_logprobs or 1) if body.logprobs else 0
-        params = params_of(body, json_schema=schema, explain=explain)
-        await compile_constraint(params, "response_format" if schema is not None else "lmforge.json_schema")
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in body.messages]
-        retrieved = None
-        if served.retriever is not None:
-            messages, retrieved = await asyncio.to_thread(served.retriever.ground, messages)
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        prompt = check_length(list(prompt), "messages")
+        params = params_of(body, json_schema=schema, explain=explain,
+                           schema_param="tools" if forced else "response_format.json_schema.schema")
+        await compile_constraint(params, "tools" if forced else
+                                 "response_format" if schema is not None else "lmforge.json_schema")
+        tools = T.template_tools(body.tools) if body.tools else None
+        prompt, retrieved = await asyncio.to_thread(chat_prompt, body, tools)
         max_tokens = token_limit(body)
         job = Job([prompt], params, max_tokens, body.stop_strings())
         request_id = R.new_id("chatcmpl")
-        if body.stream:
-            if body.n > 1:
-                raise BadRequest("stream: n = 1 per streamed request", "stream")
+        if body.stream and body.n > 1:
+            raise BadRequest("stream: n = 1 per streamed request", "stream")
+        if body.stream and mode == "none":
             return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
                 "chat.completion.chunk", served.name,
                 [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": logprobs,
@@ -211,11 +279,13 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         choices = []
         for candidate in outputs[0]:
             text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, max_tokens)
+            message, reason = chat_message(body, mode, text, reason)
             logprobs = {"content": R.token_logprobs(tokenizer, candidate)} if body.logprobs else None
-            choices.append({"index": len(choices), "message": {"role": "assistant", "content": text},
-                            "logprobs": logprobs, "finish_reason": reason})
+            choices.append({"index": len(choices), "message": message, "logprobs": logprobs, "finish_reason": reason})
+        usage = R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0]))
+        if body.stream:  # with tools: read whole (a call is known once written), then sent as OpenAI's chunks
+            return whole_as_stream(request_id, choices[0]["message"], choices[0]["finish_reason"])
         decided = ({"retrieved": retrieved} if retrieved is not None else {}) | \
             ({"expert": job.routes[0]} if job.routes is not None else {})
         extra = {"lmforge": decided} if decided else {}
-        return R.envelope("chat.completion", served.name, choices, request_id,
-                          usage=R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0])), **extra)
+        return R.envelope("chat.completion", served.name, choices, request_id, usage=usage, **extra)

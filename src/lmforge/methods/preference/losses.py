@@ -14,10 +14,13 @@ import torch.nn.functional as F
 IGNORE = -100
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of log p(token) over the labelled tokens, their count) per row: position t predicts token t + 1;
-    labels are -100 where not scored (prompt, padding)."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, shifted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of log p(token) over the labelled tokens, their count) per row: position t predicts token t + 1
+    (`shifted`, a decoder-only model; an encoder-decoder's logits are aligned with its labels); labels are -100
+    where not scored (prompt, padding)."""
+    if shifted:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    logits = logits.float()
     mask = labels != IGNORE
     picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(-1), mask.sum(-1)

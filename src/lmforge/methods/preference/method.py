@@ -48,8 +48,6 @@ class Preference(TuningMethod):
         return self.task
 
     def apply(self, model: torch.nn.Module, session: TrainingSession) -> torch.nn.Module:
-        if self.task.encoder_decoder:
-            raise ConfigError("tuning.preference trains decoder-only models for now; this model is an encoder-decoder")
         params = self.tuning.preference
         if not params.uses_reference:
             return model

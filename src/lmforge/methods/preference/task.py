@@ -96,11 +96,14 @@ class PreferenceTask:
 
     def _sequence(self, prompt: Any, completion: Any, where: str, max_length: int) -> tuple[list[int], list[int]]:
         """(ids, labels) of the prompt followed by the completion, encoded by the generation task (earlier
-        assistant turns it would learn are unlabelled here: only the completion is scored)."""
+        assistant turns it would learn are unlabelled here: only the completion is scored); an encoder-decoder's
+        are (the prompt's ids, the completion's ids)."""
         text = completion_text(completion, where)
         example = GenerationExample(prompt, text, where) if isinstance(prompt, str) else \
             GenerationExample(None, text, where, messages=list(prompt))
         [feature] = self.base.encode([example], self.tokenizer, max_length)
+        if self.encoder_decoder:
+            return feature["input_ids"], feature["labels"]
         prompt_length = feature["_prompt_length"]
         return feature["input_ids"], [IGNORE] * prompt_length + feature["labels"][prompt_length:]
 
@@ -110,15 +113,16 @@ class PreferenceTask:
         for i, example in enumerate(examples):
             ids, labels = self._sequence(example.prompt, example.chosen, example.where, max_length)
             feature = {"input_ids": ids, "attention_mask": [1] * len(ids), "chosen_labels": labels, "_example": i}
-            if example.rejected is not None:
-                other, other_labels = self._sequence(example.prompt, example.rejected, example.where, max_length)
-                feature |= {"rejected_ids": other, "rejected_attention_mask": [1] * len(other),
-                            "rejected_labels": other_labels}
-            else:  # KTO: the previous row's completion after this prompt estimates the KL term (as TRL does)
-                mismatched = examples[i - 1].chosen if len(examples) > 1 else example.chosen
-                other, other_labels = self._sequence(example.prompt, mismatched, example.where, max_length)
-                feature |= {"kl_ids": other, "kl_attention_mask": [1] * len(other), "kl_labels": other_labels,
-                            "desirable": int(bool(example.desirable))}
+            second = "rejected" if example.rejected is not None else "kl"
+            # KTO: the previous row's completion after this prompt estimates the KL term (as TRL does)
+            completion = example.rejected if example.rejected is not None else \
+                examples[i - 1].chosen if len(examples) > 1 else example.chosen
+            other, other_labels = self._sequence(example.prompt, completion, example.where, max_length)
+            feature[f"{second}_labels"] = other_labels
+            if not self.encoder_decoder:  # an encoder-decoder's second sequence shares the prompt's encoder input
+                feature |= {f"{second}_ids": other, f"{second}_attention_mask": [1] * len(other)}
+            if example.rejected is None:
+                feature["desirable"] = int(bool(example.desirable))
             if example.where in self.cached:
                 feature["ref_chosen"], feature["ref_other"] = self.cached[example.where]
             features.append(feature)
@@ -130,16 +134,23 @@ class PreferenceTask:
         """(first logps, second logps, first lengths, second lengths, first sequences' mean token NLL) of the
         batch's two sequences per row — chosen and rejected, or a KTO row's completion and its mismatched one —
         from one forward pass."""
-        second = "rejected" if "rejected_ids" in batch else "kl"
-        first_ids, second_ids = batch["input_ids"], batch[f"{second}_ids"]
+        second = "rejected" if "rejected_labels" in batch else "kl"
+        first_ids, second_ids = batch["input_ids"], batch.get(f"{second}_ids", batch["input_ids"])
         width = max(first_ids.shape[1], second_ids.shape[1])
 
-        def widen(tensor: torch.Tensor, fill: int) -> torch.Tensor:
-            return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]), value=fill)
+        def widen(tensor: torch.Tensor, fill: int, to: int = width) -> torch.Tensor:
+            return torch.nn.functional.pad(tensor, (0, to - tensor.shape[1]), value=fill)
         ids = torch.cat([widen(first_ids, 0), widen(second_ids, 0)])
-        mask = torch.cat([widen(batch["attention_mask"], 0), widen(batch[f"{second}_attention_mask"], 0)])
-        labels = torch.cat([widen(batch["chosen_labels"], IGNORE), widen(batch[f"{second}_labels"], IGNORE)])
-        logps, lengths = completion_log_probs(model, ids, mask, labels)
+        mask = torch.cat([widen(batch["attention_mask"], 0),
+                          widen(batch.get(f"{second}_attention_mask", batch["attention_mask"]), 0)])
+        label_width = max(batch["chosen_labels"].shape[1], batch[f"{second}_labels"].shape[1])
+        labels = torch.cat([widen(batch["chosen_labels"], IGNORE, label_width),
+                            widen(batch[f"{second}_labels"], IGNORE, label_width)])
+        if self.encoder_decoder:  # one prompt, two decoder targets
+            logits = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits
+            logps, lengths = L.sequence_logps(logits, labels, shifted=False)
+        else:
+            logps, lengths = completion_log_probs(model, ids, mask, labels)
         rows = first_ids.shape[0]
         nll = -logps[:rows].sum() / lengths[:rows].sum().clamp(min=1)
         return logps[:rows], logps[rows:], lengths[:rows], lengths[rows:], nll
