@@ -325,7 +325,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                            stall_after_s=args.stall_after, limits=limits)
     faq = FaqSettings(args.faq, args.faq_encoder, args.faq_top_k, args.faq_min_score) if args.faq else None
     serve(args.target, args.host, args.port, args.served_model_name, options, faq, args.weights, args.device,
-          args.allow_network, args.engine, args.chat_template)
+          args.allow_network, args.engine, args.chat_template, args.adapter or [])
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:

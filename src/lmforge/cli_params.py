@@ -190,6 +190,9 @@ class ServeArgs(RunsAModel):
     faq_top_k: int = cli(2, "FAQ entries per answer", gt=0)
     faq_min_score: float = cli(0.3, "least cosine similarity for an entry to be used")
     faq_encoder: str = cli("minilm-l6", "sentence encoder for the FAQ")
+    adapter: list[str] | None = cli(None, "NAME=RUN_DIR: a LoRA run of the served base, answered when a request's model "
+                                          "is NAME (repeatable; rows of different adapters decode in one batch)",
+                                    metavar="NAME=RUN_DIR")
     chat_template: Path | None = cli(None, "a Jinja chat template to render chats with instead of the model's own "
                                            "(e.g. one that shows `tools` to the model, for function calling)",
                                      metavar="FILE")

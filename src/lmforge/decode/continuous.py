@@ -18,7 +18,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from lmforge.decode.candidate import Candidate
-from lmforge.decode.engine import Engine
+from lmforge.decode.engine import BASE_ROWS, Engine
 from lmforge.decode.generate import (
     build_rules,
     output_automaton,
@@ -71,6 +71,7 @@ class Request:
     on_tokens: OnTokens | None = None
     future: Future = field(default_factory=Future)
     abandoned: bool = False
+    adapter: str | None = None  # the adapter its rows decode with, on a model serving several (None: the base)
 
 
 @dataclass
@@ -94,8 +95,11 @@ class ContinuousBatch:
     `runtime`, llama.cpp runs the forward passes."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                 runtime: LlamaCppModel | None = None) -> None:
+                 runtime: LlamaCppModel | None = None, mixed_adapters: bool = False) -> None:
+        """`mixed_adapters`: `model` is a peft model serving several adapters; each request's rows decode with
+        its `adapter` in the same batch."""
         self.model, self.tokenizer, self.runtime = model, tokenizer, runtime
+        self.mixed_adapters = mixed_adapters
         self.engine_name = "torch" if runtime is None else "llama.cpp"
         self.pad_id = pad_id_of(tokenizer)
         self.stop_ids = stop_token_ids(model, tokenizer)
@@ -160,7 +164,9 @@ class ContinuousBatch:
     def _engine(self, requests: tuple[Request, ...], prompts: list[list[int]]) -> Engine | LlamaCppEngine:
         """An engine for the joining rows, on this batch's model or llama.cpp runtime."""
         if self.runtime is None:
-            return Engine(self.model, prompts, self.pad_id)
+            names = [request.adapter or BASE_ROWS for request in requests for _ in range(self.rows_of(request))] \
+                if self.mixed_adapters else None
+            return Engine(self.model, prompts, self.pad_id, adapter_names=names)
         return LlamaCppEngine(self.runtime, prompts, self.pad_id, max(r.max_new_tokens for r in requests),
                               prefix_cache=all(r.params.prefix_cache for r in requests))
 

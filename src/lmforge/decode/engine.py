@@ -28,6 +28,10 @@ def pad_id_of(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+#: peft's adapter name for rows of a mixed-adapter batch that decode with the base model alone
+BASE_ROWS = "__base__"
+
+
 def longest_first(prompts: list[list[int]]) -> list[int]:
     """Prompt indices, longest prompt first: batches of similar lengths waste little on padding."""
     return sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -72,9 +76,12 @@ class Engine:
     """
 
     def __init__(self, model: PreTrainedModel, prompts: list[list[int]], pad_id: int,
-                 prompt_embeds: torch.Tensor | None = None, static_length: int | None = None, compiled: bool = False):
+                 prompt_embeds: torch.Tensor | None = None, static_length: int | None = None, compiled: bool = False,
+                 adapter_names: list[str] | None = None):
         """`prompt_embeds` (rows, k, hidden), decoder-only models: a soft prompt read before each row's tokens
         (e.g. an image projected into the LM's input space); it takes k placeholder positions.
+        `adapter_names`, a peft model with several adapters: each row's adapter (`BASE_ROWS` for none), so rows of
+        different adapters decode in one batch (peft's mixed-adapter batches).
         `static_length`: a KV cache allocated once for that many positions (decoder-only; no `crop` or `merge`),
         with a mask of fixed width; `compiled` then runs each step through `torch.compile`."""
         if prompt_embeds is not None:
@@ -109,6 +116,9 @@ class Engine:
             self.positions = positions.masked_fill(self.prompt_mask == 0, 0)
             self.next_position = self.positions[:, -1] + 1  # (rows,)
         self.prompt_embeds = None if prompt_embeds is None else prompt_embeds.to(self.device)
+        if adapter_names is not None and len(adapter_names) != len(prompts):
+            raise ValueError("adapter_names: give one adapter name per prompt")
+        self.adapter_names = None if adapter_names is None else list(adapter_names)
         self.rows = len(prompts)
         self.length = 0  # tokens in the cache (decoder side)
         self.keep_hidden = False  # set before prefill to get `last_hidden` after each forward
@@ -148,6 +158,8 @@ class Engine:
                 kwargs["attention_mask"] = self.mask
         if self.keep_hidden:
             kwargs["output_hidden_states"] = True
+        if self.adapter_names is not None:
+            kwargs["adapter_names"] = self.adapter_names
         if self.length and self._compiled_step is not None:  # compiled steps: shapes fixed, no patching
             out = self._compiled_step(**kwargs, return_dict=True)
         else:
@@ -201,7 +213,8 @@ class Engine:
 
     def alone(self, prompt: list[int]) -> Engine:
         """A fresh one-row engine of the same model for `prompt` (rows decoded one at a time)."""
-        return Engine(self.model, [prompt], self.pad_id)
+        return Engine(self.model, [prompt], self.pad_id, adapter_names=None if self.adapter_names is None else
+                      self.adapter_names[:1])
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> Engine:
         """A new engine of `rows` of this prefilled batch (own cache, same model) whose `prefill` returns `logits`
@@ -227,6 +240,8 @@ class Engine:
         self.prompt_ids, self.prompt_mask = self.prompt_ids[rows], self.prompt_mask[rows]
         if self.prompt_embeds is not None:
             self.prompt_embeds = self.prompt_embeds[rows]
+        if self.adapter_names is not None:
+            self.adapter_names = [self.adapter_names[i] for i in rows.tolist()]
         if self.encoder_decoder:
             if self.encoder_outputs is not None:  # a new output: a fork's rows leave the original's alone
                 self.encoder_outputs = BaseModelOutput(last_hidden_state=self.encoder_outputs.last_hidden_state[rows])
@@ -246,6 +261,8 @@ class Engine:
             raise ValueError("merge needs dynamic caches")
         if not all(type(layer) is DynamicLayer for layer in [*self.cache.layers, *other.cache.layers]):
             raise ValueError(f"merge needs a full-attention cache; {type(self.model).__name__} uses another layer kind")
+        if (self.adapter_names is None) != (other.adapter_names is None):
+            raise ValueError("merge joins engines that both name their rows' adapters, or neither")
         length = max(self.length, other.length)
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, length, 2), _pad_left(theirs.keys, length, 2)])
@@ -257,6 +274,8 @@ class Engine:
         self.positions = torch.cat([_pad_left(e.positions, width, 1) for e in (self, other)])
         self.next_position = torch.cat([self.next_position, other.next_position])
         self.prompt_embeds = None  # read at prefill only
+        if self.adapter_names is not None:
+            self.adapter_names = self.adapter_names + other.adapter_names
         self.rows, self.length = self.rows + other.rows, length
 
     def full_mask(self) -> torch.Tensor:

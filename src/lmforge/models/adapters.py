@@ -10,6 +10,8 @@ adapters on the same base, added with `lmforge adapters add` and chosen at load 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -82,3 +84,18 @@ def merged(model: PeftModel) -> torch.nn.Module:
         raise ModelError(f"a {config.peft_type.value.lower()} adapter adds virtual tokens and cannot be merged into the weights; "
                          f"load the run with lmforge (or peft) instead")
     return model.merge_and_unload()
+
+
+@contextmanager
+def adapter_on(model: PeftModel, name: str | None) -> Iterator[None]:
+    """`name`, one of the model's adapters, switched on for the block; None: the base alone (adapters off)."""
+    if name is None:
+        with model.disable_adapter():
+            yield
+        return
+    previous = model.active_adapter
+    model.set_adapter(name)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)

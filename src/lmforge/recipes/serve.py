@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,11 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
           faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None,
-          allow_network: bool = False, engine: str = "torch", chat_template: Path | None = None) -> None:
+          allow_network: bool = False, engine: str = "torch", chat_template: Path | None = None,
+          adapters: list[str] | None = None) -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
-    answers in the nearest entries of an FAQ file (retrieval-augmented); `chat_template` replaces the model's."""
+    answers in the nearest entries of an FAQ file (retrieval-augmented); `chat_template` replaces the model's;
+    `adapters` (NAME=RUN_DIR) are LoRA runs of the base served beside it."""
     check_port_free(host, port)  # before minutes of loading, not after
     run_dir = Path(target)
     config = load_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
@@ -98,6 +101,8 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         raise ConfigError(f"--engine {engine} applies to generation; {target} is a {task_name} model")
     if is_task_run and chat_template is not None:
         raise ConfigError(f"--chat-template renders chats; {target} is a {task_name} model")
+    extra = adapter_runs(adapters or [], target, name, is_task_run or config is not None, weights, engine,
+                         allow_network)
     entries = read_faq(faq.path) if faq is not None else None  # a bad FAQ file is named before the model loads
     template = read_chat_template(chat_template) if chat_template is not None else None
     if encoder is not None:
@@ -108,6 +113,8 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         served = served_model(target, name, weights, device, allow_network, engine)
         if template is not None:
             served.tokenizer.chat_template = template
+        if extra:
+            attach_adapters(served, extra)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
@@ -116,6 +123,58 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     print(f"lmforge: serving {app.state.served_name!r} on http://{host}:{port}/v1 "
           f"({'API key required' if options.api_key else 'no API key'})")
     _StoppingServer(uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")).run()
+
+
+def adapter_runs(specs: list[str], target: str, name: str | None, target_is_run: bool, weights: str, engine: str,
+                 allow_network: bool) -> dict[str, Path]:
+    """NAME → adapter folder of each `--adapter NAME=RUN_DIR`, checked before anything loads: a generation run
+    with a LoRA adapter trained on the served base, a name of its own."""
+    from lmforge.models.adapters import base_model_path, is_adapter_dir
+    from lmforge.models.resolve import resolve_model
+    from lmforge.runs.run_dir import model_dir
+
+    if not specs:
+        return {}
+    if target_is_run:
+        raise ConfigError(f"--adapter: serve the base model the runs were trained on (an alias or folder), not the "
+                          f"run {target}")
+    if weights != "fp32" or engine != "torch":
+        raise ConfigError("--adapter: adapters are served on the base's fp32 weights by torch; drop --weights/--engine")
+    base = Path(resolve_model(target, allow_network)).resolve()
+    found: dict[str, Path] = {}
+    for spec in specs:
+        adapter, _, run = spec.partition("=")
+        if not adapter or not run or not re.fullmatch(r"[A-Za-z0-9._:/-]{1,128}", adapter):
+            raise ConfigError(f"--adapter {spec}: give NAME=RUN_DIR (a name of letters, digits, . _ : / -)")
+        if adapter in found or adapter == (name or Path(target.rstrip("/")).name):
+            raise ConfigError(f"--adapter {spec}: the name {adapter!r} is taken; give each adapter its own")
+        config = load_run_config(Path(run))
+        if config.task.name != "generation":
+            raise ConfigError(f"--adapter {spec}: {run} is a {config.task.name} run; adapters served here are "
+                              "generation runs")
+        folder = model_dir(Path(run))
+        if not is_adapter_dir(folder):
+            raise ConfigError(f"--adapter {spec}: {run} trained the whole model, not an adapter (tuning.peft); "
+                              f"serve it on its own: lmforge serve {run}")
+        trained_on = Path(base_model_path(folder)).resolve()
+        if trained_on != base:
+            raise ConfigError(f"--adapter {spec}: {run} was trained on {trained_on}, not on the served base {base}")
+        found[adapter] = folder
+    return found
+
+
+def attach_adapters(served: ServedModel, folders: dict[str, Path]) -> None:
+    """Load each adapter beside the base (one copy of the base weights); requests pick one by name."""
+    from peft import PeftModel
+
+    model = served.model
+    for adapter, folder in folders.items():
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=adapter, is_trainable=False)
+        else:
+            model = PeftModel.from_pretrained(model, str(folder), adapter_name=adapter, is_trainable=False)
+    served.model, served.adapters = model.eval(), tuple(folders)
+    print(f"lmforge: {len(folders)} adapter(s) beside the base: {', '.join(folders)}")
 
 
 def read_chat_template(path: Path) -> str:

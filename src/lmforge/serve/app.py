@@ -56,7 +56,8 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
                                sequences=min(2 * rows, MAX_SEQUENCES - 1))
         served.runtime.shared_only = True  # requests join and leave one shared cache: no remaking it per request
     scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
-                          served.experts, options.wave_wait_s, served.runtime) if task is None else None
+                          served.experts, options.wave_wait_s, served.runtime,
+                          mixed_adapters=bool(served.adapters)) if task is None else None
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 
@@ -127,8 +128,11 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": 0, "owned_by": "lmforge"}
-                                           | ({"task": task.task} if task is not None else {})]}
+        listed = [{"id": served.name, "object": "model", "created": 0, "owned_by": "lmforge"}
+                  | ({"task": task.task} if task is not None else {})]
+        for adapter in getattr(served, "adapters", ()):  # as vLLM lists --lora-modules: the base is the parent
+            listed.append({"id": adapter, "object": "model", "created": 0, "owned_by": "lmforge", "parent": served.name})
+        return {"object": "list", "data": listed}
 
     if task is not None:
         if task.task in TASK_ENDPOINTS:

@@ -29,10 +29,15 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
     """Completions and chat for `served` (a ServedModel), decoded by `scheduler`."""
     tokenizer = served.tokenizer
 
-    def check_model(body: RequestBase) -> None:
-        if body.model != served.name:
-            raise BadRequest(f"model {body.model!r} is not served here; this server serves {served.name!r}", "model",
-                             404, "model_not_found")
+    def check_model(body: RequestBase) -> str | None:
+        """The adapter the request's `model` names (None: the base); a 404 for a name not served here."""
+        if body.model == served.name:
+            return None
+        if body.model in served.adapters:
+            return body.model
+        names = ", ".join(repr(n) for n in (served.name, *served.adapters))
+        raise BadRequest(f"model {body.model!r} is not served here; this server serves {names}", "model", 404,
+                         "model_not_found")
 
     def params_of(body: RequestBase, **kwargs):
         try:
@@ -163,18 +168,18 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
-        check_model(body)
+        adapter = check_model(body)
         params = params_of(body, explain=body.logprobs or 0)
         await compile_constraint(params, "lmforge.json_schema")
         prompts = [check_length(prompt_ids(p), "prompt") for p in body.prompts()]
         max_tokens = token_limit(body)
-        job = Job(prompts, params, max_tokens, body.stop_strings())
+        job = Job(prompts, params, max_tokens, body.stop_strings(), adapter=adapter)
         request_id = R.new_id("cmpl")
         if body.stream:
             if len(prompts) > 1 or body.n > 1:
                 raise BadRequest("stream: one prompt and n = 1 per streamed request", "stream")
             return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
-                "text_completion", served.name, [{"index": 0, "text": text, "logprobs": logprobs,
+                "text_completion", body.model, [{"index": 0, "text": text, "logprobs": logprobs,
                                                   "finish_reason": reason}], request_id),
                 (lambda c: R.completion_logprobs(tokenizer, c)) if body.logprobs is not None else None)
         outputs = await run(job, request)
@@ -186,7 +191,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 choices.append({"index": len(choices), "text": text, "logprobs": logprobs, "finish_reason": reason})
         completion_tokens = sum(len(c.tokens) for candidates in outputs for c in candidates)
         extra = {"lmforge": {"experts": job.routes}} if job.routes is not None else {}
-        return R.envelope("text_completion", served.name, choices, request_id,
+        return R.envelope("text_completion", body.model, choices, request_id,
                           usage=R.usage(sum(len(p) for p in prompts), completion_tokens), **extra)
 
     def chat_prompt(body: ChatRequest, tools: list[dict] | None) -> tuple[list[int], list[dict] | None]:
@@ -224,12 +229,12 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             return {"role": "assistant", "content": text}, reason
         return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
 
-    def whole_as_stream(request_id: str, message: dict, reason: str) -> StreamingResponse:
+    def whole_as_stream(body: ChatRequest, request_id: str, message: dict, reason: str) -> StreamingResponse:
         """A finished answer as OpenAI's stream chunks: the role, the content or each tool call (its name, then
         its arguments), the finish reason, [DONE]."""
         def chunk(delta: dict, finish: str | None = None) -> str:
             choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            return f"data: {json.dumps(R.envelope('chat.completion.chunk', served.name, choices, request_id))}\n\n"
+            return f"data: {json.dumps(R.envelope('chat.completion.chunk', body.model, choices, request_id))}\n\n"
         parts = [chunk({"role": "assistant", "content": message["content"] or ""})]
         for index, call in enumerate(message.get("tool_calls", [])):
             parts.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
@@ -246,7 +251,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
-        check_model(body)
+        adapter = check_model(body)
         if not getattr(tokenizer, "chat_template", None):
             raise BadRequest(f"{served.name} has no chat template; use /v1/completions", "messages")
         mode = body.tool_mode()
@@ -265,13 +270,13 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         tools = T.template_tools(body.tools) if body.tools else None
         prompt, retrieved = await asyncio.to_thread(chat_prompt, body, tools)
         max_tokens = token_limit(body)
-        job = Job([prompt], params, max_tokens, body.stop_strings())
+        job = Job([prompt], params, max_tokens, body.stop_strings(), adapter=adapter)
         request_id = R.new_id("chatcmpl")
         if body.stream and body.n > 1:
             raise BadRequest("stream: n = 1 per streamed request", "stream")
         if body.stream and mode == "none":
             return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
-                "chat.completion.chunk", served.name,
+                "chat.completion.chunk", body.model,
                 [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": logprobs,
                   "finish_reason": reason}], request_id),
                 (lambda c: {"content": R.token_logprobs(tokenizer, c)}) if body.logprobs else None)
@@ -284,8 +289,8 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             choices.append({"index": len(choices), "message": message, "logprobs": logprobs, "finish_reason": reason})
         usage = R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0]))
         if body.stream:  # with tools: read whole (a call is known once written), then sent as OpenAI's chunks
-            return whole_as_stream(request_id, choices[0]["message"], choices[0]["finish_reason"])
+            return whole_as_stream(body, request_id, choices[0]["message"], choices[0]["finish_reason"])
         decided = ({"retrieved": retrieved} if retrieved is not None else {}) | \
             ({"expert": job.routes[0]} if job.routes is not None else {})
         extra = {"lmforge": decided} if decided else {}
-        return R.envelope("chat.completion", served.name, choices, request_id, usage=usage, **extra)
+        return R.envelope("chat.completion", body.model, choices, request_id, usage=usage, **extra)

@@ -14,6 +14,7 @@ request whose prompts go to several experts decodes expert by expert.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.generate import generate
 from lmforge.decode.llama_cpp_engine import LlamaCppModel
 from lmforge.decode.request import DecodeRequest
+from lmforge.models.adapters import adapter_on
 from lmforge.models.precision import autocast_for
 
 
@@ -59,6 +61,7 @@ class Job(Request):
         """Whether `other` can decode in the same wave as this job."""
         return (self.on_tokens is None and other.on_tokens is None and self.params == other.params
                 and self.max_new_tokens == other.max_new_tokens and self.stop_strings == other.stop_strings
+                and self.adapter == other.adapter
                 and (self.routes is None or (self.expert is not None and self.expert == other.expert)))
 
     def abandon(self) -> None:
@@ -74,12 +77,12 @@ class Scheduler:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
                  max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0,
-                 runtime: LlamaCppModel | None = None) -> None:
+                 runtime: LlamaCppModel | None = None, mixed_adapters: bool = False) -> None:
         self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
         self.wave_wait_s = wave_wait_s
         self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.batch = ContinuousBatch(model, tokenizer, runtime)
+        self.batch = ContinuousBatch(model, tokenizer, runtime, mixed_adapters)
         self.waves = 0  # batches decoded outside the continuous batch
         self._held: list[Job] = []  # taken from the queue, not yet decoding
         self._wave_rows = 0
@@ -248,13 +251,21 @@ class Scheduler:
             self._switch(expert)
             on_tokens = first.on_tokens if first.on_tokens is None or len(rows) == len(prompts) else \
                 (lambda heard, tokens, rows=rows: first.on_tokens([rows[i] for i in heard], tokens))
-            found = generate(self.model, self.tokenizer, DecodeRequest([prompts[i] for i in rows], first.params,
-                                                                       first.max_new_tokens, first.stop_strings,
-                                                                       batch_size=len(rows), precision=self.precision,
-                                                                       on_tokens=on_tokens))
+            with self._adapter(first.adapter):
+                found = generate(self.model, self.tokenizer, DecodeRequest([prompts[i] for i in rows], first.params,
+                                                                           first.max_new_tokens, first.stop_strings,
+                                                                           batch_size=len(rows),
+                                                                           precision=self.precision,
+                                                                           on_tokens=on_tokens))
             for row, candidates in zip(rows, found, strict=True):
                 outputs[row] = candidates
         return outputs
+
+    def _adapter(self, name: str | None):
+        """The wave's adapter switched on (a model serving several; None: the base alone)."""
+        if not self.batch.mixed_adapters:
+            return contextlib.nullcontext()
+        return adapter_on(self.model, name)
 
     def _autocast(self):
         return autocast_for(self.precision, self.batch.device)
