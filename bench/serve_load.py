@@ -71,11 +71,13 @@ def llama_cpp_server(gguf: str, threads: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("llama-cpp-python's server did not start (pip install 'llama-cpp-python[server]')")
 
 
-def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: bool = False,
+def load(url: str, model: str | list[str], clients: int, requests: int, tokens: int, mixed: bool = False,
          eos_id: int | None = None) -> dict:
     """Every client's requests in turn; throughput, latencies and failures. `mixed`: request lengths cycle
     through tokens/4, tokens/2, tokens and 2 × tokens (a short answer should not wait for a long one). `eos_id`:
-    a server without min_new_tokens, whose requests forbid that token instead."""
+    a server without min_new_tokens, whose requests forbid that token instead. `model`, a list: request n of
+    client i names model (i + n) mod its length (several adapters of one server)."""
+    models = [model] if isinstance(model, str) else model
     latencies: list[float] = []
     failures, produced = [0], [0]
     lock = threading.Lock()
@@ -84,7 +86,8 @@ def load(url: str, model: str, clients: int, requests: int, tokens: int, mixed: 
         with httpx.Client(timeout=600) as http:
             for n in range(requests):
                 length = max(1, int(tokens * (0.25, 0.5, 1, 2)[(index + n) % 4])) if mixed else tokens
-                body = {"model": model, "messages": [{"role": "user", "content": PROMPTS[(index + n) % len(PROMPTS)]}],
+                body = {"model": models[(index + n) % len(models)],
+                        "messages": [{"role": "user", "content": PROMPTS[(index + n) % len(PROMPTS)]}],
                         "max_tokens": length, "temperature": 0}
                 body |= {"lmforge": {"min_new_tokens": length}} if eos_id is None else {"logit_bias": {str(eos_id): -100}}
                 started = time.perf_counter()

@@ -16,6 +16,7 @@ from lmforge.cli import main
 from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError, LmforgeError
+from lmforge.models.lora_bank import BASE_ROWS, bank_of
 from lmforge.recipes.serve import adapter_runs, attach_adapters, served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
@@ -60,6 +61,7 @@ def test_rows_of_different_adapters_decode_together_as_each_run_alone(tiny_chat_
     served = served_model(str(tiny_chat_llama))
     attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
                                          "fp32", "torch", False))
+    assert bank_of(served.model) is not None  # plain LoRA: the stacked path
     tokenizer = served.tokenizer
     prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
     batch = ContinuousBatch(served.model, tokenizer, mixed_adapters=True)
@@ -76,6 +78,22 @@ def test_rows_of_different_adapters_decode_together_as_each_run_alone(tiny_chat_
     assert len({tuple(map(tuple, outputs)) for outputs in mixed.values()}) > 1  # the adapters do differ
     base_weights = sum(p.numel() for n, p in served.model.named_parameters() if "lora_" not in n)
     assert base_weights == sum(p.numel() for p in served_model(str(tiny_chat_llama)).model.parameters())  # one base
+
+
+def test_the_stacked_adapters_give_peft_mixed_batches_logits(tiny_chat_llama, lora_runs):
+    served = served_model(str(tiny_chat_llama))
+    attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
+                                         "fp32", "torch", False))
+    model, bank = served.model, bank_of(served.model)
+    ids = torch.tensor([served.tokenizer("red dog runs")["input_ids"]] * 4)
+    names = ["fr", BASE_ROWS, "upper", "echo"]
+    with torch.no_grad():
+        peft_logits = model(input_ids=ids, adapter_names=names).logits
+        with bank.rows(names):
+            stacked = model(input_ids=ids).logits
+        plain = model(input_ids=ids).logits  # the hooks step aside outside the block
+    torch.testing.assert_close(stacked, peft_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain[1], model(input_ids=ids, adapter_names=["fr"] * 4).logits[1])
 
 
 def test_the_server_answers_each_adapter_by_name_in_one_batch(tiny_chat_llama, lora_runs):

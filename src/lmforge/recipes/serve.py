@@ -16,6 +16,7 @@ from lmforge.decode.generate import pad_id_of
 from lmforge.decode.policy import load_policy
 from lmforge.decode.strategies.speculative import load_draft_model
 from lmforge.errors import ConfigError
+from lmforge.models.lora_bank import LoraBank
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
@@ -174,7 +175,9 @@ def attach_adapters(served: ServedModel, folders: dict[str, Path]) -> None:
         else:
             model = PeftModel.from_pretrained(model, str(folder), adapter_name=adapter, is_trainable=False)
     served.model, served.adapters = model.eval(), tuple(folders)
-    print(f"lmforge: {len(folders)} adapter(s) beside the base: {', '.join(folders)}")
+    bank = LoraBank.build(served.model, list(folders))
+    print(f"lmforge: {len(folders)} adapter(s) beside the base: {', '.join(folders)} (mixed batches "
+          f"{'stacked' if bank is not None else 'through peft'})")
 
 
 def read_chat_template(path: Path) -> str:
