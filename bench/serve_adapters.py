@@ -67,50 +67,69 @@ def greedy_answers(url: str, model: str, tokens: int) -> list[str]:
         return list(pool.map(ask, PROMPTS))
 
 
+def child(which: str, args: argparse.Namespace, runs: dict[str, Path]) -> dict:
+    """One configuration in this process: `mixed` (the base with the 4 adapters) or `alone` (each run on its own,
+    a0 timed); its throughput, greedy answers and memory."""
+    options = ServeOptions(max_batch=32)
+    if which == "mixed":
+        served = served_model(MODEL)
+        attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in runs.items()], MODEL, None, False, "fp32",
+                                             "torch", False))
+        sizes = {"lora": 0.0, "base": 0.0}
+        for name, parameter in served.model.named_parameters():
+            sizes["lora" if "lora_" in name else "base"] += parameter.numel() * parameter.element_size() / 2**20
+        server, url = start(create_app(served, options))
+        load(url, list(runs), 2, 1, 4)  # warm-up
+        result = load(url, list(runs), args.clients, args.requests, args.tokens)
+        answers = {name: greedy_answers(url, name, args.tokens) for name in runs}
+        server.should_exit = True
+        return {"load": result, "answers": answers, "sizes": sizes, "rss": rss_mb()}
+    answers, result = {}, None
+    for name, run in runs.items():
+        alone = served_model(str(run))
+        server, url = start(create_app(alone, options))
+        if result is None:
+            load(url, alone.name, 2, 1, 4)
+            result = load(url, alone.name, args.clients, args.requests, args.tokens)
+        answers[name] = greedy_answers(url, alone.name, args.tokens)
+        server.should_exit = True
+    return {"load": result, "answers": answers, "rss": rss_mb()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmforge-bench-adapters"))
+    parser.add_argument("--child", choices=["mixed", "alone"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     runs = train_runs(args.work)
-    served = served_model(MODEL)
-    attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in runs.items()], MODEL, None, False, "fp32", "torch",
-                                         False))
-    sizes = {"lora": 0, "base": 0}
-    for name, parameter in served.model.named_parameters():
-        sizes["lora" if "lora_" in name else "base"] += parameter.numel() * parameter.element_size() / 2**20
-    options = ServeOptions(max_batch=32)
-    server, url = start(create_app(served, options))
-    load(url, list(runs), 2, 1, 4)  # warm-up
-    mixed = load(url, list(runs), args.clients, args.requests, args.tokens)
-    mixed_answers = {name: greedy_answers(url, name, args.tokens) for name in runs}
-    served_rss = rss_mb()
-    server.should_exit = True
-    alone_results, equal = {}, 0
-    for name, run in runs.items():
-        alone = served_model(str(run))
-        server, alone_url = start(create_app(alone, options))
-        if name == "a0":
-            load(alone_url, alone.name, 2, 1, 4)
-            alone_results = load(alone_url, alone.name, args.clients, args.requests, args.tokens)
-        equal += greedy_answers(alone_url, alone.name, args.tokens) == mixed_answers[name]
-        server.should_exit = True
-    ratio = mixed["throughput"] / alone_results["throughput"]
-    print(f"{MODEL}, {args.clients} clients × {args.requests} requests × {args.tokens} tokens, greedy, torch fp32\n")
-    print("| server | tok/s | p50 s | p99 s | failed |")
-    print("|---|---|---|---|---|")
-    print(f"| 4 adapters on one base, requests mixed | {mixed['throughput']:.1f} | {mixed['p50']:.2f} | {mixed['p99']:.2f} | "
-          f"{mixed['failed']} |")
-    print(f"| one run alone (a0) | {alone_results['throughput']:.1f} | {alone_results['p50']:.2f} | "
-          f"{alone_results['p99']:.2f} | {alone_results['failed']} |")
-    print(f"\nmixed / alone throughput: {ratio:.2f}×")
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args, runs)))
+        return
+    found = {}
+    for which in ("alone", "mixed"):  # each in its own process
+        done = subprocess.run([sys.executable, __file__, "--child", which, "--clients", str(args.clients), "--requests",
+                               str(args.requests), "--tokens", str(args.tokens), "--work", str(args.work)],
+                              capture_output=True, text=True, check=True)
+        found[which] = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    mixed, alone = found["mixed"]["load"], found["alone"]["load"]
+    equal = sum(found["mixed"]["answers"][name] == found["alone"]["answers"][name] for name in runs)
+    sizes = found["mixed"]["sizes"]
+    print(f"{MODEL}, {args.clients} clients × {args.requests} requests × {args.tokens} tokens, greedy, torch fp32, "
+          "each server in its own process\n")
+    print("| server | tok/s | p50 s | p99 s | failed | RSS MB |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 4 adapters on one base, requests mixed | {mixed['throughput']:.1f} | {mixed['p50']:.2f} | "
+          f"{mixed['p99']:.2f} | {mixed['failed']} | {found['mixed']['rss']:.0f} |")
+    print(f"| one run alone (a0) | {alone['throughput']:.1f} | {alone['p50']:.2f} | {alone['p99']:.2f} | "
+          f"{alone['failed']} | {found['alone']['rss']:.0f} (after serving all 4, one at a time) |")
+    print(f"\nmixed / alone throughput: {mixed['throughput'] / alone['throughput']:.2f}×")
     print(f"greedy outputs equal to serving the run alone: {equal}/{len(runs)} adapters ({len(PROMPTS)} prompts each)")
     print(f"memory: one copy of the base ({sizes['base']:.0f} MB of weights) + {len(runs)} adapters "
-          f"({sizes['lora']:.1f} MB); process RSS {served_rss:.0f} MB after the mixed load (4 servers of one run each "
-          f"would hold {len(runs)} × {sizes['base']:.0f} MB of base weights)")
+          f"({sizes['lora']:.1f} MB); {len(runs)} servers of one run each would hold {len(runs)} × {sizes['base']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ SKIPPED = {
     "lmforge search examples/search_sst2.yaml search.storage=postgresql://me@db/optuna search.study_name=sst2":
         "needs a PostgreSQL server (shown with a local one in docs/benchmarks.md, issue 26)",
     "lmforge generate ... --image-weight 1 --image-gate gate.json": "an elided command (its flags run in the lines above)",
+    **{command: "vLLM lives in its own environment; tests/test_vllm_interop.py checks the hand-over where it is" for
+       command in ("vllm serve DIR --dtype float32",
+                   "vllm serve BASE --enable-lora --lora-modules support=runs/support/model sales=runs/sales/model",
+                   "vllm serve DIR --tensor-parallel-size 4",
+                   "vllm serve DIR --tensor-parallel-size 4 --pipeline-parallel-size 2")},
 }
 
 
@@ -210,8 +215,12 @@ def test_every_readme_command_runs_on_tiny_models(tmp_path, tiny_bert, tiny_chat
     translation = tmp_path / "runs" / "translate"
     assert main(["train", str(tmp_path / "examples" / "sst2.yaml"), f"train.output_dir={run}"]) == 0
     assert main(["train", str(tmp_path / "examples" / "multi30k_smollm2.yaml"), f"train.output_dir={translation}"]) == 0
+    lora = tmp_path / "runs" / "lora"  # the adapters served beside their base
+    assert main(["train", str(tmp_path / "examples" / "multi30k_smollm2.yaml"), f"train.output_dir={lora}",
+                 "tuning.peft.method=lora", "train.epochs=1"]) == 0
     names = {"RUN_DIR": str(run), "runs/text-classification-20261122-101500": str(run), "smollm2-135m-instruct":
-             str(llama), **{f"runs/{name}": str(translation) for name in ("en-fr", "fr-en", "multi30k")}}
+             str(llama), **{f"runs/{name}": str(translation) for name in ("en-fr", "fr-en", "multi30k")},
+             "support=runs/support": f"support={lora}", "sales=runs/sales": f"sales={lora}"}
     walk = Walk(tmp_path, names)
     ran = []
     try:

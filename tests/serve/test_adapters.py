@@ -16,7 +16,6 @@ from lmforge.cli import main
 from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.models.lora_bank import BASE_ROWS, bank_of
 from lmforge.recipes.serve import adapter_runs, attach_adapters, served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
@@ -61,7 +60,6 @@ def test_rows_of_different_adapters_decode_together_as_each_run_alone(tiny_chat_
     served = served_model(str(tiny_chat_llama))
     attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
                                          "fp32", "torch", False))
-    assert bank_of(served.model) is not None  # plain LoRA: the stacked path
     tokenizer = served.tokenizer
     prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
     batch = ContinuousBatch(served.model, tokenizer, mixed_adapters=True)
@@ -78,22 +76,6 @@ def test_rows_of_different_adapters_decode_together_as_each_run_alone(tiny_chat_
     assert len({tuple(map(tuple, outputs)) for outputs in mixed.values()}) > 1  # the adapters do differ
     base_weights = sum(p.numel() for n, p in served.model.named_parameters() if "lora_" not in n)
     assert base_weights == sum(p.numel() for p in served_model(str(tiny_chat_llama)).model.parameters())  # one base
-
-
-def test_the_stacked_adapters_give_peft_mixed_batches_logits(tiny_chat_llama, lora_runs):
-    served = served_model(str(tiny_chat_llama))
-    attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
-                                         "fp32", "torch", False))
-    model, bank = served.model, bank_of(served.model)
-    ids = torch.tensor([served.tokenizer("red dog runs")["input_ids"]] * 4)
-    names = ["fr", BASE_ROWS, "upper", "echo"]
-    with torch.no_grad():
-        peft_logits = model(input_ids=ids, adapter_names=names).logits
-        with bank.rows(names):
-            stacked = model(input_ids=ids).logits
-        plain = model(input_ids=ids).logits  # the hooks step aside outside the block
-    torch.testing.assert_close(stacked, peft_logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(plain[1], model(input_ids=ids, adapter_names=["fr"] * 4).logits[1])
 
 
 def test_the_server_answers_each_adapter_by_name_in_one_batch(tiny_chat_llama, lora_runs):
@@ -162,3 +144,29 @@ def test_mixed_batches_fall_back_to_one_adapter_per_wave_for_beam(tiny_chat_llam
         expected = client.post("/v1/completions", json={"model": alone_run.name} | beam).json()["choices"][0]["text"]
     assert with_adapter == expected
     assert torch.is_tensor(next(served.model.parameters())) and isinstance(base, str)
+
+
+def test_a_run_is_served_with_the_adapters_added_to_it(lora_runs, tmp_path, capsys):
+    """`lmforge adapters add RUN OTHER --name echo`, then serving RUN: its own adapter under its name, `echo` too."""
+    run = tmp_path / "fr-run"
+    shutil.copytree(lora_runs["fr"], run)
+    assert main(["adapters", "add", str(run), str(lora_runs["echo"]), "--name", "echo"]) == 0
+    from lmforge.runs.adapters import side_adapters
+
+    served = served_model(str(run), name="fr")
+    attach_adapters(served, side_adapters(run), own=served.model.active_adapter)
+    tokenizer = served.tokenizer
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    with TestClient(create_app(served, ServeOptions())) as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["fr", "echo"]
+        answers = {name: [client.post("/v1/completions", json={"model": name, "prompt": p, "max_tokens": 6,
+                                                                "temperature": 0}).json()["choices"][0]["text"]
+                          for p in PROMPTS] for name in ("fr", "echo")}
+    for name in ("fr", "echo"):
+        alone_served = served_model(str(lora_runs[name]))
+        with TestClient(create_app(alone_served, ServeOptions())) as client:
+            expected = [client.post("/v1/completions", json={"model": alone_served.name, "prompt": p, "max_tokens": 6,
+                                                              "temperature": 0}).json()["choices"][0]["text"]
+                        for p in PROMPTS]
+        assert answers[name] == expected, name
+    assert len(prompts) == len(PROMPTS)

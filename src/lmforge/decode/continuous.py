@@ -18,7 +18,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from lmforge.decode.candidate import Candidate
-from lmforge.decode.engine import Engine
+from lmforge.decode.engine import BASE_ROWS, Engine
 from lmforge.decode.generate import (
     build_rules,
     output_automaton,
@@ -37,7 +37,6 @@ from lmforge.decode.strategies.sampling import (
     still_running,
 )
 from lmforge.decode.strategy_params import STRATEGY_PARAMS
-from lmforge.models.lora_bank import BASE_ROWS
 
 CONTINUOUS = tuple(name for name, params in STRATEGY_PARAMS.items() if params.continuous)  # greedy, sample
 

@@ -10,7 +10,6 @@ the same weights give the same logits.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 from typing import Any
@@ -21,13 +20,16 @@ from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from lmforge.decode.kernels import compiled_forward, weight_first_linear
-from lmforge.models.lora_bank import bank_of
 from lmforge.models.pooling import masked_mean
 
 
 def pad_id_of(tokenizer: Any) -> int:
     """The token that pads prompts: the tokenizer's pad token, else its EOS."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+#: peft's adapter name for rows of a mixed-adapter batch that decode with the base model alone
+BASE_ROWS = "__base__"
 
 
 def longest_first(prompts: list[list[int]]) -> list[int]:
@@ -78,8 +80,8 @@ class Engine:
                  adapter_names: list[str] | None = None):
         """`prompt_embeds` (rows, k, hidden), decoder-only models: a soft prompt read before each row's tokens
         (e.g. an image projected into the LM's input space); it takes k placeholder positions.
-        `adapter_names`, a peft model with several adapters: each row's adapter (`models.lora_bank.BASE_ROWS` for
-        none), so rows of different adapters decode in one batch (the model's LoraBank, else peft's mixed batches).
+        `adapter_names`, a peft model with several adapters: each row's adapter (`BASE_ROWS` for none), so rows of
+        different adapters decode in one batch (peft's mixed-adapter batches).
         `static_length`: a KV cache allocated once for that many positions (decoder-only; no `crop` or `merge`),
         with a mask of fixed width; `compiled` then runs each step through `torch.compile`."""
         if prompt_embeds is not None:
@@ -156,14 +158,12 @@ class Engine:
                 kwargs["attention_mask"] = self.mask
         if self.keep_hidden:
             kwargs["output_hidden_states"] = True
-        bank = bank_of(self.model) if self.adapter_names is not None else None
-        if self.adapter_names is not None and bank is None:
+        if self.adapter_names is not None:
             kwargs["adapter_names"] = self.adapter_names  # peft's mixed-adapter batches
         if self.length and self._compiled_step is not None:  # compiled steps: shapes fixed, no patching
             out = self._compiled_step(**kwargs, return_dict=True)
         else:
-            with weight_first_linear(self.model, tokens.numel()), \
-                    bank.rows(self.adapter_names) if bank is not None else contextlib.nullcontext():
+            with weight_first_linear(self.model, tokens.numel()):
                 out = self.model(**kwargs, return_dict=True)
         if self.keep_hidden:
             self.last_hidden = (out.decoder_hidden_states if self.encoder_decoder else out.hidden_states)[-1].float()

@@ -16,10 +16,10 @@ from lmforge.decode.generate import pad_id_of
 from lmforge.decode.policy import load_policy
 from lmforge.decode.strategies.speculative import load_draft_model
 from lmforge.errors import ConfigError
-from lmforge.models.lora_bank import LoraBank
 from lmforge.models.precision import decoding_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
+from lmforge.runs.adapters import side_adapters
 from lmforge.runs.run_dir import load_run_config
 from lmforge.runs.served_task import served_encoder, served_task
 from lmforge.serve.app import create_app
@@ -116,6 +116,8 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
             served.tokenizer.chat_template = template
         if extra:
             attach_adapters(served, extra)
+        elif config is not None and side_adapters(run_dir):  # the run's `lmforge adapters add` set
+            attach_adapters(served, side_adapters(run_dir), own=served.model.active_adapter)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)
@@ -164,8 +166,9 @@ def adapter_runs(specs: list[str], target: str, name: str | None, target_is_run:
     return found
 
 
-def attach_adapters(served: ServedModel, folders: dict[str, Path]) -> None:
-    """Load each adapter beside the base (one copy of the base weights); requests pick one by name."""
+def attach_adapters(served: ServedModel, folders: dict[str, Path], own: str | None = None) -> None:
+    """Load each adapter beside the base (one copy of the base weights); requests pick one by name. `own`: the
+    served model is a run with that adapter of its own, which requests naming the run decode with."""
     from peft import PeftModel
 
     model = served.model
@@ -174,10 +177,8 @@ def attach_adapters(served: ServedModel, folders: dict[str, Path]) -> None:
             model.load_adapter(str(folder), adapter_name=adapter, is_trainable=False)
         else:
             model = PeftModel.from_pretrained(model, str(folder), adapter_name=adapter, is_trainable=False)
-    served.model, served.adapters = model.eval(), tuple(folders)
-    bank = LoraBank.build(served.model, list(folders))
-    print(f"lmforge: {len(folders)} adapter(s) beside the base: {', '.join(folders)} (mixed batches "
-          f"{'stacked' if bank is not None else 'through peft'})")
+    served.model, served.adapters, served.default_adapter = model.eval(), tuple(folders), own
+    print(f"lmforge: {len(folders)} adapter(s) beside the base: {', '.join(folders)}")
 
 
 def read_chat_template(path: Path) -> str:

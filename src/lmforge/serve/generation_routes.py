@@ -32,7 +32,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
     def check_model(body: RequestBase) -> str | None:
         """The adapter the request's `model` names (None: the base); a 404 for a name not served here."""
         if body.model == served.name:
-            return None
+            return served.default_adapter
         if body.model in served.adapters:
             return body.model
         names = ", ".join(repr(n) for n in (served.name, *served.adapters))
