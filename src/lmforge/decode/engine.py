@@ -213,8 +213,7 @@ class Engine:
 
     def alone(self, prompt: list[int]) -> Engine:
         """A fresh one-row engine of the same model for `prompt` (rows decoded one at a time)."""
-        return Engine(self.model, [prompt], self.pad_id, adapter_names=None if self.adapter_names is None else
-                      self.adapter_names[:1])
+        return Engine(self.model, [prompt], self.pad_id)
 
     def fork(self, rows: torch.Tensor, logits: torch.Tensor) -> Engine:
         """A new engine of `rows` of this prefilled batch (own cache, same model) whose `prefill` returns `logits`

@@ -30,6 +30,8 @@ PromptedRewardFn = Callable[[list[str], list[list[str]], list[Any]], list[float]
 RunLoader = Callable[[str], Any]
 #: rewards scored by a trained run -> the tasks that run may be
 RUN_TASKS = {"classifier": ("text-classification", "prompt-classification"), "reward_model": ("reward-modeling",)}
+#: rewards that read each output's prompt too
+PROMPTED = ("reward_model",)
 
 
 class RewardSpec(BaseModel):
@@ -116,6 +118,11 @@ def _length(spec: RewardSpec) -> RewardFn:
     return lambda outputs, references: [-abs(len(o.split()) - target) / target for o in outputs]
 
 
+def reads_prompts(specs: list[RewardSpec]) -> bool:
+    """Whether any of `specs` reads the prompts (the caller then passes them)."""
+    return any(spec.name in PROMPTED for spec in specs)
+
+
 def check_reward_runs(specs: list[RewardSpec], task_of_run: Callable[[str], str]) -> None:
     """Refuse, before anything loads, a `classifier` or `reward_model` reward whose run is missing or of another
     task (`task_of_run(run)`: the run's task name; it raises for a folder that is no run)."""
@@ -195,7 +202,7 @@ def build_reward(specs: list[RewardSpec], load_run: RunLoader | None = None) -> 
     the runs that `classifier` and `reward_model` rewards name (a reward model needs the prompts)."""
     if not specs:
         raise ConfigError("rewards: give at least one, e.g. [{name: chrf}]")
-    parts = [(spec.weight, spec.name == "reward_model",
+    parts = [(spec.weight, spec.name in PROMPTED,
               REWARDS[spec.name](spec, load_run) if spec.name in RUN_TASKS else REWARDS[spec.name](spec))
              for spec in specs]
 

@@ -114,10 +114,9 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         served = served_model(target, name, weights, device, allow_network, engine)
         if template is not None:
             served.tokenizer.chat_template = template
-        if extra:
-            attach_adapters(served, extra)
-        elif config is not None and side_adapters(run_dir):  # the run's `lmforge adapters add` set
-            attach_adapters(served, side_adapters(run_dir), own=served.model.active_adapter)
+        added = side_adapters(run_dir) if config is not None else {}  # the run's `lmforge adapters add` set
+        if extra or added:
+            attach_adapters(served, extra or added, own=served.model.active_adapter if added else None)
         _load_server_resources(served, options)
         if faq is not None:
             served.retriever = FaqRetriever(entries, SentenceEncoder(faq.encoder), faq.top_k, faq.min_score)

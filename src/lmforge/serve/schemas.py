@@ -281,9 +281,8 @@ class ChatRequest(RequestBase):
 
     @model_validator(mode="after")
     def _tools(self) -> ChatRequest:
-        self.tool_mode()
-        if self.response_format is not None and self.response_format.type != "text" and \
-                self.tool_mode() not in ("none", "auto"):
+        mode = self.tool_mode()  # refuses a tool_choice that does not fit the tools
+        if self.response_format is not None and self.response_format.type != "text" and mode not in ("none", "auto"):
             raise ValueError("response_format: a forced tool call is decoded under the tool's schema; drop "
                              "response_format or use tool_choice auto")
         return self

@@ -10,7 +10,7 @@ from pydantic import Field
 from lmforge.errors import ConfigError
 from lmforge.methods.base import LossFn, TrainingSession, TuningMethod
 from lmforge.methods.sequence.params import SequenceParams
-from lmforge.metrics.rewards import check_reward_runs
+from lmforge.metrics.rewards import check_reward_runs, reads_prompts
 
 
 class Sequence(TuningMethod):
@@ -35,9 +35,10 @@ class Sequence(TuningMethod):
         self.load_run = session.load_run
 
     def before_fit(self, session: TrainingSession) -> None:
-        """Each training prompt as its row wrote it, by its tokens (what a reward model reads)."""
+        """Each training prompt as its row wrote it, by its tokens (what a reward model reads; kept only when a
+        reward reads prompts)."""
         features, examples = session.data.train_features, session.splits.train
-        if isinstance(features, list) and isinstance(examples, list):
+        if reads_prompts(self.tuning.sequence.rewards) and isinstance(features, list) and isinstance(examples, list):
             for feature in features:
                 example = examples[feature["_example"]]
                 written = example.source if example.messages is None else example.messages

@@ -22,7 +22,7 @@ from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
 from lmforge.methods.sequence.losses import group_advantages, grpo_loss, mrt_loss, scst_loss
 from lmforge.methods.sequence.params import SequenceParams
-from lmforge.metrics.rewards import RunLoader, build_reward
+from lmforge.metrics.rewards import RunLoader, build_reward, reads_prompts
 
 IGNORE = -100
 
@@ -88,6 +88,7 @@ class SequenceObjective:
         self.task, self.params = task, params
         self.token_loss = token_loss or task.loss
         self.reward = build_reward(params.rewards, load_run)
+        self.reads_prompts = reads_prompts(params.rewards)
         #: prompt tokens -> the row's prompt as written (source text, or the messages before the reply), for a
         #: reward model; a prompt not found is passed as its decoded text
         self.prompt_of: dict[tuple[int, ...], Any] = {}
@@ -128,9 +129,9 @@ class SequenceObjective:
         flat_outputs = [o for group in outputs for o in group]
         texts = [self.task.text(o) for o in flat_outputs]
         written = [self.prompt_of.get(tuple(prompt)) or tokenizer.decode(prompt, skip_special_tokens=True).strip()
-                   for prompt in prompts]
+                   for prompt in prompts] if self.reads_prompts else None
         rewards = torch.tensor(self.reward(texts, [r for r in references for _ in range(p.samples)],
-                                           [w for w in written for _ in range(p.samples)]),
+                                           written and [w for w in written for _ in range(p.samples)]),
                                device=model.device).view(len(prompts), p.samples)
         logprobs, mask = token_logprobs(model, flat_prompts, flat_outputs, pad_id)
         sequence_logprobs = (logprobs * mask).sum(-1)
