@@ -13,18 +13,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml scripts/llama_cpp.sh $(CONVERTER) | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU build (a looser spec pulls CUDA's gigabytes)
 	$(BIN)/python -m pip install -q -e ".[all,offline]"
 	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
+	scripts/llama_cpp.sh $(BIN)/python   # decode.engine auto's llama.cpp: built once per machine, then seconds
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed $(CONVERTER)
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[all,dev,offline]"
 	touch $@
 
 # llama.cpp's GGUF converter (with the gguf-py and conversion packages it imports), unpacked from the
-# llama-cpp-python sdist: `lmforge export --format gguf` finds it in .venv/llama.cpp.
+# llama-cpp-python sdist: `lmforge export --format gguf` and the llama.cpp engine find it in .venv/llama.cpp.
 $(CONVERTER): | $(BIN)/python
 	rm -rf $(VENV)/sdist && $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist $(LLAMA_CPP_SDIST)
 	tar -xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV) --strip-components=2 --wildcards \

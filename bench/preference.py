@@ -3,7 +3,8 @@
 SmolLM2-135M-Instruct with LoRA (r 8, all linear layers), the packaged chatterbot-corpus preference pairs
 (`dataset:chatterbot-preferences-train`: a user turn, its own reply chosen, another topic's reply rejected),
 rendered through the model's chat template on both sides, batch 8, AdamW lr 5e-4, β 0.1, gradient checkpointing
-(TRL's default) on both sides, `--steps` steps. Each
+(TRL's default) on both sides, `--precision` on both sides (fp32, or bf16 autocast: TRL's DPOConfig defaults to
+bf16, so the bench sets it), `--steps` steps. Each
 configuration runs in its own process (peak RSS is its own): lmforge DPO, lmforge SFT on the chosen replies (the
 memory baseline LoRA-DPO is compared with) and TRL's DPOTrainer. Prints seconds per step, peak RSS and ratios,
 and lmforge's held-out preference accuracy before and after on the first `--validation` validation pairs (of 218;
@@ -34,7 +35,7 @@ def rows(split: str, count: int | None = None) -> list[dict]:
     return DATASETS[f"chatterbot-preferences-{split}"]()[:count]
 
 
-def run_lmforge(folder: Path, steps: int, sft: bool, validation_rows: int) -> dict:
+def run_lmforge(folder: Path, steps: int, sft: bool, validation_rows: int, precision: str) -> dict:
     train = folder / "train.jsonl"
     pairs = rows("train", steps * BATCH)
     with train.open("w") as handle:
@@ -50,7 +51,7 @@ def run_lmforge(folder: Path, steps: int, sft: bool, validation_rows: int) -> di
     config = folder / "cfg.yaml"
     config.write_text(f"task: {{name: generation, decode: {{strategy: greedy}}, max_new_tokens: 24}}\nmodel: {MODEL}\n"
                       f"tuning: {tuning}\ntrain: {{epochs: 1, batch_size: {BATCH}, lr: {LR}, warmup_steps: 0, "
-                      "scheduler: constant, precision: fp32, tensorboard: false, log_every_steps: 1, gradient_checkpointing: true, "
+                      f"scheduler: constant, precision: {precision}, tensorboard: false, log_every_steps: 1, gradient_checkpointing: true, "
                       f"eval_batch_size: 16}}\ndata: {{max_length: 256}}\n")
     run = folder / "run"
     command = [sys.executable, "-m", "lmforge.cli", "train", str(config), f"data.train={train}",
@@ -66,7 +67,7 @@ def run_lmforge(folder: Path, steps: int, sft: bool, validation_rows: int) -> di
             "reward_accuracy": report.get("reward_accuracy"), "last": logged[-1]}
 
 
-def run_trl(folder: Path, steps: int) -> dict:
+def run_trl(folder: Path, steps: int, precision: str) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -82,7 +83,8 @@ def run_trl(folder: Path, steps: int) -> dict:
                        "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows("train", steps * BATCH)]
     args = DPOConfig(output_dir=str(folder), per_device_train_batch_size=BATCH, learning_rate=LR, beta=BETA,
                      max_steps=steps, lr_scheduler_type="constant", warmup_steps=0, report_to=[], use_cpu=True,
-                     save_strategy="no", logging_steps=1, disable_tqdm=True, max_length=512, seed=0)
+                     save_strategy="no", logging_steps=1, disable_tqdm=True, max_length=512, seed=0,
+                     bf16=precision == "bf16")
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(conversational),
                          processing_class=tokenizer,
                          peft_config=LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules="all-linear",
@@ -92,12 +94,12 @@ def run_trl(folder: Path, steps: int) -> dict:
     return {"train_seconds": time.perf_counter() - started, "steps": steps}
 
 
-def child(which: str, steps: int, validation_rows: int) -> None:
+def child(which: str, steps: int, validation_rows: int, precision: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f"pref-{which}-") as tmp:
         if which == "trl":
-            result = run_trl(Path(tmp), steps)
+            result = run_trl(Path(tmp), steps, precision)
         else:
-            result = run_lmforge(Path(tmp), steps, which == "lmforge-sft", validation_rows)
+            result = run_lmforge(Path(tmp), steps, which == "lmforge-sft", validation_rows, precision)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["peak_rss_mb"] = max(own, kids) / 1024
@@ -109,15 +111,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--validation", type=int, default=16, help="held-out pairs lmforge scores (of 218)")
     parser.add_argument("--configs", default="lmforge-dpo,trl,lmforge-sft")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="both sides")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.steps, args.validation)
+        child(args.child, args.steps, args.validation, args.precision)
         return
     results = {}
     for which in args.configs.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", which, "--steps", str(args.steps),
-                              "--validation", str(args.validation)],
+                              "--validation", str(args.validation), "--precision", args.precision],
                              capture_output=True, text=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
@@ -125,7 +128,7 @@ def main() -> None:
             continue
         results[which] = json.loads(line[7:])
         print(f"{which}: {json.dumps(results[which])}", flush=True)
-    print(f"\n{MODEL} + LoRA r{RANK}, batch {BATCH}, {args.steps} steps, fp32, gradient checkpointing, "
+    print(f"\n{MODEL} + LoRA r{RANK}, batch {BATCH}, {args.steps} steps, {args.precision}, gradient checkpointing, "
           f"{args.validation} held-out pairs\n")
     print("| config | s/step (training) | peak RSS MB | vs TRL speed | held-out preference accuracy before → after |")
     print("|---|---|---|---|---|")

@@ -108,6 +108,7 @@ def load(url: str, model: str | list[str], clients: int, requests: int, tokens: 
     wall = time.perf_counter() - started
     latencies.sort()
     return {"throughput": produced[0] / wall, "p50": statistics.median(latencies),
+            "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
             "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], "failed": failures[0],
             "tokens": produced[0], "wall": wall}
 

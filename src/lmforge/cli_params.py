@@ -199,9 +199,11 @@ class ServeArgs(RunsAModel):
     weights: DecodingWeights = cli(
         "fp32", "weights the server decodes with: as loaded (fp32), bf16, or weight-only int8 (about 2.5x faster at "
                 "batch 1 on CPU; outputs may differ slightly)")
-    engine: Literal["torch", "llama.cpp"] = cli(
-        "torch", "what runs the forward passes: torch, or llama.cpp on a GGUF of the model made at start and cached "
-                 "(--weights fp32 → f32, bf16 → bf16, int8 → q8_0), for greedy, sample, beam and prompt_lookup requests")
+    engine: Literal["auto", "torch", "llama.cpp"] = cli(
+        "auto", "what runs the forward passes: llama.cpp on a GGUF of the model made at start and cached (--weights "
+                "fp32 → f32, bf16 → bf16, int8 → q8_0; greedy, sample, beam and prompt_lookup requests), torch, or "
+                "auto: llama.cpp for a decoder-only model on the CPU with llama-cpp-python installed, torch for "
+                "the rest and for requests llama.cpp cannot decode")
 
 
 class MonitorArgs(RunsAModel):

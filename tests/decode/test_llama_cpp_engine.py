@@ -102,12 +102,65 @@ def test_generate_takes_the_engine_flag(tiny_smol, tmp_path):
 
     model, _ = tiny_smol
     rows = []
-    for engine in ("torch", "llama.cpp"):
+    for engine in ("torch", "llama.cpp", "auto"):
         out = tmp_path / f"{engine}.jsonl"
         assert main(["generate", model.name_or_path, "--prompt", "Why is the sky blue?", "--max-new-tokens", "6",
                      "--min-new-tokens", "6", "--engine", engine, "--no-chat-template", "--output", str(out)]) == 0
         rows.append(json.loads(out.read_text()))
-    assert rows[0]["generated"] == rows[1]["generated"] and abs(rows[0]["score"] - rows[1]["score"]) < 1e-3
+    assert rows[0]["generated"] == rows[1]["generated"] == rows[2]["generated"]
+    assert abs(rows[0]["score"] - rows[1]["score"]) < 1e-3
+    for engine in ("torch", "auto"):  # a strategy llama.cpp does not run: auto decodes it on torch
+        out = tmp_path / f"contrastive-{engine}.jsonl"
+        assert main(["generate", model.name_or_path, "--prompt", "Why is the sky blue?", "--max-new-tokens", "6",
+                     "--strategy", "contrastive", "--engine", engine, "--no-chat-template", "--output", str(out)]) == 0
+    assert (tmp_path / "contrastive-torch.jsonl").read_text() == (tmp_path / "contrastive-auto.jsonl").read_text()
+
+
+def test_engine_auto_picks_llama_cpp_for_a_model_loaded_to_decode_with_torchs_tokens(tiny_smol, capsys, monkeypatch):
+    import lmforge.decode.engine_choice as choice
+    from lmforge.decode.engine_choice import choose_engine, mark_as_saved
+
+    monkeypatch.setattr(choice, "_SAID", set())
+
+    model, tokenizer = tiny_smol
+    prompts = [tokenizer(text)["input_ids"] for text in PROMPTS]
+    params = DecodeParams(min_new_tokens=12)
+    assert params.engine == "auto"
+    assert choose_engine(params, model) == "torch"  # not marked: its weights may be a training's, not the folder's
+    loaded = mark_as_saved(LlamaForCausalLM.from_pretrained(model.name_or_path).eval())
+    assert choose_engine(params, loaded) == "llama.cpp"
+    for torch_only in ({"strategy": "contrastive"}, {"cache": "static"}):
+        assert choose_engine(DecodeParams(**torch_only), loaded) == "torch"
+    auto = generate(loaded, tokenizer, DecodeRequest(prompts, params, 12))
+    on_torch = generate(model, tokenizer, DecodeRequest(prompts, params.model_copy(update={"engine": "torch"}), 12))
+    assert [c[0].tokens for c in auto] == [c[0].tokens for c in on_torch]
+    said = capsys.readouterr().err
+    assert said.count(f"engine auto decodes {model.name_or_path} on llama.cpp") == 1
+
+
+def test_serve_engine_auto_lets_torch_weights_go_and_reads_them_back_for_torch_only_requests(tiny_smol):
+    from fastapi.testclient import TestClient
+
+    from lmforge.models.released_weights import weights_released
+    from lmforge.recipes.serve import served_model
+    from lmforge.serve.app import create_app
+    from lmforge.serve.served import ServeOptions
+
+    model, _ = tiny_smol
+    body = {"model": "tiny", "prompt": "Why is the sky blue?", "max_tokens": 6, "lmforge": {"min_new_tokens": 6}}
+    contrastive = body | {"lmforge": {"strategy": "contrastive", "min_new_tokens": 6}}
+    answers = {}
+    for engine in ("torch", "auto"):
+        served = served_model(model.name_or_path, "tiny", engine=engine)
+        assert weights_released(served.model) == (engine == "auto") == (served.runtime is not None)
+        with TestClient(create_app(served, ServeOptions(max_batch=4))) as client:
+            assert client.get("/v1/models").json()["data"][0]["engine"] == engine
+            greedy = client.post("/v1/completions", json=body)
+            assert greedy.status_code == 200 and weights_released(served.model) == (engine == "auto")
+            other = client.post("/v1/completions", json=contrastive)  # auto: the weights come back, torch decodes
+            assert other.status_code == 200 and not weights_released(served.model)
+            answers[engine] = [r.json()["choices"][0]["text"] for r in (greedy, other)]
+    assert answers["torch"] == answers["auto"]
 
 
 def test_prompts_sharing_a_prefix_read_only_the_rest_and_decode_the_same(tiny_smol, monkeypatch):

@@ -113,7 +113,7 @@ class ContinuousBatch:
     def takes(self, params: DecodeParams) -> bool:
         """Whether a request decoded with `params` can join this batch (greedy or sampling on this batch's
         engine, weights as loaded, a dynamic cache)."""
-        return (self.merges and params.strategy in CONTINUOUS and params.engine == self.engine_name
+        return (self.merges and params.strategy in CONTINUOUS and params.engine in (self.engine_name, "auto")
                 and (params.weights == "fp32" or self.runtime is not None) and not params.image_weight
                 and not params.image_gate and params.cache == "dynamic")
 

@@ -15,6 +15,7 @@ from lmforge.decode import rules as R
 from lmforge.decode.automaton_build import CompileBudget
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
+from lmforge.decode.engine_choice import choose_engine
 from lmforge.decode.grammar import RegexIndex, compiled_constraint
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime, torch_alone_on_one_thread
@@ -25,6 +26,7 @@ from lmforge.decode.strategies.sampling import StopCheck
 from lmforge.errors import ConfigError
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
+from lmforge.models.released_weights import restore_weights
 from lmforge.vision.gate import gate_images
 from lmforge.vision.scorer import load_scorer
 
@@ -153,13 +155,14 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         images, decisions = gate_images(params.image_gate, image_scorer, images, texts)
     own_params = params.strategy_params()
     runtime = None
-    if params.engine == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF of the model at params.weights
+    torch_inputs = inputs.prompt_embeds is not None or inputs.prefilled is not None
+    if choose_engine(params, model, torch_inputs) == "llama.cpp":  # llama.cpp runs the forward passes on a GGUF
         if inputs.prompt_embeds is not None or model.config.is_encoder_decoder:
             raise ConfigError("decode.engine llama.cpp decodes decoder-only models from their tokens (no soft prompts); "
                               "use engine torch")
         runtime = llama_cpp_runtime(model, params.weights)
     else:
-        model = decoding_weights(model, params.weights)
+        model = decoding_weights(restore_weights(model), params.weights)
     pad_id = pad_id_of(tokenizer)
     stop_ids = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device

@@ -58,6 +58,9 @@ class LlamaCppModel:
         self.llama.llama_log_set(_QUIET, ctypes.c_void_p(0))  # llama.cpp reports every load on stderr
         self.llama.llama_backend_init()
         params = self.llama.llama_model_default_params()
+        # llama.cpp's extra weight buffers (AMX, repacked q8_0) crash llama.cpp 0.3.36's native build on AMX CPUs
+        # in the first decode of a q8_0 model (llama-server too); f32 and bf16 weights never use them
+        params.use_extra_bufts = False
         self.model = self.llama.llama_model_load_from_file(str(gguf).encode(), params)
         if not self.model:
             raise ModelError(f"llama.cpp cannot load {gguf}; write it again with `lmforge export --format gguf`")

@@ -53,10 +53,12 @@ class RuleParams(BaseModel):
     compile: bool = Field(False, description="torch.compile the decoding step (needs cache: static). The first call "
                                              "compiles for a minute or two; pays off with weights: int8 on CPU.")
     explain: int = Field(0, ge=0, description="Record each token's log-probability and this many alternatives.")
-    engine: Literal["torch", "llama.cpp"] = Field(
-        "torch", description="What runs the forward passes: torch, or llama.cpp (llama-cpp-python) on a GGUF made from "
-                             "the model on first use and cached (weights fp32 → f32, bf16 → bf16, int8 → q8_0); "
-                             "strategies greedy, sample, beam and prompt_lookup, decoder-only models llama.cpp knows.")
+    engine: Literal["auto", "torch", "llama.cpp"] = Field(
+        "auto", description="What runs the forward passes: llama.cpp (llama-cpp-python) on a GGUF made from the model "
+                            "on first use and cached (weights fp32 → f32, bf16 → bf16, int8 → q8_0; strategies greedy, "
+                            "sample, beam and prompt_lookup, decoder-only models llama.cpp knows), torch, or auto: "
+                            "llama.cpp where the model (loaded to decode, on the CPU) and the strategy run there, "
+                            "else torch.")
     prefix_cache: bool = Field(
         True, description="engine llama.cpp: a prompt starting with the tokens of the previous batch's first prompt (a "
                           "system prompt, a chat's earlier turns) reuses their KV cache instead of reading them again, "

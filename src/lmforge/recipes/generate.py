@@ -25,6 +25,7 @@ from lmforge.data.generation import GenerationExample
 from lmforge.data.params import DataParams
 from lmforge.data.readers import read_records
 from lmforge.decode.candidate import Candidate
+from lmforge.decode.engine_choice import mark_as_saved
 from lmforge.decode.generate import generate, pad_id_of
 from lmforge.decode.params import DecodeParams, shared_fields
 from lmforge.decode.request import DecodeRequest, PromptInputs
@@ -105,7 +106,7 @@ def open_generator(target: str, system: str | None = None, chat_template: bool |
     if max_new_tokens is not None and context and max_new_tokens > context:
         raise ConfigError(f"--max-new-tokens {max_new_tokens} is more than {target} can attend to ({context} positions, "
                           "prompt included); give at most that")
-    return Generator(task, model.eval(), tokenizer, params.decode, max_new_tokens or params.max_new_tokens,
+    return Generator(task, mark_as_saved(model.eval()), tokenizer, params.decode, max_new_tokens or params.max_new_tokens,
                      params.stop_strings if stop_strings is None else stop_strings, precision or run_precision)
 
 

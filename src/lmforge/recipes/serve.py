@@ -12,11 +12,14 @@ import uvicorn
 
 from lmforge.data.faq import read_faq
 from lmforge.decode.automaton_build import cancel_compiles
+from lmforge.decode.engine_choice import llama_cpp_for, model_on_torch_reason, say_engine
 from lmforge.decode.generate import pad_id_of
+from lmforge.decode.llama_cpp_engine import llama_cpp_runtime
 from lmforge.decode.policy import load_policy
 from lmforge.decode.strategies.speculative import load_draft_model
 from lmforge.errors import ConfigError
 from lmforge.models.precision import decoding_weights
+from lmforge.models.released_weights import release_weights
 from lmforge.models.sentence import SentenceEncoder
 from lmforge.recipes.generate import Generator, open_generator
 from lmforge.runs.adapters import side_adapters
@@ -38,29 +41,39 @@ class FaqSettings:
 
 
 def served_model(target: str, name: str | None = None, weights: str = "fp32", device: str | None = None,
-                 allow_network: bool = False, engine: str = "torch") -> ServedModel:
+                 allow_network: bool = False, engine: str = "auto") -> ServedModel:
     """The model (packaged alias, folder or generation run) the server decodes with, its weights as loaded
     ("fp32"), in bf16 or weight-only int8 (`models.precision.decoding_weights`); with `engine` llama.cpp, a GGUF
-    of it at that precision (converted now, cached) runs the forward passes. A strategy-network run brings its
-    router and experts: each prompt is decoded by the expert the router picks."""
+    of it at that precision (converted now, cached) runs the forward passes, and its torch weights are let go
+    (auto: where llama.cpp can hold the model; a request llama.cpp cannot decode reads them back and runs on
+    torch). A strategy-network run brings its router and experts: each prompt is decoded by the expert the
+    router picks."""
     generator = open_generator(target, device=device, allow_network=allow_network)
     context = getattr(generator.model.config.get_text_config(), "max_position_embeddings", None) or 2048
     experts = _experts(generator)
-    if experts is not None and (weights != "fp32" or engine != "torch"):
+    if experts is not None and (weights != "fp32" or engine == "llama.cpp"):
         flag = f"--weights {weights}" if weights != "fp32" else f"--engine {engine}"
         raise ConfigError(f"{flag}: {target} is a strategy network, served with its weights as loaded by torch; "
                           f"drop {flag.split()[0]}")
     served = ServedModel(name or Path(target.rstrip("/")).name, generator.model, generator.tokenizer,
                          generator.max_new_tokens, int(context), generator.precision, experts=experts)
     if engine == "llama.cpp":
-        from lmforge.decode.llama_cpp_engine import llama_cpp_runtime
-
         if generator.model.config.is_encoder_decoder:
             raise ConfigError(f"--engine llama.cpp serves decoder-only models; {target} is an encoder-decoder")
         served.runtime = llama_cpp_runtime(generator.model, weights)
-        served.decoding = {"engine": "llama.cpp", "weights": weights}
+    elif engine == "auto" and experts is None:
+        served.runtime = llama_cpp_for(generator.model, weights)
+    if served.runtime is not None:
+        served.decoding = {"engine": engine, "weights": weights}
+        release_weights(generator.model)  # llama.cpp holds its own copy
     else:
         served.model = decoding_weights(generator.model, weights)
+        served.decoding = {"engine": "torch"}
+    served.engine = "torch" if served.runtime is None else engine
+    if engine == "auto":
+        say_engine(str(generator.model.name_or_path), "torch" if served.runtime is None else "llama.cpp",
+                   model_on_torch_reason(generator.model, weights) if served.runtime is None else
+                   "requests for other strategies read the torch weights back and decode on torch")
     return served
 
 
@@ -83,7 +96,7 @@ def _load_server_resources(served: ServedModel, options: ServeOptions) -> None:
 
 def serve(target: str, host: str, port: int, name: str | None, options: ServeOptions,
           faq: FaqSettings | None = None, weights: str = "fp32", device: str | None = None,
-          allow_network: bool = False, engine: str = "torch", chat_template: Path | None = None,
+          allow_network: bool = False, engine: str = "auto", chat_template: Path | None = None,
           adapters: list[str] | None = None) -> None:
     """Serve until interrupted; on shutdown in-flight requests finish first (up to 30 s). `faq` grounds chat
     answers in the nearest entries of an FAQ file (retrieval-augmented); `chat_template` replaces the model's;
@@ -98,7 +111,7 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
         raise ConfigError(f"--faq grounds chat answers; {target} is a {task_name} model")
     if is_task_run and weights != "fp32":
         raise ConfigError(f"--weights {weights} applies to generation; {target} is a {task_name} model")
-    if is_task_run and engine != "torch":
+    if is_task_run and engine == "llama.cpp":
         raise ConfigError(f"--engine {engine} applies to generation; {target} is a {task_name} model")
     if is_task_run and chat_template is not None:
         raise ConfigError(f"--chat-template renders chats; {target} is a {task_name} model")
@@ -111,10 +124,11 @@ def serve(target: str, host: str, port: int, name: str | None, options: ServeOpt
     elif is_task_run:
         served = served_task(run_dir, name, device)
     else:
-        served = served_model(target, name, weights, device, allow_network, engine)
+        added = side_adapters(run_dir) if config is not None else {}  # the run's `lmforge adapters add` set
+        served = served_model(target, name, weights, device, allow_network,
+                              "torch" if (extra or added) and engine == "auto" else engine)  # adapters: torch
         if template is not None:
             served.tokenizer.chat_template = template
-        added = side_adapters(run_dir) if config is not None else {}  # the run's `lmforge adapters add` set
         if extra or added:
             attach_adapters(served, extra or added, own=served.model.active_adapter if added else None)
         _load_server_resources(served, options)
@@ -140,7 +154,7 @@ def adapter_runs(specs: list[str], target: str, name: str | None, target_is_run:
     if target_is_run:
         raise ConfigError(f"--adapter: serve the base model the runs were trained on (an alias or folder), not the "
                           f"run {target}")
-    if weights != "fp32" or engine != "torch":
+    if weights != "fp32" or engine == "llama.cpp":
         raise ConfigError("--adapter: adapters are served on the base's fp32 weights by torch; drop --weights/--engine")
     base = Path(resolve_model(target, allow_network)).resolve()
     found: dict[str, Path] = {}

@@ -129,7 +129,7 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     @app.get("/v1/models")
     async def models() -> dict:
         listed = [{"id": served.name, "object": "model", "created": 0, "owned_by": "lmforge"}
-                  | ({"task": task.task} if task is not None else {})]
+                  | ({"task": task.task} if task is not None else {"engine": served.engine})]
         for adapter in getattr(served, "adapters", ()):  # as vLLM lists --lora-modules: the base is the parent
             listed.append({"id": adapter, "object": "model", "created": 0, "owned_by": "lmforge", "parent": served.name})
         return {"object": "list", "data": listed}

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lmforge.config.strict import STRICT
+from lmforge.decode.engine_choice import runs_on_llama_cpp
 from lmforge.decode.params import LLAMA_CPP_STRATEGIES, DecodeParams
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.limits import RequestLimits, check_outputs, check_params, checked_extension, inline_schema
@@ -149,6 +150,9 @@ class RequestBase(ApiModel):
                              f"{', '.join(LLAMA_CPP_STRATEGIES)}; {strategy!r} needs a server started without "
                              "--engine llama.cpp", "lmforge.strategy")
         params = DecodeParams.model_validate(requested | server_fields)
+        if params.engine == "auto":  # this request's engine: llama.cpp where an auto server holds it and it runs there
+            on_llama = server_fields.get("engine") == "auto" and runs_on_llama_cpp(params)
+            params = params.model_copy(update={"engine": "llama.cpp" if on_llama else "torch"})
         check_params(params, limits)
         return params
 
