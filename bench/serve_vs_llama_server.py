@@ -4,7 +4,9 @@ batch 1, on SmolLM2-135M-Instruct at f32 and q8_0 (lmforge's `--weights int8`).
 Each server runs in its own process, one at a time, with the same threads; both decode the same GGUF (lmforge
 converts and caches it; llama-server reads that file), greedy, exactly --tokens tokens a request (EOS forbidden
 through logit_bias on both sides). Reported: tokens/s at 1 client and at --clients clients (each sending
---requests requests in turn), p50/p95 latency, failures, the server's peak RSS (VmHWM) and lmforge's ratios.
+--requests requests in turn), p50/p95 latency, failures, the server's RSS after the load (VmRSS; lmforge lets
+its torch weights go once llama.cpp holds the model) and its peak (VmHWM: lmforge's includes loading the torch
+model at start), and lmforge's ratios.
 llama-server is the one scripts/llama_cpp.sh built from the same llama.cpp; weight repacking is off on both
 sides (llama.cpp 0.3.36's repacked q8_0 crashes on AMX CPUs; see docs/llama_cpp.md).
 
@@ -50,9 +52,10 @@ def wait_ready(url: str, process: subprocess.Popen) -> None:
     raise SystemExit("the server did not start")
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str) -> float:
+    """A /proc/PID/status memory field in MB: VmHWM (peak RSS), VmRSS (now)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
 
 
 def measure(command: list[str], url: str, name: str, clients: list[int], requests: int, tokens: int,
@@ -62,7 +65,7 @@ def measure(command: list[str], url: str, name: str, clients: list[int], request
         wait_ready(url, process)
         load(url, name, 1, 1, 4, eos_id=eos_id)  # warm-up
         found = {n: load(url, name, n, requests, tokens, eos_id=eos_id) for n in clients}
-        found["rss"] = peak_rss_mb(process.pid)
+        found["rss"], found["peak"] = rss_mb(process.pid, "VmRSS"), rss_mb(process.pid, "VmHWM")
         return found
     finally:
         process.terminate()
@@ -124,20 +127,22 @@ def main() -> None:
         rows.append((outtype, lmforge, peer, b1))
     print(f"\n{MODEL}, greedy, {args.tokens} tokens a request, {args.requests} requests a client, "
           f"{args.threads} threads\n")
-    print("| weights | server | clients | tok/s | vs llama-server | p50 s | p95 s | failed | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| weights | server | clients | tok/s | vs llama-server | p50 s | p95 s | failed | RSS MB (vs llama-server) "
+          "| peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for outtype, lmforge, peer, _ in rows:
         for label, found in (("llama-server", peer), ("lmforge serve", lmforge)):
             for n in clients:
                 r = found[n]
                 print(f"| {outtype} | {label} | {n} | {r['throughput']:.1f} | "
                       f"{r['throughput'] / peer[n]['throughput']:.2f}× | {r['p50']:.2f} | {r['p95']:.2f} | "
-                      f"{r['failed']} | {found['rss']:.0f} |")
+                      f"{r['failed']} | {found['rss']:.0f} ({found['rss'] / peer['rss']:.2f}×) | {found['peak']:.0f} |")
     print("\n| weights | lmforge generate b1 tok/s | llama-server 1 client tok/s | ratio |")
     print("|---|---|---|---|")
     for outtype, _, peer, b1 in rows:
         print(f"| {outtype} | {b1:.1f} | {peer[1]['throughput']:.1f} | {b1 / peer[1]['throughput']:.2f}× |")
-    print(json.dumps({o: {"lmforge_rss": lm["rss"], "llama_server_rss": p["rss"]} for o, lm, p, _ in rows}))
+    print(json.dumps({o: {"lmforge_rss": lm["rss"], "llama_server_rss": p["rss"], "lmforge_peak": lm["peak"],
+                          "llama_server_peak": p["peak"]} for o, lm, p, _ in rows}))
 
 
 if __name__ == "__main__":

@@ -237,3 +237,31 @@ def test_serve_engine_llama_cpp_answers_from_llama_cpp_and_refuses_torch_only_st
                 refused = client.post("/v1/completions", json=body | {"lmforge": {"strategy": "contrastive"}})
                 assert refused.status_code == 400 and "this server decodes with llama.cpp" in refused.json()["error"]["message"]
     assert answers["torch"] == answers["llama.cpp"]
+
+
+def test_a_llama_cpp_server_keeps_one_cache_of_the_models_context_and_requests_wait_for_room(tiny_smol):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from lmforge.recipes.serve import served_model
+    from lmforge.serve.app import create_app
+    from lmforge.serve.limits import RequestLimits
+    from lmforge.serve.served import ServeOptions
+
+    model, _ = tiny_smol
+    served = served_model(model.name_or_path, "tiny", engine="llama.cpp")
+    options = ServeOptions(max_batch=8, limits=RequestLimits(max_tokens=400))
+    app = create_app(served, options)
+    assert served.runtime.cells >= 1024 + 400  # the tiny model's context (512) is less than one request's room
+    room = served.runtime.cells // 406  # requests at once: ~406 cells each (a 6-token prompt and 400 tokens)
+    assert room < 8
+    scheduler, widest = app.state.scheduler, []
+    step = scheduler.batch.step
+    scheduler.batch.step = lambda: widest.append(scheduler.batch.rows) or step()
+    body = {"model": "tiny", "prompt": "Why is the sky blue?", "max_tokens": 400, "lmforge": {"min_new_tokens": 400}}
+    with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/v1/completions", json=body), range(8)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert len({a.json()["choices"][0]["text"] for a in answers}) == 1  # greedy: the same answer, whoever waited
+    assert 1 < max(widest) <= room  # the rest waited for room instead of failing

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from lmforge.data.arrow import ArrowRows, build_table, file_stamp, use_arrow
 from lmforge.data.errors_policy import RowErrors
@@ -42,7 +41,9 @@ class Splits:
 
 def split_indices(count: int, fraction: float, seed: int, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held out) row numbers: a seeded split of `fraction`, stratified on `keys` only when every
-    class has at least two rows, else at random."""
+    class has at least two rows, else at random. (scikit-learn is imported here: ~100 MB a server never needs.)"""
+    from sklearn.model_selection import train_test_split
+
     everything = np.arange(count)
     if fraction <= 0 or count < 2:
         return everything, np.arange(0)

@@ -126,6 +126,19 @@ class ContinuousBatch:
         """Rows `request` takes in the batch (sampling's num_return_sequences copies each prompt)."""
         return len(request.prompts) * _copies(request.params)
 
+    def cells_of(self, request: Request) -> int:
+        """KV cells `request` may come to hold on llama.cpp: each row's prompt and every token it may add."""
+        return _copies(request.params) * sum(len(p) + request.max_new_tokens for p in request.prompts)
+
+    def fits(self, *requests: Request) -> bool:
+        """Whether the batch's requests and `requests` all fit llama.cpp's KV cache at their longest (always on
+        torch, whose cache grows): a server on llama.cpp keeps one shared cache of the model's context, as
+        llama-server does, and requests wait for room instead of failing when it is full."""
+        if self.runtime is None:
+            return True
+        held = sum(self.cells_of(member.request) for member in self.members)
+        return held + sum(self.cells_of(r) for r in requests) <= self.runtime.cells - len(self.runtime.cached)
+
     @torch.no_grad()
     def add(self, *requests: Request) -> None:
         """Prefill the requests' prompts together (one forward pass) and merge them into the batch; a request

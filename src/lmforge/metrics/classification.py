@@ -1,16 +1,11 @@
-"""Classification metrics over label indices, wrapping scikit-learn."""
+"""Classification metrics over label indices, wrapping scikit-learn (imported when first scored: ~100 MB a
+serving process never needs)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
 
 
 def single_label_metrics(predicted: list[int], gold: list[int], labels: list[str]) -> dict:
@@ -19,6 +14,8 @@ def single_label_metrics(predicted: list[int], gold: list[int], labels: list[str
     >>> single_label_metrics([0, 1], [0, 0], ["neg", "pos"])["accuracy"]
     0.5
     """
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
     indices = list(range(len(labels)))
     result: dict = {"accuracy": float(accuracy_score(gold, predicted)), "count": len(gold)}
     result.update(_averages(gold, predicted, indices))
@@ -31,6 +28,8 @@ def single_label_metrics(predicted: list[int], gold: list[int], labels: list[str
 
 def multi_label_metrics(predicted: np.ndarray, gold: np.ndarray, labels: list[str]) -> dict:
     """Subset accuracy, macro/micro P/R/F1 and a per-class report over 0/1 indicator matrices (rows, labels)."""
+    from sklearn.metrics import accuracy_score, classification_report
+
     result: dict = {"accuracy": float(accuracy_score(gold, predicted)), "count": int(gold.shape[0])}
     result.update(_averages(gold, predicted, None))
     report = classification_report(gold, predicted, target_names=labels, output_dict=True, zero_division=0)
@@ -44,6 +43,8 @@ AVERAGES = ("macro", "micro", "weighted")
 
 def _averages(gold, predicted, indices: list[int] | None) -> dict[str, float]:
     """Macro/micro/weighted F1 first (the numbers people compare), then precision and recall."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     prf = {avg: precision_recall_fscore_support(gold, predicted, labels=indices, average=avg, zero_division=0)
            for avg in AVERAGES}
     scores = {f"{avg}_f1": float(prf[avg][2]) for avg in AVERAGES}

@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 import sacrebleu
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -31,6 +30,8 @@ def generation_scores(hypotheses: list[str], references: list[str]) -> dict[str,
         "bleu": float(sacrebleu.corpus_bleu(hypotheses, [references]).score),
         "chrf": float(sacrebleu.corpus_chrf(hypotheses, [references]).score),
     }
+    from rouge_score import rouge_scorer  # (it imports nltk and scikit-learn: ~100 MB a server never needs)
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for hypothesis, reference in zip(hypotheses, references, strict=True):

@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from sklearn.metrics import ndcg_score, roc_auc_score
 
 
 def ranking_metrics(queries: Sequence[Hashable], relevance: Sequence[float], scores: Sequence[float],
@@ -17,6 +16,8 @@ def ranking_metrics(queries: Sequence[Hashable], relevance: Sequence[float], sco
     >>> ranking_metrics(["q", "q", "r", "r"], [1, 0, 0, 1], [0.9, 0.2, 0.3, 0.8], ks=[1])["ndcg@1"]
     1.0
     """
+    from sklearn.metrics import ndcg_score, roc_auc_score  # (~100 MB: imported when scored)
+
     gold = np.asarray(relevance, dtype=float)
     predicted = np.asarray(scores, dtype=float)
     binary = (gold > 0).astype(int)

@@ -13,12 +13,15 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import PeftModel
 
 from lmforge.errors import ModelError
 from lmforge.models.labels import LABELLED_CONFIG_DIR
+
+if TYPE_CHECKING:  # imported where used: a process that never loads an adapter does without peft (~190 MB)
+    from peft import PeftModel
 
 ADAPTER_CONFIG = "adapter_config.json"
 #: beside the labelled config: the base model as the user named it (an alias, a folder or a hub id)
@@ -69,6 +72,8 @@ def load_adapter(base: torch.nn.Module, folder: Path, side_by_side: dict[str, Pa
                  active: str | None = None) -> PeftModel:
     """`base` (the task model built on base_model_path) with the saved adapter, for inference; adapters in
     `side_by_side` (name -> folder) are loaded beside it and `active` (a name from there) is switched on."""
+    from peft import PeftModel
+
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
     for name, other in (side_by_side or {}).items():
         model.load_adapter(str(other), adapter_name=name, is_trainable=False)

@@ -50,9 +50,9 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     the app's shutdown) or a run of another task (its /v1/classify, /v1/ner or /v1/qa endpoint)."""
     options = options or ServeOptions()
     task = served if isinstance(served, ServedTask) else None
-    if task is None and served.runtime is not None:  # room for a full batch, reserved before requests share it
-        rows = options.max_batch * max(options.limits.max_beams, options.limits.max_n)
-        served.runtime.reserve(cells=options.max_batch * min(served.context_length, 1024 + options.limits.max_tokens),
+    if task is None and served.runtime is not None:  # one KV cache of the model's context, as llama-server's
+        rows = options.max_batch * max(options.limits.max_beams, options.limits.max_n)  # requests wait for room
+        served.runtime.reserve(cells=max(served.context_length, 1024 + options.limits.max_tokens),
                                sequences=min(2 * rows, MAX_SEQUENCES - 1))
         served.runtime.shared_only = True  # requests join and leave one shared cache: no remaking it per request
     scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,

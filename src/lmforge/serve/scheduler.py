@@ -164,7 +164,7 @@ class Scheduler:
             if blocked:
                 still.append(job)
             elif self.batch.takes(job.params) and self._same_expert(job, rows, joining):
-                if rows + self.batch.rows_of(job) <= self.max_batch or rows == 0:
+                if (rows + self.batch.rows_of(job) <= self.max_batch and self.batch.fits(*joining, job)) or rows == 0:
                     if job.future.set_running_or_notify_cancel():
                         joining.append(job)
                         rows += self.batch.rows_of(job)

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.config.strict import STRICT
@@ -124,6 +123,8 @@ class RelationExtraction:
                 for e, p in zip(examples, probabilities, strict=True)]
 
     def score(self, predictions: list[dict], examples: list[RelationExample], train_examples: list[RelationExample]) -> dict:
+        from sklearn.metrics import accuracy_score, precision_recall_fscore_support  # (~100 MB: when scored)
+
         index = {label: i for i, label in enumerate(self.labels)}
         gold = [index[e.label] for e in examples]
         predicted = [index[p["label"]] for p in predictions]

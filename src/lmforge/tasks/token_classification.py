@@ -15,8 +15,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.config.strict import STRICT
@@ -158,6 +156,8 @@ class TokenClassification:
         return predictions
 
     def score(self, predictions: list[dict], examples: list[TaggedSentence], train_examples: list[TaggedSentence]) -> dict:
+        from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
         gold = [s.tags for s in examples]
         predicted = [p["tags"] for p in predictions]
         tokens = sum(len(g) for g in gold)
@@ -203,6 +203,8 @@ def align_labels(word_ids: list[int | None], word_labels: list[int], labels: lis
 
 def entity_spans(sentence: TaggedSentence, tags: list[str], confidence: list[float]) -> list[dict]:
     """Entities as {type, text, start, end, score} with character offsets into `sentence.text`."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
     spans = []
     for kind, first, last in get_entities(tags):
         start, end = sentence.offsets[first][0], sentence.offsets[last][1]

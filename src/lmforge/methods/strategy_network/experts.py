@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from lmforge.errors import ConfigError, ModelError
@@ -21,6 +21,9 @@ from lmforge.files import atomic_write_text
 from lmforge.methods.strategy_network.params import StrategyNetworkParams
 from lmforge.models.adapters import base_model_path
 from lmforge.models.pooling import masked_mean
+
+if TYPE_CHECKING:  # peft is imported where it is used: a server that never loads an adapter does without it
+    from peft import PeftModel
 
 SPEC_FILE = "strategy_network.json"
 ROUTER_FILE = "strategy_network.safetensors"
@@ -55,6 +58,8 @@ def router_of(model: torch.nn.Module) -> Router:
 
 def attach_experts(model: torch.nn.Module, params: StrategyNetworkParams, experts: list[str]) -> PeftModel:
     """`model` wrapped with one fresh LoRA adapter per expert and a router; all of them train."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
     config = LoraConfig(r=params.r, lora_alpha=params.alpha, lora_dropout=params.dropout,
                         target_modules=params.target_modules, task_type=TaskType.CAUSAL_LM)
     try:
@@ -93,6 +98,8 @@ def saved_spec(folder: Path) -> dict:
 def load_strategy_network(folder: Path, build_model: Callable[[str], torch.nn.Module]) -> tuple[PeftModel, list[str]]:
     """(model with every expert and the router, expert names) from a saved folder; `build_model(path)` builds
     the base model the experts were trained on."""
+    from peft import PeftModel
+
     folder = Path(folder)
     spec = saved_spec(folder)
     experts = spec["experts"]
