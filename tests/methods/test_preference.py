@@ -149,3 +149,21 @@ def test_completion_log_probs_equal_the_full_vocabulary_computation(tiny_chat_ll
             fast = completion_log_probs(wrapped, ids, mask, labels)
             full = sequence_logps(wrapped(input_ids=ids, attention_mask=mask).logits, labels)
         assert torch.allclose(fast[0], full[0], atol=1e-5) and fast[1].equal(full[1])
+
+
+def test_lora_dpo_streams_its_training_rows_and_a_cached_reference_refuses_to(tmp_path, tiny_chat_llama, capsys):
+    rows = preference_rows(64)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:48])
+    held = write_jsonl(tmp_path / "held.jsonl", rows[48:])
+    lora = config(tmp_path, tiny_chat_llama, "tuning:\n  preference: {method: dpo, beta: 0.5}\n  peft: {method: lora, r: 8}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(lora), f"data.train={train}", f"data.validation={held}", f"train.output_dir={run}",
+                 "data.streaming=true"]) == 0, capsys.readouterr().err
+    assert json.loads((run / "data" / "train.source.json").read_text())["streaming"] is True  # not a copy of the rows
+    assert report(run)["preference_accuracy"] >= 0.75, report(run)
+    full = config(tmp_path, tiny_chat_llama, "tuning:\n  preference: {method: dpo}\n")
+    capsys.readouterr()
+    code = main(["train", str(full), f"data.train={train}", f"train.output_dir={tmp_path / 'full'}", "data.streaming=true"])
+    err = capsys.readouterr().err
+    assert code == 2 and "caches the reference's log-probs of every training row" in err, err
+    assert not (tmp_path / "full").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,11 @@ def read_preferences(path: str, fmt: str, errors: RowErrors, paired: bool) -> li
     """The rows of a preference file: {prompt, chosen, rejected} when `paired`, else {prompt, completion,
     label: true|false}. Rows with a missing or empty field, or chosen identical to rejected, are refused by
     line (or skipped with data.on_error=skip)."""
-    rows = []
+    return list(iter_preferences(path, fmt, errors, paired))
+
+
+def iter_preferences(path: str, fmt: str, errors: RowErrors, paired: bool) -> Iterator[PreferenceExample]:
+    """The rows of `read_preferences`, one at a time (data.streaming)."""
     for number, record in read_records(path, fmt, errors):
         where = f"{path}, line {number}"
         try:
@@ -92,17 +97,16 @@ def read_preferences(path: str, fmt: str, errors: RowErrors, paired: bool) -> li
                 rejected = _text(record.get("rejected"), "rejected", where)
                 if chosen == rejected:
                     raise DataError(f"{where}: 'chosen' and 'rejected' are the same; a pair must differ")
-                rows.append(PreferenceExample(prompt, chosen, rejected, where))
+                yield PreferenceExample(prompt, chosen, rejected, where)
             else:
                 completion = _text(record.get("completion"), "completion", where)
                 label = record.get("label")
                 if not isinstance(label, bool):
                     raise DataError(f"{where}: 'label' must be true (a desirable completion) or false, got "
                                     f"{json.dumps(label)}")
-                rows.append(PreferenceExample(prompt, completion, None, where, label))
+                yield PreferenceExample(prompt, completion, None, where, label)
         except DataError as error:
             errors.report(where, str(error).removeprefix(f"{where}: "))
-    return rows
 
 
 def check_kto_labels(rows: list[PreferenceExample], where: str) -> None:

@@ -28,7 +28,6 @@ class Preference(TuningMethod):
                                                                               "beta: 0.1}; null = off."))}
     excludes = ("sequence", "strategy_network", "continual")
     exclusion_reason = "trains on preference rows with its own loss"
-    reads_rows_whole = True
     example = {"preference": {"method": "dpo"}}
 
     def __init__(self, tuning: Any) -> None:
@@ -40,6 +39,12 @@ class Preference(TuningMethod):
         if getattr(getattr(session.task, "params", None), "name", None) != "generation":
             raise ConfigError(f"tuning.preference trains generation tasks (task: generation), not "
                               f"{session.config.task.name}")
+        params, config = self.tuning.preference, session.config
+        if config.data.streaming and params.uses_reference and config.tuning.peft is None and params.reference != "copy":
+            raise ConfigError(f"data.streaming: tuning.preference.method {params.method} without PEFT caches the "
+                              "reference's log-probs of every training row before training; train LoRA (tuning.peft: "
+                              "its reference is the base, adapters off), set tuning.preference.reference: copy, or "
+                              "set data.streaming=false")
 
     def derive_task(self, task: Any) -> Any:
         from lmforge.methods.preference.task import PreferenceTask

@@ -2,8 +2,8 @@
 as the generation task would (chat template, prompt truncation), and its loss is the preference loss.
 
 A pair is one feature: the chosen sequence (`input_ids`, `chosen_labels`: -100 outside the completion) and the
-rejected one (`rejected_ids`, `rejected_labels`); both run in one forward pass. A KTO row holds its completion
-and a mismatched one (the previous row's completion after its own prompt) for the KL estimate. Reference
+rejected one (`rejected_ids`, `rejected_labels`), each read in its own forward pass. A KTO row holds its
+completion and a mismatched one (the previous row's completion after its own prompt) for the KL estimate. Reference
 log-probs travel in the features when they were computed ahead (`ref_chosen`, `ref_rejected`, `ref_kl`).
 
 Truncation, as lmforge's generation task (not TRL's keep_start): the prompt keeps its last `data.max_length`
@@ -26,6 +26,7 @@ from lmforge.data.preference import (
     PreferenceExample,
     check_kto_labels,
     completion_text,
+    iter_preferences,
     load_preferences,
     read_preferences,
     save_preferences,
@@ -72,8 +73,10 @@ class PreferenceTask:
 
     def read_splits(self, data: DataParams, seed: int) -> Splits:
         expected = "{prompt, chosen, rejected} rows" if self.params.paired else "{prompt, completion, label} rows"
-        splits = assemble_splits(lambda path, own, errors: read_preferences(path, own.format, errors, self.params.paired),
-                                 data, seed, expected)
+        paired = self.params.paired
+        splits = assemble_splits(lambda path, own, errors: read_preferences(path, own.format, errors, paired), data,
+                                 seed, expected,
+                                 iterate=lambda path, own, errors: iter_preferences(path, own.format, errors, paired))
         if not self.params.paired:
             check_kto_labels(splits.train, file_params(data.train, data)[0])
         return splits
@@ -132,10 +135,19 @@ class PreferenceTask:
     def log_probs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(first logps, second logps, first lengths, second lengths, first sequences' mean token NLL) of the
-        batch's two sequences per row — chosen and rejected, or a KTO row's completion and its mismatched one —
-        from one forward pass."""
+        batch's two sequences per row — chosen and rejected, or a KTO row's completion and its mismatched one.
+        A decoder-only model reads each half in its own pass: the same work as one pass over both, but every
+        layer's temporaries are half as large, and the CPU heap they fragment with them (LoRA-DPO's peak RSS
+        in bench/preference.py fell by a third); an encoder-decoder reads the prompt with each of its two
+        completions as decoder targets, in one pass."""
         second = "rejected" if "rejected_labels" in batch else "kl"
         first_ids, second_ids = batch["input_ids"], batch.get(f"{second}_ids", batch["input_ids"])
+        if not self.encoder_decoder:
+            first, first_len = completion_log_probs(model, first_ids, batch["attention_mask"], batch["chosen_labels"])
+            other, other_len = completion_log_probs(
+                model, second_ids, batch.get(f"{second}_attention_mask", batch["attention_mask"]),
+                batch[f"{second}_labels"])
+            return first, other, first_len, other_len, -first.sum() / first_len.sum().clamp(min=1)
         width = max(first_ids.shape[1], second_ids.shape[1])
 
         def widen(tensor: torch.Tensor, fill: int, to: int = width) -> torch.Tensor:
@@ -146,11 +158,8 @@ class PreferenceTask:
         label_width = max(batch["chosen_labels"].shape[1], batch[f"{second}_labels"].shape[1])
         labels = torch.cat([widen(batch["chosen_labels"], IGNORE, label_width),
                             widen(batch[f"{second}_labels"], IGNORE, label_width)])
-        if self.encoder_decoder:  # one prompt, two decoder targets
-            logits = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits
-            logps, lengths = L.sequence_logps(logits, labels, shifted=False)
-        else:
-            logps, lengths = completion_log_probs(model, ids, mask, labels)
+        logits = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits
+        logps, lengths = L.sequence_logps(logits, labels, shifted=False)
         rows = first_ids.shape[0]
         nll = -logps[:rows].sum() / lengths[:rows].sum().clamp(min=1)
         return logps[:rows], logps[rows:], lengths[:rows], lengths[rows:], nll
