@@ -3,7 +3,7 @@
 #   scripts/llama_cpp.sh PYTHON
 # 1. The shared libraries (and llama-server, the serving peer of bench/serve_load.py) from the llama.cpp source
 #    vendored in the llama-cpp-python sdist, built for this CPU (GGML_NATIVE), into
-#    ${LMFORGE_CACHE:-~/.cache/lmforge}/llama.cpp/<version>-<hash of the CPU's flags>: ~16 min on 2 cores, once.
+#    ${LMFORGE_CACHE:-~/.cache/lmforge}/llama.cpp/<version>-<hash of the CPU's flags>, once (4 min on a 2-core EPYC).
 # 2. llama-cpp-python of the same version installed into PYTHON's environment without building llama.cpp
 #    (CMAKE_ARGS=-DLLAMA_BUILD=OFF: seconds), its lib/ folder linked to the cached build (no LLAMA_CPP_LIB_PATH).
 # Why not a prebuilt wheel: see docs/llama_cpp.md.
@@ -14,7 +14,7 @@ CPU_KEY=$(grep -m1 '^flags' /proc/cpuinfo | md5sum | cut -c1-10)  # a native bui
 CACHE=${LMFORGE_CACHE:-$HOME/.cache/lmforge}/llama.cpp/$VERSION-$CPU_KEY
 
 if [ ! -f "$CACHE/lib/libllama.so" ]; then
-    echo "building llama.cpp $VERSION for this CPU into $CACHE (once per machine, ~16 min on 2 cores)" >&2
+    echo "building llama.cpp $VERSION for this CPU into $CACHE (once per machine: minutes)" >&2
     work=$(mktemp -d "${TMPDIR:-/tmp}/lmforge-llama-cpp.XXXXXX")
     trap 'rm -rf "$work"' EXIT
     "$PYTHON" -m pip download -q --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$VERSION"
