@@ -71,11 +71,13 @@ def test_a_tiny_reward_model_learns_and_is_a_plain_hf_reward_model(reward_run, t
 
 def test_the_score_endpoint_answers_rewards(reward_run):
     with TestClient(create_app(served_task(reward_run, "rm"))) as client:
-        pairs = [{"prompt": "what did you think", "completion": "it was a lovely story"},
-                 {"prompt": [{"role": "user", "content": "what did you think"}], "completion": "a dull plot"}]
-        response = client.post("/v1/score", json={"model": "rm", "input": pairs})
+        held = review_pairs(8, 7)  # held-out pairs; the first prompt as chat messages
+        rows = [{"prompt": [{"role": "user", "content": held[0]["prompt"]}] if i == 0 else pair["prompt"],
+                 "completion": pair[side]} for side in ("chosen", "rejected") for i, pair in enumerate(held)]
+        response = client.post("/v1/score", json={"model": "rm", "input": rows})
         assert response.status_code == 200, response.text
-        good, bad = [row["reward"] for row in response.json()["data"]]
+        rewards = [row["reward"] for row in response.json()["data"]]
+        good, bad = sum(rewards[:8]) / 8, sum(rewards[8:]) / 8  # (a tiny model's bf16 rewards of one pair can tie)
         assert good > bad and response.json()["task"] == "reward-modeling"
         missing = client.post("/v1/score", json={"model": "rm", "input": {"prompt": "x"}})
         assert missing.status_code == 400 and "completion" in missing.json()["error"]["message"]
