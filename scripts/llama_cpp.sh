@@ -13,6 +13,14 @@ VERSION=0.3.36  # llama-cpp-python; its ctypes bindings match the llama.cpp it v
 CPU_KEY=$(grep -m1 '^flags' /proc/cpuinfo | md5sum | cut -c1-10)  # a native build runs only on this ISA
 CACHE=${LMFORGE_CACHE:-$HOME/.cache/lmforge}/llama.cpp/$VERSION-$CPU_KEY
 
+missing=$(for tool in cmake c++; do command -v "$tool" >/dev/null || echo "$tool"; done)
+if [ ! -f "$CACHE/lib/libllama.so" ] && [ -n "$missing" ]; then
+    echo "lmforge: llama.cpp not installed: building it needs $(echo $missing) (Debian: apt-get install cmake" \
+         "g++ ninja-build); until then decode.engine auto decodes on torch (docs/llama_cpp.md)" >&2
+    exit 0
+fi
+generator=$(command -v ninja >/dev/null && echo Ninja || echo "Unix Makefiles")
+
 if [ ! -f "$CACHE/lib/libllama.so" ]; then
     echo "building llama.cpp $VERSION for this CPU into $CACHE (once per machine: minutes)" >&2
     work=$(mktemp -d "${TMPDIR:-/tmp}/lmforge-llama-cpp.XXXXXX")
@@ -20,7 +28,7 @@ if [ ! -f "$CACHE/lib/libllama.so" ]; then
     "$PYTHON" -m pip download -q --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$VERSION"
     tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
     source=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
-    cmake -S "$source" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+    cmake -S "$source" -B "$work/build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
         -DGGML_NATIVE=ON -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
     cmake --build "$work/build" --target llama llama-server -j "$(nproc)"
     mkdir -p "$work/out/lib"  # libraries and llama-server side by side: their run paths are $ORIGIN
