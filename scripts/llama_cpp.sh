@@ -39,8 +39,7 @@ if [ ! -f "$CACHE/lib/libllama.so" ]; then
 fi
 
 if ! "$PYTHON" -c "import llama_cpp" 2>/dev/null; then
-    CMAKE_ARGS="-DLLAMA_BUILD=OFF" "$PYTHON" -m pip install -q --no-deps "llama-cpp-python==$VERSION"
-    "$PYTHON" -m pip install -q "typing-extensions>=4.5" "numpy>=1.20" "diskcache>=5.6.1" "jinja2>=2.11.3"
+    CMAKE_ARGS="-DLLAMA_BUILD=OFF" "$PYTHON" -m pip install -q "llama-cpp-python==$VERSION"
 fi
 package=$("$PYTHON" -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llama_cpp').origin).parent)")
 mkdir -p "$package/lib"

@@ -16,15 +16,12 @@ RELEASED = "_lmforge_released_dtype"  # on a released model: the dtype its weigh
 _LOCK = threading.Lock()
 
 
-def release_weights(model: torch.nn.Module) -> int:
-    """Free the storage of `model`'s parameters (tied ones once); the bytes freed."""
-    freed = 0
+def release_weights(model: torch.nn.Module) -> None:
+    """Free the storage of `model`'s parameters (tied ones once)."""
     dtype = next(model.parameters()).dtype
     for parameter in model.parameters():  # shared (tied) parameters come once
-        freed += parameter.numel() * parameter.element_size()
         parameter.data = torch.empty(0, dtype=parameter.dtype, device=parameter.device)
     setattr(model, RELEASED, dtype)
-    return freed
 
 
 def weights_released(model: torch.nn.Module) -> bool:

@@ -69,7 +69,6 @@ def served_model(target: str, name: str | None = None, weights: str = "fp32", de
     else:
         served.model = decoding_weights(generator.model, weights)
         served.decoding = {"engine": "torch"}
-    served.engine = "torch" if served.runtime is None else engine
     if engine == "auto":
         say_engine(str(generator.model.name_or_path), "torch" if served.runtime is None else "llama.cpp",
                    model_on_torch_reason(generator.model, weights) if served.runtime is None else

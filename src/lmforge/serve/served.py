@@ -27,9 +27,13 @@ class ServedModel:
     experts: Experts | None = None  # a strategy network: each prompt decoded by the expert its router picks
     runtime: Any = None  # llama.cpp holding the model (`lmforge serve --engine llama.cpp`): it runs the forward passes
     decoding: dict = field(default_factory=dict)  # decode fields every request gets (engine, weights)
-    engine: str = "torch"  # what decodes: torch, llama.cpp, or auto (llama.cpp, torch for what it cannot run)
     adapters: tuple[str, ...] = ()  # LoRA adapters served beside the base (`model` is then a peft model holding them)
     default_adapter: str | None = None  # a run served with its side adapters: its own one, for requests naming it
+
+    @property
+    def engine(self) -> str:
+        """What decodes: torch, llama.cpp, or auto (llama.cpp, torch for what it cannot run)."""
+        return self.decoding.get("engine", "torch")
 
 
 @dataclass
