@@ -59,11 +59,13 @@ def test_a_tiny_reward_model_learns_and_is_a_plain_hf_reward_model(reward_run, t
     assert "longer_completion_baseline" in report
     model = AutoModelForSequenceClassification.from_pretrained(reward_run / "model")
     assert model.config.num_labels == 1  # what TRL's RewardTrainer and vLLM's reward models read
-    rows = write_jsonl(tmp_path / "score.jsonl", [{"prompt": "what did you think", "completion": "the film was superb"},
-                                                 {"prompt": "what did you think", "completion": "the film was awful"}])
+    held = review_pairs(8, 11)  # held-out pairs: chosen replies first, then the rejected ones
+    rows = write_jsonl(tmp_path / "score.jsonl", [{"prompt": pair["prompt"], "completion": pair[side]}
+                                                 for side in ("chosen", "rejected") for pair in held])
     capsys.readouterr()
     assert main(["predict", str(reward_run), "--input", str(rows), "--output", str(tmp_path / "out.jsonl")]) == 0
-    good, bad = [json.loads(line)["reward"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    rewards = [json.loads(line)["reward"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    good, bad = sum(rewards[:8]) / 8, sum(rewards[8:]) / 8  # (a tiny model's bf16 rewards of one pair can tie)
     assert good > bad
     assert main(["evaluate", str(reward_run)]) == 0
     assert "pairwise_accuracy" in capsys.readouterr().out
