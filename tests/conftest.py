@@ -26,6 +26,8 @@ from transformers import (
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy", "excellent", "nice"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "sad", "boring", "weak"]
 FILLER = ["the", "film", "was", "a", "story", "with", "actors", "plot", "and", "it", "very", "quite", "of", "this"]
+#: a second toy task (continual learning): a sentence's topic
+TOPICS = {"food": ["pizza", "bread", "soup", "cheese"], "sport": ["football", "tennis", "golf", "race"]}
 
 
 def make_sentences(count: int, seed: int = 0) -> list[dict]:
@@ -40,21 +42,41 @@ def make_sentences(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def topic_rows(count: int, seed: int) -> list[dict]:
+    """Rows {text, label} whose label (food or sport) is given by one topic word."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(sorted(TOPICS))
+        rows.append({"text": f"the {rng.choice(TOPICS[label])} was {rng.choice(['a', 'the', 'very'])} {label}ish",
+                     "label": label})
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
+def wordpiece_vocab(words: list[str]) -> dict[str, int]:
+    """BERT's specials, `words` whole, then every lowercase letter, digit and ASCII punctuation mark alone and as a
+    `##` continuation: other words split into characters. Built, not trained: the WordPiece trainer breaks ties in
+    a different order in every process, which made tiny-model tests pass or fail by chance."""
+    import string
+
+    characters = string.ascii_lowercase + string.digits + string.punctuation
+    tokens = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *characters,
+                            *(f"##{c}" for c in characters)])
+    return {token: index for index, token in enumerate(tokens)}
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with a WordPiece tokenizer trained on the test vocabulary."""
+    """A 2-layer, 32-wide BERT (seeded) with a WordPiece tokenizer of the test vocabulary."""
     folder = tmp_path_factory.mktemp("tiny-bert")
-    corpus = [" ".join(POSITIVE + NEGATIVE + FILLER)] * 10 + [r["text"] for r in make_sentences(200, seed=1)]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer = Tokenizer(models.WordPiece(wordpiece_vocab(POSITIVE + NEGATIVE + FILLER + sum(TOPICS.values(), [])), unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials, show_progress=False))
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
@@ -63,6 +85,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     fast.save_pretrained(folder)
     config = BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, pad_token_id=fast.pad_token_id)
+    torch.manual_seed(0)
     BertForMaskedLM(config).save_pretrained(folder)
     return folder
 

@@ -10,21 +10,7 @@ from transformers import AutoModelForSequenceClassification
 
 from lmforge.cli import main
 from lmforge.methods.continual.ewc import EwcPenalty, fisher_diagonal, grow_head, replay_sample
-from tests.conftest import write_jsonl
-
-TOPICS = {"food": ["pizza", "bread", "soup", "cheese"], "sport": ["football", "tennis", "golf", "race"]}
-
-
-def topic_rows(count: int, seed: int) -> list[dict]:
-    import random
-
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        label = rng.choice(sorted(TOPICS))
-        rows.append({"text": f"the {rng.choice(TOPICS[label])} was {rng.choice(['a', 'the', 'very'])} {label}ish",
-                     "label": label})
-    return rows
+from tests.conftest import topic_rows, write_jsonl
 
 
 def test_grown_head_keeps_the_old_rows(tiny_bert):

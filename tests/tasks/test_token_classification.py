@@ -27,10 +27,10 @@ def test_alignment_can_label_every_subtoken_as_inside():
 def test_word_split_into_many_pieces(tiny_bert):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     task = TokenClassification(TokenClassificationParams(), LABELS)
-    sentence = TaggedSentence(["filmsuperbplot", "superb"], ["B-PER", "O"], "")  # 8 word pieces, then 1
+    sentence = TaggedSentence(["filmsuperbplot", "superb"], ["B-PER", "O"], "")  # many word pieces, then 1
     feature = task.encode([sentence], tokenizer, max_length=32)[0]
     pieces = feature["_word_ids"].count(0)
-    assert pieces == 8
+    assert pieces == len(tokenizer.tokenize("filmsuperbplot")) > 2 and feature["_word_ids"].count(1) == 1
     labelled = [label for label in feature["labels"] if label != -100]
     assert labelled == [1, 0]
 
