@@ -72,7 +72,7 @@ def child(which: str, args: argparse.Namespace, runs: dict[str, Path]) -> dict:
     a0 timed); its throughput, greedy answers and memory."""
     options = ServeOptions(max_batch=32)
     if which == "mixed":
-        served = served_model(MODEL)
+        served = served_model(MODEL, engine="torch")  # as `lmforge serve --adapter` does
         attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in runs.items()], MODEL, None, False, "fp32",
                                              "torch", False))
         sizes = {"lora": 0.0, "base": 0.0}

@@ -53,3 +53,25 @@ def test_beam_steps_go_through_the_weight_first_product(model, monkeypatch):
     monkeypatch.setattr(kernels, "_weight_first", lambda linear, x: calls.append(x.shape) or original(linear, x))
     beam_search(Engine(model, [[5, 6, 7, 8, 9] * 4], 0), [], 4, [], 3, 1.0, False, 1)  # a 20-token prompt: plain prefill
     assert calls and all(shape[:2] == (3, 1) for shape in calls)  # each step: 3 beams of one token
+
+
+@pytest.mark.parametrize("weight_first_faster", [True, False])
+def test_a_larger_model_takes_the_product_timed_faster_here(monkeypatch, weight_first_faster):
+    from lmforge.decode import kernels
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=100, hidden_size=256, intermediate_size=1024, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = LlamaForCausalLM(config).eval()  # over 1M linear weights: timed, not assumed
+    timings, seconds = [], iter([2.0, 1.0] if weight_first_faster else [1.0, 2.0])  # plain's, then weight-first's
+
+    def fastest(products, runs=2):
+        timings.append(products())
+        return next(seconds)
+    monkeypatch.setattr(kernels, "_fastest", fastest)
+    for _ in range(3):
+        with weight_first_linear(model, 4):
+            assert ("forward" in model.lm_head.__dict__) == weight_first_faster
+    assert len(timings) == 2  # timed once for this model and row count
+    with weight_first_linear(model, 1):
+        assert "forward" not in model.lm_head.__dict__

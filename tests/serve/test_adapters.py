@@ -170,3 +170,29 @@ def test_a_run_is_served_with_the_adapters_added_to_it(lora_runs, tmp_path, caps
                         for p in PROMPTS]
         assert answers[name] == expected, name
     assert len(prompts) == len(PROMPTS)
+
+
+def test_stacked_lora_gives_peft_mixed_batch_logits(tiny_chat_llama, lora_runs):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.decode.engine import BASE_ROWS
+    from lmforge.models.mixed_lora import stacked_lora
+
+    served = served_model(str(tiny_chat_llama), engine="torch")
+    attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
+                                         "fp32", "torch", False))
+    stack = stacked_lora(served.model)
+    assert stack is not None and stack.rank == 3 * 4 and len(stack.layers) > 0  # r 4 each, side by side
+    names = [BASE_ROWS, "fr", "echo", "upper", "fr"]
+    ids = torch.tensor([served.tokenizer("red dog blue cat")["input_ids"]] * len(names))
+    with torch.no_grad():
+        peft_mixed = served.model(input_ids=ids, adapter_names=names).logits
+        with stack.rows(names):
+            stacked = served.model(input_ids=ids).logits
+        plain = served.model(input_ids=ids).logits  # the patch is gone after the block
+    torch.testing.assert_close(stacked, peft_mixed, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(stacked[1], stacked[2])  # rows of two adapters differ
+    assert torch.equal(plain, served.model(input_ids=ids).logits)
+    dora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_llama), LoraConfig(r=4, use_dora=True))
+    assert stacked_lora(dora) is None  # not vanilla LoRA: peft's own mixed batches

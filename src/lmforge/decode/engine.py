@@ -10,6 +10,7 @@ the same weights give the same logits.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from typing import Any
@@ -20,6 +21,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from lmforge.decode.kernels import compiled_forward, weight_first_linear
+from lmforge.models.mixed_lora import stacked_lora
 from lmforge.models.pooling import masked_mean
 
 
@@ -81,7 +83,8 @@ class Engine:
         """`prompt_embeds` (rows, k, hidden), decoder-only models: a soft prompt read before each row's tokens
         (e.g. an image projected into the LM's input space); it takes k placeholder positions.
         `adapter_names`, a peft model with several adapters: each row's adapter (`BASE_ROWS` for none), so rows of
-        different adapters decode in one batch (peft's mixed-adapter batches).
+        different adapters decode in one batch (LoRA stacked, models/mixed_lora.py; peft's mixed-adapter batches
+        for other adapters).
         `static_length`: a KV cache allocated once for that many positions (decoder-only; no `crop` or `merge`),
         with a mask of fixed width; `compiled` then runs each step through `torch.compile`."""
         if prompt_embeds is not None:
@@ -158,12 +161,14 @@ class Engine:
                 kwargs["attention_mask"] = self.mask
         if self.keep_hidden:
             kwargs["output_hidden_states"] = True
-        if self.adapter_names is not None:
+        stack = None if self.adapter_names is None else stacked_lora(self.model)
+        if self.adapter_names is not None and stack is None:
             kwargs["adapter_names"] = self.adapter_names  # peft's mixed-adapter batches
         if self.length and self._compiled_step is not None:  # compiled steps: shapes fixed, no patching
             out = self._compiled_step(**kwargs, return_dict=True)
         else:
-            with weight_first_linear(self.model, tokens.numel()):
+            with weight_first_linear(self.model, tokens.numel()), \
+                    (contextlib.nullcontext() if stack is None else stack.rows(self.adapter_names)):
                 out = self.model(**kwargs, return_dict=True)
         if self.keep_hidden:
             self.last_hidden = (out.decoder_hidden_states if self.encoder_decoder else out.hidden_states)[-1].float()

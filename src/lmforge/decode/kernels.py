@@ -1,15 +1,18 @@
 """Faster decoding steps: fp32 products over a few rows (beams, small batches, drafts), and compiled steps.
 
-On CPU, MKL's `x @ W.T` with 2–16 rows runs far below the memory bandwidth that one row reaches
+On some CPUs MKL's `x @ W.T` with 2–16 rows runs far below the memory bandwidth that one row reaches
 (SmolLM2's LM head, 4 rows: 16.8 ms), while `(W @ x.T).T` — the same products, with W as the left
-operand — streams the weights once for all rows (4.3 ms); a 4-row SmolLM2 step drops from ~80 to ~51 ms,
-about one row's cost. The two can differ in the last bits (the products are summed in another order),
-like any change of batch size.
+operand — streams the weights once for all rows (4.3 ms); a 4-row SmolLM2 step dropped from ~80 to ~51 ms.
+On others it is the reverse (an AVX-512/AMX EPYC: a 2-row SmolLM2 step 36 ms plain, 80 ms weight-first), so
+which one a model uses for a number of rows is timed once per process over its own layers (models under 1M
+linear weights, e.g. tests' tiny models, always take the weight-first product). The two can
+differ in the last bits (the products are summed in another order), like any change of batch size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -19,7 +22,36 @@ from torch import nn
 
 FEW_ROWS = range(2, 17)  # rows for which the weight-first product is faster on CPU (bench/decode_speed.py)
 ROW_SIZES = (2, 3, 4, 5, 6, 8, 16)  # rows are padded up to one of these: the others cost more than the next one
+TIMED_FROM = 1 << 20  # weights of a model's linear layers from which the faster product is timed, not assumed
 _LINEARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FASTER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {rows: weight-first is faster here}
+
+
+def weight_first_pays(model: nn.Module, linears: list[nn.Linear], rows: int) -> bool:
+    """Whether `(W @ x.T).T` beats `x @ W.T` for `rows` rows through `linears` (the model's fp32 layers) on this
+    machine: timed once per model and row count, every layer once each way, the faster of 2 passes (weights
+    read from memory as in a decoding step, not from a cache they fit in; ~0.1 s for SmolLM2)."""
+    if sum(linear.weight.numel() for linear in linears) < TIMED_FROM:
+        return True
+    faster = _FASTER.setdefault(model, {})
+    if rows not in faster:
+        padded = next(size for size in ROW_SIZES if size >= rows)
+        inputs = {n: torch.randn(rows, n, device=linears[0].weight.device) for n in {m.in_features for m in linears}}
+        wide = {n: torch.cat([x, x.new_zeros(padded - rows, n)]) for n, x in inputs.items()}
+        with torch.no_grad():
+            plain = _fastest(lambda: [nn.functional.linear(inputs[m.in_features], m.weight) for m in linears])
+            first = _fastest(lambda: [torch.matmul(m.weight, wide[m.in_features].T) for m in linears])
+        faster[rows] = first < plain
+    return faster[rows]
+
+
+def _fastest(products: Callable[[], object], runs: int = 2) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        products()
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def _weight_first(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -37,15 +69,19 @@ def _weight_first(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def weight_first_linear(model: nn.Module, rows: int) -> Iterator[None]:
     """While a forward of `model` over `rows` token rows runs on CPU, its fp32 `nn.Linear` layers compute
-    (W @ x.T).T; the model is as it was afterwards."""
+    (W @ x.T).T where that is the faster product here (`weight_first_pays`); the model is as it was afterwards."""
     device = next(model.parameters()).device
     if rows not in FEW_ROWS or device.type != "cpu":
         yield
         return
     linears = _LINEARS.get(model)
     if linears is None:
-        linears = [m for m in model.modules() if type(m) is nn.Linear and m.weight.dtype == torch.float32]
+        linears = [m for name, m in model.named_modules()  # not peft's LoRA factors (small, many): x @ W.T
+                   if type(m) is nn.Linear and m.weight.dtype == torch.float32 and ".lora_" not in name]
         _LINEARS[model] = linears
+    if not linears or not weight_first_pays(model, linears, rows):
+        yield
+        return
     for linear in linears:
         linear.__dict__["forward"] = partial(_weight_first, linear)  # an instance attribute shadows the method
     try:

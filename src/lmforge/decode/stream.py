@@ -17,6 +17,7 @@ from lmforge.decode.generate import cut_at_stop_strings, generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.request import DecodeRequest
 from lmforge.errors import ConfigError
+from lmforge.models.openmp import release_openmp_threads
 
 _DONE = object()
 
@@ -60,6 +61,7 @@ def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
         finally:
             handoff.put(_DONE)
 
+    release_openmp_threads()  # this thread only waits now: its OpenMP team would slow the decoding one's
     threading.Thread(target=work, daemon=True).start()
     deltas = TextDeltas(tokenizer, stop_strings)
     while (token := handoff.get()) is not _DONE:

@@ -183,6 +183,8 @@ def attach_adapters(served: ServedModel, folders: dict[str, Path], own: str | No
     served model is a run with that adapter of its own, which requests naming the run decode with."""
     from peft import PeftModel
 
+    if served.runtime is not None:
+        raise ValueError("adapters decode on torch: load the served model with engine='torch'")
     model = served.model
     for adapter, folder in folders.items():
         if isinstance(model, PeftModel):

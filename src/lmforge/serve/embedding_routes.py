@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 from collections.abc import Callable
 from typing import Literal
 
 from fastapi import FastAPI
 from pydantic import Field
 
+from lmforge.models.openmp import one_call_at_a_time
 from lmforge.serve.schemas import ApiModel
 
 MAX_INPUTS = 256
@@ -27,11 +27,9 @@ class EmbeddingsRequest(ApiModel):
 
 def add_embedding_route(app: FastAPI, name: str, embedder, bad_request: Callable[..., Exception]) -> None:
     """/v1/embeddings over `embedder` (a SentenceEncoder), one request at a time."""
-    lock = threading.Lock()
-
+    @one_call_at_a_time
     def run(texts: list[str]) -> tuple[list[list[float]], int]:
-        with lock:
-            return embedder.encode(texts).tolist(), embedder.count_tokens(texts)
+        return embedder.encode(texts).tolist(), embedder.count_tokens(texts)
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingsRequest) -> dict:

@@ -29,6 +29,7 @@ from lmforge.decode.generate import generate
 from lmforge.decode.llama_cpp_engine import LlamaCppModel
 from lmforge.decode.request import DecodeRequest
 from lmforge.models.adapters import adapter_on
+from lmforge.models.openmp import release_openmp_threads
 from lmforge.models.precision import autocast_for
 
 
@@ -87,6 +88,7 @@ class Scheduler:
         self._held: list[Job] = []  # taken from the queue, not yet decoding
         self._wave_rows = 0
         self.last_progress = time.monotonic()  # the end of the last decoding step or wave
+        release_openmp_threads()  # the worker's OpenMP team is then the only one (models/openmp.py)
         self._worker = threading.Thread(target=self._serve, name="lmforge-scheduler", daemon=True)
         self._worker.start()
 

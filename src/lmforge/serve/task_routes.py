@@ -8,7 +8,6 @@ in a worker thread one at a time, so the event loop stays free.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -16,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import Field, field_validator
 
 from lmforge.errors import LmforgeError
+from lmforge.models.openmp import one_call_at_a_time
 from lmforge.serve.schemas import ApiModel
 from lmforge.serve.task_kinds import TASK_ENDPOINTS, ServedTask
 
@@ -102,12 +102,8 @@ BODIES: dict[str, type[ApiModel]] = {"question-answering": QARequest, "relevance
 def add_task_routes(app: FastAPI, served: ServedTask, bad_request: Callable[..., Exception]) -> None:
     """The endpoint of `served.task` (POST /v1/<endpoint>, body {model, input}); data: one prediction per input."""
     endpoint = TASK_ENDPOINTS[served.task]
-    lock = threading.Lock()
     body_model = BODIES.get(served.task, TextsRequest)
-
-    def run(rows: list) -> list[dict]:
-        with lock:
-            return served.predict(rows)
+    run = one_call_at_a_time(served.predict)
 
     async def answer(body: body_model) -> dict:  # type: ignore[valid-type]
         if body.model != served.name:
