@@ -22,6 +22,7 @@ from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.scheduler import Job, QueueFull, Scheduler
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, RequestBase
 from lmforge.serve.served import ServedModel, ServeOptions
+from lmforge.serve.tool_stream import ToolCallDeltas
 
 
 def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptions, scheduler: Scheduler,
@@ -121,10 +122,11 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         metrics["speed"].set(produced / seconds if seconds else 0.0)
         return outputs
 
-    def stream(job: Job, request_id: str, chunk, logprobs_of=None) -> StreamingResponse:
-        """Server-sent events: one chunk per text delta, a last chunk with the finish reason (and, when
-        `logprobs_of` is given, the output's log-probs), then [DONE]. Strategies that do not hand over
-        tokens as they go (beam search) send their text in one chunk at the end."""
+    def stream(job: Job, request_id: str, chunks, logprobs_of=None) -> StreamingResponse:
+        """Server-sent events: `chunks(text, None)` for each text delta, `chunks('', reason, logprobs)` at the end
+        (the finish reason and, when `logprobs_of` is given, the output's log-probs), then [DONE]; `chunks` gives
+        a list of chunks each time. Strategies that do not hand over tokens as they go (beam search) send their
+        text in one delta at the end."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         deltas = TextDeltas(tokenizer, job.stop_strings)
@@ -144,7 +146,8 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             deadline = time.perf_counter() + options.request_timeout_s
             try:
                 while (piece := await asyncio.wait_for(pieces.get(), max(deadline - time.perf_counter(), 0))) is not None:
-                    yield f"data: {json.dumps(chunk(piece, None))}\n\n"
+                    for part in chunks(piece, None):
+                        yield f"data: {json.dumps(part)}\n\n"
             except TimeoutError:
                 error = R.error_body(f"no answer within {options.request_timeout_s:g} s", kind="timeout", code="timeout")
                 yield f"data: {json.dumps(error)}\n\n"
@@ -159,10 +162,10 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
                 candidate = future.result()[0][0]
                 text, reason = R.choice_text(tokenizer, candidate, job.stop_strings, job.max_new_tokens)
                 metrics["tokens"].inc(len(candidate.tokens))
-                if rest := text[len(deltas.text):]:
-                    yield f"data: {json.dumps(chunk(rest, None))}\n\n"
                 logprobs = logprobs_of(candidate) if logprobs_of is not None else None
-                yield f"data: {json.dumps(chunk('', reason, logprobs))}\n\n"
+                for part in (chunks(rest, None) if (rest := text[len(deltas.text):]) else []) + \
+                        chunks("", reason, logprobs):
+                    yield f"data: {json.dumps(part)}\n\n"
             yield "data: [DONE]\n\n"
         return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -178,9 +181,9 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         if body.stream:
             if len(prompts) > 1 or body.n > 1:
                 raise BadRequest("stream: one prompt and n = 1 per streamed request", "stream")
-            return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
+            return stream(job, request_id, lambda text, reason, logprobs=None: [R.envelope(
                 "text_completion", body.model, [{"index": 0, "text": text, "logprobs": logprobs,
-                                                  "finish_reason": reason}], request_id),
+                                                  "finish_reason": reason}], request_id)],
                 (lambda c: R.completion_logprobs(tokenizer, c)) if body.logprobs is not None else None)
         outputs = await run(job, request)
         choices = []
@@ -229,25 +232,20 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             return {"role": "assistant", "content": text}, reason
         return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
 
-    def whole_as_stream(body: ChatRequest, request_id: str, message: dict, reason: str) -> StreamingResponse:
-        """A finished answer as OpenAI's stream chunks: the role, the content or each tool call (its name, then
-        its arguments), the finish reason, [DONE]."""
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            return f"data: {json.dumps(R.envelope('chat.completion.chunk', body.model, choices, request_id))}\n\n"
-        parts = [chunk({"role": "assistant", "content": message["content"] or ""})]
-        for index, call in enumerate(message.get("tool_calls", [])):
-            parts.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                                "function": {"name": call["function"]["name"], "arguments": ""}}]}))
-            parts.append(chunk({"tool_calls": [{"index": index,
-                                                "function": {"arguments": call["function"]["arguments"]}}]}))
-        parts.append(chunk({}, reason))
+    def chat_chunks(body: ChatRequest, mode: str, request_id: str):
+        """`stream`'s chunks of a chat answer: the reply's text as it comes or, with tools, OpenAI's
+        `delta.tool_calls` as the call is written (serve/tool_stream.py)."""
+        deltas = ToolCallDeltas(mode, body.tools)
 
-        async def events() -> AsyncIterator[str]:
-            for part in parts:
-                yield part
-            yield "data: [DONE]\n\n"
-        return StreamingResponse(events(), media_type="text/event-stream")
+        def chunk(delta: dict, reason: str | None = None, logprobs: dict | None = None) -> dict:
+            choices = [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}]
+            return R.envelope("chat.completion.chunk", body.model, choices, request_id)
+
+        def chunks(text: str, reason: str | None, logprobs: dict | None = None) -> list[dict]:
+            found, reason = (deltas.push(text), None) if reason is None else deltas.finish(reason)
+            parts = [chunk({"role": "assistant"} | delta) for delta in found]
+            return parts + [chunk({}, reason, logprobs)] if reason is not None else parts
+        return chunks
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
@@ -274,12 +272,9 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
         request_id = R.new_id("chatcmpl")
         if body.stream and body.n > 1:
             raise BadRequest("stream: n = 1 per streamed request", "stream")
-        if body.stream and mode == "none":
-            return stream(job, request_id, lambda text, reason, logprobs=None: R.envelope(
-                "chat.completion.chunk", body.model,
-                [{"index": 0, "delta": {"role": "assistant", "content": text} if text else {}, "logprobs": logprobs,
-                  "finish_reason": reason}], request_id),
-                (lambda c: {"content": R.token_logprobs(tokenizer, c)}) if body.logprobs else None)
+        if body.stream:
+            return stream(job, request_id, chat_chunks(body, mode, request_id),
+                          (lambda c: {"content": R.token_logprobs(tokenizer, c)}) if body.logprobs else None)
         outputs = await run(job, request)
         choices = []
         for candidate in outputs[0]:
@@ -288,8 +283,6 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             logprobs = {"content": R.token_logprobs(tokenizer, candidate)} if body.logprobs else None
             choices.append({"index": len(choices), "message": message, "logprobs": logprobs, "finish_reason": reason})
         usage = R.usage(len(prompt), sum(len(c.tokens) for c in outputs[0]))
-        if body.stream:  # with tools: read whole (a call is known once written), then sent as OpenAI's chunks
-            return whole_as_stream(body, request_id, choices[0]["message"], choices[0]["finish_reason"])
         decided = ({"retrieved": retrieved} if retrieved is not None else {}) | \
             ({"expert": job.routes[0]} if job.routes is not None else {})
         extra = {"lmforge": decided} if decided else {}
