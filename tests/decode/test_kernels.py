@@ -60,18 +60,20 @@ def test_a_larger_model_takes_the_product_timed_faster_here(monkeypatch, weight_
     from lmforge.decode import kernels
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=100, hidden_size=256, intermediate_size=1024, num_hidden_layers=1,
+    config = LlamaConfig(vocab_size=65536, hidden_size=256, intermediate_size=1024, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2)
-    model = LlamaForCausalLM(config).eval()  # over 1M linear weights: timed, not assumed
+    model = LlamaForCausalLM(config).eval()  # over 16M linear weights: timed, not assumed
     timings, seconds = [], iter([2.0, 1.0] if weight_first_faster else [1.0, 2.0])  # plain's, then weight-first's
 
     def fastest(products, runs=2):
         timings.append(products())
         return next(seconds)
     monkeypatch.setattr(kernels, "_fastest", fastest)
-    for _ in range(3):
-        with weight_first_linear(model, 4):
-            assert ("forward" in model.lm_head.__dict__) == weight_first_faster
-    assert len(timings) == 2  # timed once for this model and row count
+    monkeypatch.setattr(kernels, "_FASTER", {})
+    again = LlamaForCausalLM(config).eval()  # another load of the same model decodes alike
+    for loaded in (model, model, again):
+        with weight_first_linear(loaded, 4):
+            assert ("forward" in loaded.lm_head.__dict__) == weight_first_faster
+    assert len(timings) == 2  # timed once for these layer shapes and row count
     with weight_first_linear(model, 1):
         assert "forward" not in model.lm_head.__dict__

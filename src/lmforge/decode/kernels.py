@@ -4,7 +4,7 @@ On some CPUs MKL's `x @ W.T` with 2–16 rows runs far below the memory bandwidt
 (SmolLM2's LM head, 4 rows: 16.8 ms), while `(W @ x.T).T` — the same products, with W as the left
 operand — streams the weights once for all rows (4.3 ms); a 4-row SmolLM2 step dropped from ~80 to ~51 ms.
 On others it is the reverse (an AVX-512/AMX EPYC: a 2-row SmolLM2 step 36 ms plain, 80 ms weight-first), so
-which one a model uses for a number of rows is timed once per process over its own layers (models under 1M
+which one a model uses for a number of rows is timed once per process over its own layers (models under 16M
 linear weights, e.g. tests' tiny models, always take the weight-first product). The two can
 differ in the last bits (the products are summed in another order), like any change of batch size.
 """
@@ -22,27 +22,28 @@ from torch import nn
 
 FEW_ROWS = range(2, 17)  # rows for which the weight-first product is faster on CPU (bench/decode_speed.py)
 ROW_SIZES = (2, 3, 4, 5, 6, 8, 16)  # rows are padded up to one of these: the others cost more than the next one
-TIMED_FROM = 1 << 20  # weights of a model's linear layers from which the faster product is timed, not assumed
+TIMED_FROM = 1 << 24  # weights of a model's linear layers from which the faster product is timed, not assumed
 _LINEARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_FASTER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {rows: weight-first is faster here}
+_FASTER: dict[tuple, bool] = {}  # (layer shapes, rows) → weight-first is faster here
 
 
-def weight_first_pays(model: nn.Module, linears: list[nn.Linear], rows: int) -> bool:
-    """Whether `(W @ x.T).T` beats `x @ W.T` for `rows` rows through `linears` (the model's fp32 layers) on this
-    machine: timed once per model and row count, every layer once each way, the faster of 2 passes (weights
-    read from memory as in a decoding step, not from a cache they fit in; ~0.1 s for SmolLM2)."""
+def weight_first_pays(linears: list[nn.Linear], rows: int) -> bool:
+    """Whether `(W @ x.T).T` beats `x @ W.T` for `rows` rows through `linears` (a model's fp32 layers) on this
+    machine: timed once per process, layer shapes and row count (so every load of a model decodes alike), every
+    layer once each way, the faster of 2 passes (weights read from memory as in a decoding step, not from a cache
+    they fit in; ~0.1 s for SmolLM2)."""
     if sum(linear.weight.numel() for linear in linears) < TIMED_FROM:
         return True
-    faster = _FASTER.setdefault(model, {})
-    if rows not in faster:
+    key = (tuple(linear.weight.shape for linear in linears), rows)
+    if key not in _FASTER:
         padded = next(size for size in ROW_SIZES if size >= rows)
         inputs = {n: torch.randn(rows, n, device=linears[0].weight.device) for n in {m.in_features for m in linears}}
         wide = {n: torch.cat([x, x.new_zeros(padded - rows, n)]) for n, x in inputs.items()}
         with torch.no_grad():
             plain = _fastest(lambda: [nn.functional.linear(inputs[m.in_features], m.weight) for m in linears])
             first = _fastest(lambda: [torch.matmul(m.weight, wide[m.in_features].T) for m in linears])
-        faster[rows] = first < plain
-    return faster[rows]
+        _FASTER[key] = first < plain
+    return _FASTER[key]
 
 
 def _fastest(products: Callable[[], object], runs: int = 2) -> float:
@@ -79,7 +80,7 @@ def weight_first_linear(model: nn.Module, rows: int) -> Iterator[None]:
         linears = [m for name, m in model.named_modules()  # not peft's LoRA factors (small, many): x @ W.T
                    if type(m) is nn.Linear and m.weight.dtype == torch.float32 and ".lora_" not in name]
         _LINEARS[model] = linears
-    if not linears or not weight_first_pays(model, linears, rows):
+    if not linears or not weight_first_pays(linears, rows):
         yield
         return
     for linear in linears:
