@@ -182,16 +182,21 @@ def test_stacked_lora_gives_peft_mixed_batch_logits(tiny_chat_llama, lora_runs):
     served = served_model(str(tiny_chat_llama), engine="torch")
     attach_adapters(served, adapter_runs([f"{n}={r}" for n, r in lora_runs.items()], str(tiny_chat_llama), None, False,
                                          "fp32", "torch", False))
-    stack = stacked_lora(served.model)
-    assert stack is not None and stack.rank == 3 * 4 and len(stack.layers) > 0  # r 4 each, side by side
     names = [BASE_ROWS, "fr", "echo", "upper", "fr"]
     ids = torch.tensor([served.tokenizer("red dog blue cat")["input_ids"]] * len(names))
     with torch.no_grad():
-        peft_mixed = served.model(input_ids=ids, adapter_names=names).logits
+        peft_mixed = served.model(input_ids=ids, adapter_names=names).logits  # before any stacking
+    stack = stacked_lora(served.model)
+    assert stack is not None and stack.rank == 3 * 4 and len(stack.layers) > 0  # r 4 each, side by side
+    with torch.no_grad():
         with stack.rows(names):
             stacked = served.model(input_ids=ids).logits
         plain = served.model(input_ids=ids).logits  # the patch is gone after the block
+        peft_after = served.model(input_ids=ids, adapter_names=names).logits
     torch.testing.assert_close(stacked, peft_mixed, atol=1e-5, rtol=1e-5)
+    layer = stack.layers[0]  # peft's own factors are views of the stack (one copy of the adapters' weights)
+    assert layer.module.lora_A["echo"].weight.data_ptr() == layer.a[stack.columns["echo"]].data_ptr()
+    assert torch.equal(peft_after, peft_mixed)
     assert not torch.allclose(stacked[1], stacked[2])  # rows of two adapters differ
     assert torch.equal(plain, served.model(input_ids=ids).logits)
     dora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_llama), LoraConfig(r=4, use_dora=True))

@@ -128,6 +128,10 @@ def _stack(model: nn.Module, names: list[str]) -> StackedLora | None:
                 return None  # a rank or scaling per layer (rank_pattern/alpha_pattern): peft's path
             a[columns[name]] = module.lora_A[name].weight.detach()
             b[:, columns[name]] = module.lora_B[name].weight.detach()
+        for name in names:  # peft's factors become views of the stack: one copy of every adapter's weights
+            if name in module.lora_A:
+                module.lora_A[name].weight.data = a[columns[name]]
+                module.lora_B[name].weight.data = b[:, columns[name]]
         layers.append(_Layer(module, a, b))
     if not layers:
         return None
