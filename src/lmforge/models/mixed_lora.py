@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-_STACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → StackedLora (or None: not stackable)
+_STACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (its adapters' names, StackedLora or None)
 
 
 @dataclass
@@ -128,10 +128,8 @@ def _stack(model: nn.Module, names: list[str]) -> StackedLora | None:
                 return None  # a rank or scaling per layer (rank_pattern/alpha_pattern): peft's path
             a[columns[name]] = module.lora_A[name].weight.detach()
             b[:, columns[name]] = module.lora_B[name].weight.detach()
-        for name in names:  # peft's factors become views of the stack: one copy of every adapter's weights
-            if name in module.lora_A:
-                module.lora_A[name].weight.data = a[columns[name]]
-                module.lora_B[name].weight.data = b[:, columns[name]]
+            module.lora_A[name].weight.data = a[columns[name]]  # peft's factors become views of the stack:
+            module.lora_B[name].weight.data = b[:, columns[name]]  # one copy of every adapter's weights
         layers.append(_Layer(module, a, b))
     if not layers:
         return None

@@ -84,11 +84,9 @@ class ToolCallDeltas:
                 return []
             self.call, self.start = new_call(json.loads(head.group(1)), {}), head.end()
             self.sent = self.start
-            first = [{"tool_calls": [{"index": 0, "id": self.call["id"], "type": "function",
-                                      "function": {"name": self.call["function"]["name"], "arguments": ""}}]}]
-            return first + self._forced()
+            return _call_deltas(0, self.call)[:1] + self._forced()  # its id and name
         tail = re.search(r"\s*\}?\s*$", self.text)  # may close the whole call: held back until more comes
-        return self._arguments(tail.start() if tail else len(self.text))
+        return self._arguments(tail.start())
 
     def _arguments(self, upto: int) -> list[dict]:
         if self.sent == self.start:  # the arguments start at their first non-blank character
