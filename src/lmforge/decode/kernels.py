@@ -24,18 +24,19 @@ FEW_ROWS = range(2, 17)  # rows for which the weight-first product is faster on 
 ROW_SIZES = (2, 3, 4, 5, 6, 8, 16)  # rows are padded up to one of these: the others cost more than the next one
 TIMED_FROM = 1 << 24  # weights of a model's linear layers from which the faster product is timed, not assumed
 WEIGHT_FIRST_MARGIN = 0.9  # weight-first is taken where it is clearly faster: at most this share of x @ W.T's time
-_LINEARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LINEARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (fp32 linears, their shapes if timed)
 _FASTER: dict[tuple, bool] = {}  # (layer shapes, rows) → weight-first is faster here
 
 
-def weight_first_pays(linears: list[nn.Linear], rows: int) -> bool:
-    """Whether `(W @ x.T).T` beats `x @ W.T` for `rows` rows through `linears` (a model's fp32 layers) on this
-    machine by a clear margin: timed once per process, layer shapes and row count (so every load of a model decodes
-    alike), every layer once each way, the best of 4 passes taken in turns (weights read from memory as in a
-    decoding step, not from a cache they fit in; ~0.3 s for SmolLM2)."""
-    if sum(linear.weight.numel() for linear in linears) < TIMED_FROM:
+def weight_first_pays(linears: list[nn.Linear], shapes: tuple | None, rows: int) -> bool:
+    """Whether `(W @ x.T).T` beats `x @ W.T` for `rows` rows through `linears` (a model's fp32 layers, of weight
+    `shapes`; None: too small to time, weight-first) on this machine by a clear margin: timed once per process,
+    layer shapes and row count (so every load of a model decodes alike), every layer once each way, the best of 4
+    passes taken in turns (weights read from memory as in a decoding step, not from a cache they fit in; ~0.3 s
+    for SmolLM2)."""
+    if shapes is None:
         return True
-    key = (tuple(linear.weight.shape for linear in linears), rows)
+    key = (shapes, rows)
     if key not in _FASTER:
         padded = next(size for size in ROW_SIZES if size >= rows)
         inputs = {n: torch.randn(rows, n, device=linears[0].weight.device) for n in {m.in_features for m in linears}}
@@ -78,12 +79,14 @@ def weight_first_linear(model: nn.Module, rows: int) -> Iterator[None]:
     if rows not in FEW_ROWS or device.type != "cpu":
         yield
         return
-    linears = _LINEARS.get(model)
-    if linears is None:
+    found = _LINEARS.get(model)
+    if found is None:
         linears = [m for name, m in model.named_modules()  # not peft's LoRA factors (small, many): x @ W.T
                    if type(m) is nn.Linear and m.weight.dtype == torch.float32 and ".lora_" not in name]
-        _LINEARS[model] = linears
-    if not linears or not weight_first_pays(linears, rows):
+        timed = sum(linear.weight.numel() for linear in linears) >= TIMED_FROM
+        found = _LINEARS[model] = (linears, tuple(linear.weight.shape for linear in linears) if timed else None)
+    linears, shapes = found  # found once per model, not at every step
+    if not linears or not weight_first_pays(linears, shapes, rows):
         yield
         return
     for linear in linears:
