@@ -272,7 +272,7 @@ def llama_cpp_perplexity(weights: str, model, tokenizer, texts: list[str]) -> fl
             continue
         runtime.reserve(cells=len(ids) + 8, sequences=1)
         sequence = runtime.claim(1)
-        logits = runtime.decode([(token, i, sequence[0], True) for i, token in enumerate(ids)]).clone()
+        logits = torch.from_numpy(runtime.decode([(token, i, sequence[0], True) for i, token in enumerate(ids)]).copy())
         runtime.release(sequence)
         total += float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="sum"))
         count += len(ids) - 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from serve_load import PROMPTS, load, start  # bench/serve_load.py (this folder is on the path)
 
-from lmforge.recipes.serve import adapter_runs, attach_adapters, served_model
+from lmforge.recipes.served_model import adapter_runs, attach_adapters, served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
 

@@ -30,7 +30,7 @@ import uvicorn
 
 from lmforge.models.gguf_export import OUTTYPE_OF_WEIGHTS, cached_gguf
 from lmforge.models.packaged import locate_packaged
-from lmforge.recipes.serve import served_model
+from lmforge.recipes.served_model import served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
 

@@ -4,9 +4,8 @@ batch 1, on SmolLM2-135M-Instruct at f32 and q8_0 (lmforge's `--weights int8`).
 Each server runs in its own process, one at a time, with the same threads; both decode the same GGUF (lmforge
 converts and caches it; llama-server reads that file), greedy, exactly --tokens tokens a request (EOS forbidden
 through logit_bias on both sides). Reported: tokens/s at 1 client and at --clients clients (each sending
---requests requests in turn), p50/p95 latency, failures, the server's RSS after the load (VmRSS; lmforge lets
-its torch weights go once llama.cpp holds the model) and its peak (VmHWM: lmforge's includes loading the torch
-model at start), and lmforge's ratios.
+--requests requests in turn), p50/p95 latency, failures, the server's RSS after the load (VmRSS; `lmforge serve
+MODEL` on llama.cpp imports no torch: serve/light_model.py) and its peak (VmHWM), and lmforge's ratios.
 llama-server is the one scripts/llama_cpp.sh built from the same llama.cpp; weight repacking is off on both
 sides (llama.cpp 0.3.36's repacked q8_0 crashes on AMX CPUs; see docs/llama_cpp.md).
 

@@ -71,7 +71,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
-    from lmforge.recipes.serve import read_chat_template, served_model
+    from lmforge.recipes.serve import read_chat_template
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.app import create_app
     from lmforge.serve.served import ServeOptions
 

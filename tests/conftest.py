@@ -10,6 +10,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     CLIPConfig,
@@ -220,3 +221,33 @@ def crash_after_checkpoint(monkeypatch, argv: list[str], when=lambda state: stat
             main(argv)
     finally:
         monkeypatch.setattr(loop, "save_checkpoint", real_save)
+
+
+@pytest.fixture(scope="session")
+def tiny_smol(tmp_path_factory):
+    """A 2-layer random Llama with SmolLM2's tokenizer (a pre-tokenizer llama.cpp's converter knows), its GGUFs
+    cached in a private lmforge cache."""
+    from lmforge.models.gguf_export import find_converter
+    from lmforge.models.packaged import locate_packaged
+
+    try:
+        find_converter()
+        source = locate_packaged("smollm2-135m-instruct")
+    except Exception as missing:  # noqa: BLE001 - optional pieces of a dev install
+        pytest.skip(f"needs llama.cpp's converter and the packaged SmolLM2 tokenizer: {missing}")
+    folder = tmp_path_factory.mktemp("tiny-smol")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    return model, tokenizer
+
+
+@pytest.fixture
+def llama_cpp_cache(tmp_path_factory, monkeypatch):
+    """lmforge's cache (GGUFs converted from test models) in the session's temp folder, shared by its tests."""
+    monkeypatch.setenv("LMFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "lmforge-cache"))

@@ -46,12 +46,13 @@ def test_verbs_of_an_extra_name_it_in_one_line(verb, module, extra, tiny_config,
     assert f"pip install 'lmforge[{extra}]'" in error and len(error.splitlines()) == 1
 
 
-def test_the_serving_path_imports_neither_peft_nor_scikit_learn():
-    """A server decoding one model holds no training libraries: peft (~190 MB) and scikit-learn (~100 MB) load
-    where an adapter is attached or a metric scored."""
+def test_the_serving_path_imports_neither_torch_nor_training_libraries():
+    """A server holds no library it does not use: torch (~200 MB) loads with a model llama.cpp alone cannot serve
+    (serve/light_model.py), peft (~190 MB) and scikit-learn (~100 MB) where an adapter is attached or a metric
+    scored."""
     import subprocess
 
-    code = ("import sys, lmforge.cli, lmforge.recipes.serve; "
-            "print(sorted(m for m in ('peft', 'sklearn', 'seqeval', 'nltk') if m in sys.modules))")
+    code = ("import sys, lmforge.cli, lmforge.recipes.serve, lmforge.serve.light_model; "
+            "print(sorted(m for m in ('torch', 'peft', 'sklearn', 'seqeval', 'nltk') if m in sys.modules))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"

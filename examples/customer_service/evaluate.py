@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from lmforge.data.grounding import NOT_COVERED
-from lmforge.recipes.serve import served_model
+from lmforge.recipes.served_model import served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.retrieval import FaqRetriever
 

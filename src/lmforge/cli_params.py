@@ -203,7 +203,8 @@ class ServeArgs(RunsAModel):
         "auto", "what runs the forward passes: llama.cpp on a GGUF of the model made at start and cached (--weights "
                 "fp32 → f32, bf16 → bf16, int8 → q8_0; greedy, sample, beam and prompt_lookup requests), torch, or "
                 "auto: llama.cpp for a decoder-only model on the CPU with llama-cpp-python installed, torch for "
-                "the rest and for requests llama.cpp cannot decode")
+                "the rest and for requests llama.cpp cannot decode. On llama.cpp a plain model folder or alias is "
+                "served without importing torch until a request needs it (less memory)")
 
 
 class MonitorArgs(RunsAModel):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from lmforge.cli import main
 from lmforge.decode.generate import generate
@@ -18,33 +17,7 @@ from lmforge.errors import ConfigError
 pytest.importorskip("llama_cpp")
 
 
-@pytest.fixture(scope="module")
-def tiny_smol(tmp_path_factory):
-    """A 2-layer random Llama with SmolLM2's tokenizer (a pre-tokenizer llama.cpp's converter knows), its GGUFs
-    cached in a private lmforge cache."""
-    from lmforge.models.gguf_export import find_converter
-    from lmforge.models.packaged import locate_packaged
-
-    try:
-        find_converter()
-        source = locate_packaged("smollm2-135m-instruct")
-    except Exception as missing:  # noqa: BLE001 - optional pieces of a dev install
-        pytest.skip(f"needs llama.cpp's converter and the packaged SmolLM2 tokenizer: {missing}")
-    folder = tmp_path_factory.mktemp("tiny-smol")
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    model = LlamaForCausalLM.from_pretrained(folder).eval()
-    return model, tokenizer
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LMFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "lmforge-cache"))
+pytestmark = pytest.mark.usefixtures("llama_cpp_cache")
 
 
 PROMPTS = ["Why is the sky blue?", "Name three colours of the rainbow, please.", "Hi"]
@@ -89,9 +62,9 @@ def test_a_peft_model_and_a_missing_package_are_one_line(tiny_smol, monkeypatch)
     wrapped = get_peft_model(LlamaForCausalLM(model.config), LoraConfig(r=2, target_modules=["q_proj"]))
     with pytest.raises(ConfigError, match="adapters merged first"):
         generate(wrapped, tokenizer, DecodeRequest([[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4))
-    import lmforge.decode.llama_cpp_engine as engine_module
+    import lmforge.decode.llama_cpp_runtime as runtime_module
 
-    monkeypatch.setattr(engine_module, "_RUNTIMES", {})
+    monkeypatch.setattr(runtime_module, "_RUNTIMES", {})
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(ConfigError, match=r"pip install 'lmforge\[llama-cpp\]'"):
         generate(model, tokenizer, DecodeRequest([[1, 2, 3]], DecodeParams(engine="llama.cpp"), 4))
@@ -142,7 +115,7 @@ def test_serve_engine_auto_lets_torch_weights_go_and_reads_them_back_for_torch_o
     from fastapi.testclient import TestClient
 
     from lmforge.models.released_weights import weights_released
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.app import create_app
     from lmforge.serve.served import ServeOptions
 
@@ -164,7 +137,7 @@ def test_serve_engine_auto_lets_torch_weights_go_and_reads_them_back_for_torch_o
 
 
 def test_prompts_sharing_a_prefix_read_only_the_rest_and_decode_the_same(tiny_smol, monkeypatch):
-    from lmforge.decode.llama_cpp_engine import LlamaCppModel
+    from lmforge.decode.llama_cpp_runtime import LlamaCppModel
 
     model, tokenizer = tiny_smol
     system = tokenizer("You are a careful assistant. Answer in one short sentence, then stop.")["input_ids"]
@@ -217,7 +190,7 @@ def test_requests_join_a_running_llama_cpp_batch_and_decode_as_alone(tiny_smol):
 def test_serve_engine_llama_cpp_answers_from_llama_cpp_and_refuses_torch_only_strategies(tiny_smol):
     from fastapi.testclient import TestClient
 
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.app import create_app
     from lmforge.serve.served import ServeOptions
 
@@ -244,7 +217,7 @@ def test_a_llama_cpp_server_keeps_one_cache_of_the_models_context_and_requests_w
 
     from fastapi.testclient import TestClient
 
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.app import create_app
     from lmforge.serve.limits import RequestLimits
     from lmforge.serve.served import ServeOptions

@@ -104,7 +104,7 @@ def test_a_classifier_run_as_reward(tiny_config, tmp_path, capsys):
     from pathlib import Path
 
     from lmforge.cli import main
-    from lmforge.recipes.serve import served_task
+    from lmforge.runs.served_task import served_task
 
     assert main(["train", str(tiny_config), "train.epochs=4"]) == 0
     loader = lambda run: served_task(Path(run))  # noqa: E731

@@ -160,7 +160,7 @@ def test_export_refuses_a_strategy_network_run_and_serving_it_needs_its_own_weig
 
 def test_the_scheduler_decodes_each_prompt_with_its_expert(trained_run):
     from lmforge.decode.generate import generate
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.scheduler import Job, Scheduler
 
     served = served_model(str(trained_run))
@@ -199,7 +199,7 @@ def test_the_scheduler_decodes_each_prompt_with_its_expert(trained_run):
 def test_the_server_answers_through_the_router(trained_run):
     from fastapi.testclient import TestClient
 
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
     from lmforge.serve.app import create_app
 
     served = served_model(str(trained_run), name="multi")

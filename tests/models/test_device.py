@@ -72,7 +72,7 @@ def test_task_verbs_honour_the_device(device, tiny_config, tmp_path, placed, cap
     feed.write_text("".join(f"shop\t{r['text']}\n" for r in make_sentences(12, seed=5)), encoding="utf-8")
     assert main(["monitor", str(run), "--input", str(feed), "--device", device]) == 0
     assert placed == [device] * 4
-    from lmforge.recipes.serve import served_task
+    from lmforge.runs.served_task import served_task
 
     served_task(run, "x", device)
     assert placed[-1] == device
@@ -84,7 +84,7 @@ def test_generation_verbs_honour_the_device(device, tiny_chat_llama, tmp_path, p
     rows = write_jsonl(tmp_path / "rows.jsonl", make_pairs(3, seed=1))
     assert main(["policy", str(tiny_chat_llama), "--data", str(rows), "--output", str(tmp_path / "policy"),
                  "--arms", "greedy,beam2", "--max-new-tokens", "3", "--device", device]) == 0
-    from lmforge.recipes.serve import served_model
+    from lmforge.recipes.served_model import served_model
 
     served = served_model(str(tiny_chat_llama), "tiny", device=device)
     assert next(served.model.parameters()).device == resolve_device(device)

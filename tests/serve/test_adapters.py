@@ -16,7 +16,7 @@ from lmforge.cli import main
 from lmforge.decode.continuous import ContinuousBatch, Request
 from lmforge.decode.params import DecodeParams
 from lmforge.errors import ConfigError, LmforgeError
-from lmforge.recipes.serve import adapter_runs, attach_adapters, served_model
+from lmforge.recipes.served_model import adapter_runs, attach_adapters, served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
 from tests.conftest import make_pairs, write_jsonl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from lmforge.models.quantize import Int8Linear
-from lmforge.recipes.serve import served_model
+from lmforge.recipes.served_model import served_model
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
 

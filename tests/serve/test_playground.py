@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from lmforge.cli import main
-from lmforge.recipes.serve import served_task
+from lmforge.runs.served_task import served_task
 from lmforge.serve.app import create_app
 from lmforge.serve.served import ServeOptions
 from tests.serve.conftest import running, served

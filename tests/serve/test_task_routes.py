@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lmforge.cli import main
-from lmforge.recipes.serve import served_task
+from lmforge.runs.served_task import served_task
 from lmforge.serve.app import create_app
 
 

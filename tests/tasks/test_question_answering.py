@@ -115,7 +115,7 @@ def test_qa_trains_evaluates_and_predicts(tmp_path, tiny_bert, capsys):
     assert {"id", "question", "answer", "start", "end", "score"} == set(prediction)
     from fastapi.testclient import TestClient
 
-    from lmforge.recipes.serve import served_task
+    from lmforge.runs.served_task import served_task
     from lmforge.serve.app import create_app
     with TestClient(create_app(served_task(run, "qa"))) as client:  # the run served on /v1/qa
         answer = client.post("/v1/qa", json={"model": "qa", "input": {"question": "what was the film?",

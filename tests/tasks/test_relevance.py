@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from lmforge.cli import main
 from lmforge.data.packaged import chatterbot_reply_relevance
 from lmforge.metrics.ranking import ranking_metrics
-from lmforge.recipes.serve import served_task
+from lmforge.runs.served_task import served_task
 from lmforge.serve.app import create_app
 
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from lmforge.cli import main
 from lmforge.data.batching import pad_batch
 from lmforge.data.preference import PreferenceExample
-from lmforge.recipes.serve import served_task
+from lmforge.runs.served_task import served_task
 from lmforge.serve.app import create_app
 from lmforge.tasks.reward_modeling import RewardModeling, RewardModelingParams, bradley_terry_loss
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, write_jsonl

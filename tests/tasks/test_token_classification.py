@@ -125,7 +125,7 @@ def test_ner_trains_evaluates_and_predicts(tmp_path, tiny_bert, capsys):
     assert row["text"] == "the lovely superb film was dull"
     from fastapi.testclient import TestClient
 
-    from lmforge.recipes.serve import served_task
+    from lmforge.runs.served_task import served_task
     from lmforge.serve.app import create_app
     with TestClient(create_app(served_task(run, "ner"))) as client:  # the run served on /v1/ner
         answer = client.post("/v1/ner", json={"model": "ner", "input": "the lovely superb film was dull"})

@@ -10,14 +10,13 @@ llama.cpp runtime, every request's rows are sequences of its one context (`Llama
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
-from lmforge.decode.candidate import Candidate
+from lmforge.decode.batch_request import Abandoned, Request
 from lmforge.decode.engine import BASE_ROWS, Engine
 from lmforge.decode.generate import (
     build_rules,
@@ -26,8 +25,10 @@ from lmforge.decode.generate import (
     stop_string_check,
     stop_token_ids,
 )
-from lmforge.decode.llama_cpp_engine import LlamaCppEngine, LlamaCppModel
+from lmforge.decode.llama_cpp_engine import LlamaCppEngine
+from lmforge.decode.llama_cpp_runtime import LlamaCppModel
 from lmforge.decode.params import DecodeParams
+from lmforge.decode.row_outputs import cells_of, copies_of, grouped_candidates
 from lmforge.decode.strategies.sampling import (
     OnTokens,
     RowOutputs,
@@ -41,37 +42,12 @@ from lmforge.decode.strategy_params import STRATEGY_PARAMS
 CONTINUOUS = tuple(name for name, params in STRATEGY_PARAMS.items() if params.continuous)  # greedy, sample
 
 
-def _copies(params: DecodeParams) -> int:
-    """Rows per prompt: sampling's num_return_sequences, else one."""
-    return params.num_return_sequences if params.strategy == "sample" else 1
-
-
-class Abandoned(Exception):
-    """A request left the batch before it finished (its client went away or its time ran out)."""
-
-
 def merges_caches(model: PreTrainedModel) -> bool:
     """Decoder-only models whose every cache layer is a plain full-attention one (no sliding window)."""
     if model.config.is_encoder_decoder:
         return False
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     return all(type(layer) is DynamicLayer for layer in cache.layers)
-
-
-@dataclass
-class Request:
-    """One request's prompts and how to decode them. Its `future` gets its candidates (one list per prompt,
-    best first) or its exception; `on_tokens(prompt rows, tokens)` hears tokens as they come. Set
-    `abandoned` to drop its rows at the next step."""
-
-    prompts: list[list[int]]
-    params: DecodeParams
-    max_new_tokens: int
-    stop_strings: list[str]
-    on_tokens: OnTokens | None = None
-    future: Future = field(default_factory=Future)
-    abandoned: bool = False
-    adapter: str | None = None  # the adapter its rows decode with, on a model serving several (None: the base)
 
 
 @dataclass
@@ -124,11 +100,11 @@ class ContinuousBatch:
     @staticmethod
     def rows_of(request: Request) -> int:
         """Rows `request` takes in the batch (sampling's num_return_sequences copies each prompt)."""
-        return len(request.prompts) * _copies(request.params)
+        return len(request.prompts) * copies_of(request.params)
 
     def cells_of(self, request: Request) -> int:
         """KV cells `request` may come to hold on llama.cpp: each row's prompt and every token it may add."""
-        return _copies(request.params) * sum(len(p) + request.max_new_tokens for p in request.prompts)
+        return cells_of(request.prompts, request.params, request.max_new_tokens)
 
     def fits(self, *requests: Request) -> bool:
         """Whether the batch's requests and `requests` all fit llama.cpp's KV cache at their longest (always on
@@ -139,13 +115,17 @@ class ContinuousBatch:
         held = sum(self.cells_of(member.request) for member in self.members)
         return held + sum(self.cells_of(r) for r in requests) <= self.runtime.cells - len(self.runtime.cached)
 
+    def room_for_wave(self, request: Request) -> bool:
+        """Whether a wave of `request` may run between two steps (always: the server reserved its room)."""
+        return True
+
     @torch.no_grad()
     def add(self, *requests: Request) -> None:
         """Prefill the requests' prompts together (one forward pass) and merge them into the batch; a request
         that cannot start gets the error in its future and the others go on."""
         engine = None
         try:
-            prompts = [p for request in requests for p in request.prompts for _ in range(_copies(request.params))]
+            prompts = [p for request in requests for p in request.prompts for _ in range(copies_of(request.params))]
             width = max(len(p) for p in prompts)  # the joint prompt length the rules count generated tokens from
             members = [self._member(request, width) for request in requests]
             engine = self._engine(requests, prompts)
@@ -186,7 +166,7 @@ class ContinuousBatch:
     def _member(self, request: Request, prompt_length: int) -> _Rows:
         """The rows of `request`, before its prompts are run (their history comes with the prefill)."""
         params = request.params
-        rows, copies = self.rows_of(request), _copies(params)
+        rows, copies = self.rows_of(request), copies_of(params)
         generator = torch.Generator(self.device).manual_seed(params.seed) if params.seed is not None else None
         choose = sampled_choice(generator) if params.strategy == "sample" else argmax_choice
         automaton = output_automaton(params, self.tokenizer, self.stop_ids)  # compiled once per pattern, then cached
@@ -238,7 +218,7 @@ class ContinuousBatch:
             if member.alive:
                 staying.append(member)
             else:
-                member.request.future.set_result(self._candidates(member))
+                member.request.future.set_result(grouped_candidates(member.outputs, member.copies))
         self.members = staying
         self.steps += 1
         if not keep_rows:
@@ -261,8 +241,3 @@ class ContinuousBatch:
         member.alive = [member.alive[i] for i in kept.tolist()]
         return kept.tolist(), tokens[kept]
 
-    @staticmethod
-    def _candidates(member: _Rows) -> list[list[Candidate]]:
-        flat = member.outputs.candidates()
-        copies = member.copies
-        return [sorted(flat[i:i + copies], key=lambda c: -c.score) for i in range(0, len(flat), copies)]

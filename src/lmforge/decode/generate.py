@@ -12,62 +12,29 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lmforge.decode import rules as R
-from lmforge.decode.automaton_build import CompileBudget
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine, longest_first, pad_id_of
 from lmforge.decode.engine_choice import choose_engine
-from lmforge.decode.grammar import RegexIndex, compiled_constraint
+from lmforge.decode.grammar import RegexIndex
 from lmforge.decode.guidance import image_guidance
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine, llama_cpp_runtime, torch_alone_on_one_thread
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.request import DecodeRequest
+from lmforge.decode.row_outputs import widest_of
 from lmforge.decode.strategies import STRATEGIES, Limits
-from lmforge.decode.strategies.sampling import StopCheck
+from lmforge.decode.text import (  # noqa: F401 - the engine's front door names them too
+    check_token_ids,
+    cut_at_stop_strings,
+    output_automaton,
+    stop_string_check,
+    stop_token_ids,
+)
 from lmforge.errors import ConfigError
 from lmforge.models.modes import eval_mode
 from lmforge.models.precision import autocast_for, decoding_weights
 from lmforge.models.released_weights import restore_weights
 from lmforge.vision.gate import gate_images
 from lmforge.vision.scorer import load_scorer
-
-
-def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS of the tokenizer and of the model's generation config (chat models end turns with one of these)."""
-    configured = model.generation_config.eos_token_id
-    configured = configured if isinstance(configured, list) else [configured]
-    return sorted({i for i in [*configured, tokenizer.eos_token_id] if i is not None})
-
-
-def stop_string_check(tokenizer: PreTrainedTokenizerBase, stop_strings: list[str]) -> StopCheck | None:
-    """Whether a row's newest tokens complete one of `stop_strings` (checked after every token)."""
-    stops = [s for s in stop_strings if s]
-    if not stops:
-        return None
-    tail = max(len(s) for s in stops) + 2  # every token decodes to at least one character
-
-    def check(tokens: list[int]) -> bool:
-        text = tokenizer.decode(tokens[-tail:], skip_special_tokens=True)
-        return any(s in text for s in stops)
-    return check
-
-
-def cut_at_stop_strings(text: str, stops: list[str]) -> str:
-    """`text` up to the earliest stop string.
-
-    >>> cut_at_stop_strings("Un chien.\\nExplanation: ...", ["\\n"])
-    'Un chien.'
-    """
-    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
-    return text[: min(ends)] if ends else text
-
-
-def check_token_ids(params: DecodeParams, tokenizer: PreTrainedTokenizerBase) -> None:
-    """Refuse `decode.logit_bias` ids that are not tokens of `tokenizer` (before anything decodes)."""
-    vocabulary = len(tokenizer)
-    outside = sorted(token for token in params.logit_bias if not 0 <= token < vocabulary)
-    if outside:
-        raise ConfigError(f"decode.logit_bias: token id {outside[0]} is not in the vocabulary (ids 0 to {vocabulary - 1}); "
-                          "find a word's ids with the model's tokenizer")
 
 
 def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt_length: int, stop_ids: list[int],
@@ -93,15 +60,6 @@ def build_rules(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, prompt
         rules.append(R.min_new_tokens(params.min_new_tokens, prompt_length, stop_ids))
     own_rules = STRATEGIES[params.strategy].rules  # e.g. sampling's filters
     return rules + (own_rules(params.strategy_params()) if own_rules is not None else [])
-
-
-def output_automaton(params: DecodeParams, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int],
-                     budget: CompileBudget | None = None) -> RegexIndex | None:
-    """The compiled regex / JSON schema `params` constrains the output to, if any (compiled within `budget`, or
-    taken from the cache of recent ones)."""
-    if not (params.regex or params.json_schema):
-        return None
-    return compiled_constraint(tokenizer, stop_ids[0], params.regex, params.json_schema, budget)
 
 
 def word_token_sequences(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[list[int]]:
@@ -185,8 +143,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             if prefilled is not None:
                 engine = prefilled
             elif runtime is not None:
-                widest = max(params.num_beams if params.strategy == "beam" else 1, params.num_return_sequences)
-                engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens, len(batch_prompts) * widest,
+                engine = LlamaCppEngine(runtime, batch_prompts, pad_id, max_new_tokens,
+                                        len(batch_prompts) * widest_of(params),
                                         params.prefix_cache, separate=params.strategy != "beam")  # beams share cells
             else:
                 engine = Engine(model, batch_prompts, pad_id, None if prompt_embeds is None else prompt_embeds[indices],

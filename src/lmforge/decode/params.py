@@ -16,6 +16,7 @@ from lmforge.config.validate import refuse_foreign_knobs
 from lmforge.decode.strategy_params import STRATEGY_PARAMS
 
 DecodingWeights = Literal["fp32", "bf16", "int8"]  # decode.weights, and `lmforge serve --weights`
+DEFAULT_MAX_NEW_TOKENS = 128  # task.max_new_tokens, and a server's default max_tokens for a plain model
 STRATEGY_FIELDS: dict[str, frozenset[str]] = {name: frozenset(params.model_fields)
                                               for name, params in STRATEGY_PARAMS.items()}  # each strategy's knobs
 LLAMA_CPP_STRATEGIES = tuple(name for name, params in STRATEGY_PARAMS.items() if params.llama_cpp)

@@ -13,33 +13,14 @@ from collections.abc import Iterator
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lmforge.decode.generate import cut_at_stop_strings, generate
+from lmforge.decode.generate import generate
 from lmforge.decode.params import DecodeParams
 from lmforge.decode.request import DecodeRequest
+from lmforge.decode.text import TextDeltas  # noqa: F401 - streaming's other half
 from lmforge.errors import ConfigError
 from lmforge.models.openmp import release_openmp_threads
 
 _DONE = object()
-
-
-class TextDeltas:
-    """Turns a row's tokens, one at a time, into the newly complete text: `push(token)` returns the delta
-    ("" while a multi-byte character is incomplete, and after a stop string)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: list[str] | None = None) -> None:
-        self.tokenizer, self.stop_strings = tokenizer, stop_strings or []
-        self.tokens: list[int] = []
-        self.text = ""
-
-    def push(self, token: int) -> str:
-        self.tokens.append(token)
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
-            return ""
-        text = cut_at_stop_strings(text, self.stop_strings)
-        delta = text[len(self.text):] if len(text) > len(self.text) else ""
-        self.text = max(self.text, text, key=len)
-        return delta
 
 
 def stream_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: list[int], params: DecodeParams,

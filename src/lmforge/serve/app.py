@@ -19,7 +19,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lmforge.decode.llama_cpp_engine import MAX_SEQUENCES
+from lmforge.decode.light_batch import LightBatch
+from lmforge.decode.llama_cpp_runtime import MAX_SEQUENCES
 from lmforge.serve import responses as R
 from lmforge.serve.bad_request import BadRequest
 from lmforge.serve.embedding_routes import add_embedding_route
@@ -50,14 +51,20 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     the app's shutdown) or a run of another task (its /v1/classify, /v1/ner or /v1/qa endpoint)."""
     options = options or ServeOptions()
     task = served if isinstance(served, ServedTask) else None
-    if task is None and served.runtime is not None:  # one KV cache of the model's context, as llama-server's
+    cells = max(served.context_length, 1024 + options.limits.max_tokens) if task is None else 0  # as llama-server's
+    if task is None and served.runtime is not None and served.model is not None:  # one KV cache for all requests
         rows = options.max_batch * max(options.limits.max_beams, options.limits.max_n)  # requests wait for room
-        served.runtime.reserve(cells=max(served.context_length, 1024 + options.limits.max_tokens),
-                               sequences=min(2 * rows, MAX_SEQUENCES - 1))
+        served.runtime.reserve(cells=cells, sequences=min(2 * rows, MAX_SEQUENCES - 1))
         served.runtime.shared_only = True  # requests join and leave one shared cache: no remaking it per request
-    scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
-                          served.experts, options.wave_wait_s, served.runtime,
-                          mixed_adapters=bool(served.adapters)) if task is None else None
+    scheduler: Scheduler | None = None
+    if task is None and served.model is None:  # llama.cpp alone: torch loaded for the first request it decodes
+        batch = LightBatch(served.runtime, served.tokenizer, served.stop_ids, served.decoding["weights"],
+                           rows=options.max_batch, cells=cells)
+        scheduler = Scheduler(served.load_torch, served.tokenizer, served.precision, options.max_queue,
+                              options.max_batch, wave_wait_s=options.wave_wait_s, batch=batch)
+    elif task is None:
+        scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
+                              served.experts, options.wave_wait_s, served.runtime, mixed_adapters=bool(served.adapters))
     registry = CollectorRegistry()
     metrics = _metrics(registry, scheduler)
 

@@ -12,9 +12,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from lmforge.decode.automaton_build import CompileBudget
-from lmforge.decode.generate import check_token_ids, output_automaton, stop_token_ids
 from lmforge.decode.grammar import ConstraintInvalid, ConstraintTooCostly
-from lmforge.decode.stream import TextDeltas
+from lmforge.decode.text import TextDeltas, check_token_ids, output_automaton, stop_token_ids
 from lmforge.errors import LmforgeError
 from lmforge.serve import responses as R
 from lmforge.serve import tools as T
@@ -53,7 +52,7 @@ def add_generation_routes(app: FastAPI, served: ServedModel, options: ServeOptio
             raise BadRequest(str(error).replace("decode.", "lmforge.", 1), "lmforge") from None
         return params
 
-    stop_ids = stop_token_ids(served.model, tokenizer)
+    stop_ids = served.stop_ids or stop_token_ids(served.model, tokenizer)
     budget = CompileBudget(options.limits.max_automaton_states, options.limits.max_compile_seconds)
     compiling = asyncio.Semaphore(2)  # compiles at once (each a process); more wait their turn
 

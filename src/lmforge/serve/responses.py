@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
-from transformers import PreTrainedTokenizerBase
 
 from lmforge.decode.candidate import Candidate
-from lmforge.decode.generate import cut_at_stop_strings
+from lmforge.decode.text import cut_at_stop_strings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error",

@@ -21,16 +21,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from lmforge.decode.continuous import ContinuousBatch, Request
-from lmforge.decode.generate import generate
-from lmforge.decode.llama_cpp_engine import LlamaCppModel
-from lmforge.decode.request import DecodeRequest
-from lmforge.models.adapters import adapter_on
+from lmforge.decode.batch_request import Request
+from lmforge.errors import ModelError
 from lmforge.models.openmp import release_openmp_threads
-from lmforge.models.precision import autocast_for
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from lmforge.decode.llama_cpp_runtime import LlamaCppModel
 
 
 class QueueFull(Exception):
@@ -74,16 +74,23 @@ class Job(Request):
 class Scheduler:
     """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows; with `experts`
     (a strategy network), each job decoded by the experts its prompts are routed to; a wave waits at most
-    `wave_wait_s` for the batch to drain (for a single model)."""
+    `wave_wait_s` for the batch to drain (for a single model). A server on llama.cpp alone passes its torch-free
+    `batch` (decode/light_batch.py) and, for `model`, a function loading the torch model its waves need."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
-                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0,
-                 runtime: LlamaCppModel | None = None, mixed_adapters: bool = False) -> None:
-        self.model, self.tokenizer, self.precision, self.max_batch = model, tokenizer, precision, max_batch
+    def __init__(self, model: PreTrainedModel | Callable[[], PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
+                 precision: str = "fp32", max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None,
+                 wave_wait_s: float = 2.0, runtime: LlamaCppModel | None = None, mixed_adapters: bool = False,
+                 batch: Any = None) -> None:
+        self.tokenizer, self.precision, self.max_batch = tokenizer, precision, max_batch
+        self._model, self._load_model = (None, model) if batch is not None else (model, None)
         self.wave_wait_s = wave_wait_s
         self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.batch = ContinuousBatch(model, tokenizer, runtime, mixed_adapters)
+        if batch is None:
+            from lmforge.decode.continuous import ContinuousBatch
+
+            batch = ContinuousBatch(model, tokenizer, runtime, mixed_adapters)
+        self.batch = batch
         self.waves = 0  # batches decoded outside the continuous batch
         self._held: list[Job] = []  # taken from the queue, not yet decoding
         self._wave_rows = 0
@@ -91,6 +98,16 @@ class Scheduler:
         release_openmp_threads()  # the worker's OpenMP team is then the only one (models/openmp.py)
         self._worker = threading.Thread(target=self._serve, name="lmforge-scheduler", daemon=True)
         self._worker.start()
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The torch model waves decode with (loaded now, the first time, on a server on llama.cpp alone)."""
+        if self._model is None:
+            if self._load_model is None:
+                raise ModelError("this server decodes on llama.cpp alone and loads no torch model; start it with "
+                                 "--engine torch for this request's decoding")
+            self._model = self._load_model()
+        return self._model
 
     @property
     def waiting(self) -> int:
@@ -176,7 +193,8 @@ class Scheduler:
             elif rows == 0:
                 self._held = still + self._wave(job, self._held[index + 1:])
                 return
-            elif self.experts is None and time.monotonic() - job.queued_at >= self.wave_wait_s:
+            elif self.experts is None and time.monotonic() - job.queued_at >= self.wave_wait_s and \
+                    self.batch.room_for_wave(job):
                 overdue = (job, self._held[index + 1:])  # runs now, between two steps of the batch
                 break
             else:
@@ -247,6 +265,9 @@ class Scheduler:
 
     def _decode_wave(self, first: Job, prompts: list[list[int]], routes: list[str | None]) -> list:
         """Candidates per prompt, decoded the way `first` asks, each expert's prompts with that expert on."""
+        from lmforge.decode.generate import generate
+        from lmforge.decode.request import DecodeRequest
+
         outputs: list = [None] * len(prompts)
         for expert in dict.fromkeys(routes):
             rows = [i for i, route in enumerate(routes) if route == expert]
@@ -267,8 +288,14 @@ class Scheduler:
         """The wave's adapter switched on (a model serving several; None: the base alone)."""
         if not self.batch.mixed_adapters:
             return contextlib.nullcontext()
+        from lmforge.models.adapters import adapter_on
+
         return adapter_on(self.model, name)
 
     def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        from lmforge.models.precision import autocast_for
+
         return autocast_for(self.precision, self.batch.device)
 

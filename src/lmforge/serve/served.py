@@ -3,14 +3,17 @@ routes share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from lmforge.serve.limits import RequestLimits
-from lmforge.serve.retrieval import FaqRetriever
 from lmforge.serve.scheduler import Experts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from lmforge.serve.retrieval import FaqRetriever
 
 
 @dataclass
@@ -18,7 +21,7 @@ class ServedModel:
     """What the server decodes with: the model, its tokenizer and its limits."""
 
     name: str
-    model: PreTrainedModel
+    model: PreTrainedModel | None  # None on llama.cpp alone: `load_torch` loads it for what torch decodes
     tokenizer: PreTrainedTokenizerBase
     default_max_tokens: int = 256
     context_length: int = 2048
@@ -29,6 +32,8 @@ class ServedModel:
     decoding: dict = field(default_factory=dict)  # decode fields every request gets (engine, weights)
     adapters: tuple[str, ...] = ()  # LoRA adapters served beside the base (`model` is then a peft model holding them)
     default_adapter: str | None = None  # a run served with its side adapters: its own one, for requests naming it
+    stop_ids: list[int] = field(default_factory=list)  # the model's stop tokens (else read from `model`)
+    load_torch: Callable[[], PreTrainedModel] | None = None  # llama.cpp alone: the torch model, loaded on first need
 
     @property
     def engine(self) -> str:

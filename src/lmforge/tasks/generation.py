@@ -36,7 +36,7 @@ from lmforge.data.params import DataFile, DataParams
 from lmforge.data.readers import detect_format, locate, write_jsonl
 from lmforge.data.splits import Splits, assemble_splits
 from lmforge.decode.generate import cut_at_stop_strings, generate
-from lmforge.decode.params import DecodeParams
+from lmforge.decode.params import DEFAULT_MAX_NEW_TOKENS, DecodeParams
 from lmforge.decode.request import DecodeRequest
 from lmforge.errors import DataError
 from lmforge.metrics.captions import CAPTION_METRICS, caption_scores
@@ -89,7 +89,8 @@ class GenerationParams(BaseModel):
                                                           "for decoder-only models); false = plain 'prompt\\ntarget' text.")
     learn_all_replies: bool = Field(True, description="Dialogues: learn every assistant turn, not only the last.")
     max_target_length: int = Field(128, gt=0, description="Truncate references to this many tokens for training.")
-    max_new_tokens: int = Field(128, gt=0, description="Longest generated output when evaluating and predicting.")
+    max_new_tokens: int = Field(DEFAULT_MAX_NEW_TOKENS, gt=0, description="Longest generated output when evaluating and "
+                                                                        "predicting.")
     stop_strings: list[str] = Field(default_factory=list, description="Cut each output before the first of these, "
                                                                         "e.g. ['\\n'] for one-line answers.")
     caption_metrics: bool = Field(False, description="Also score COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr-D, "

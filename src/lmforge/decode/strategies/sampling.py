@@ -8,7 +8,6 @@ for the rows still running only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,11 +15,11 @@ import torch.nn.functional as F
 
 from lmforge.decode.candidate import Candidate
 from lmforge.decode.engine import Engine
+from lmforge.decode.row_outputs import OnTokens, RowOutputs, record_step
 from lmforge.decode.rules import Rule, apply_rules
+from lmforge.decode.text import StopCheck
 
 Choose = Callable[[torch.Tensor], torch.Tensor]  # (rows, vocab) ruled scores -> (rows,) token ids
-StopCheck = Callable[[list[int]], bool]  # a row's generated tokens -> stop here (stop strings)
-OnTokens = Callable[[list[int], list[int]], None]  # (original rows, their new tokens) after each step: streaming
 
 
 def argmax_choice(scores: torch.Tensor) -> torch.Tensor:
@@ -35,24 +34,6 @@ def sampled_choice(generator: torch.Generator | None) -> Choose:
     def choose(scores: torch.Tensor) -> torch.Tensor:
         return torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
     return choose
-
-
-@dataclass
-class RowOutputs:
-    """What each row has generated so far: its tokens, their summed log-probs and (with explain) the steps."""
-
-    generated: list[list[int]]
-    logprob_sums: list[float]
-    steps: list[list[dict]]
-
-    @classmethod
-    def empty(cls, rows: int) -> RowOutputs:
-        return cls([[] for _ in range(rows)], [0.0] * rows, [[] for _ in range(rows)])
-
-    def candidates(self) -> list[Candidate]:
-        """One candidate per row, scored by its mean log-prob."""
-        return [Candidate(tokens, total / max(len(tokens), 1), steps)
-                for tokens, total, steps in zip(self.generated, self.logprob_sums, self.steps, strict=True)]
 
 
 def chosen_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> list[float]:
@@ -109,26 +90,6 @@ def token_by_token(engine: Engine, choose: Choose, rules: Sequence[Rule], max_ne
             history, tokens = history[keep], tokens[keep]
         logits = engine.step(tokens[:, None])[:, -1]
     return outputs.candidates()
-
-
-def record_step(alive: list[int], tokens: list[int], stop_ids: list[int], logprobs: list[float],
-                generated: list[list[int]], logprob_sums: list[float], stop_check: StopCheck | None,
-                on_tokens: OnTokens | None) -> list[bool]:
-    """Append each row's new token (unless it is a stop token) and tell `on_tokens`; whether each row is done."""
-    done = [token in stop_ids for token in tokens]
-    kept_rows, kept_tokens = [], []
-    for row, (index, token) in enumerate(zip(alive, tokens, strict=True)):
-        if done[row]:
-            continue
-        generated[index].append(token)
-        logprob_sums[index] += logprobs[row]
-        kept_rows.append(index)
-        kept_tokens.append(token)
-        if stop_check is not None and stop_check(generated[index]):
-            done[row] = True
-    if on_tokens is not None and kept_rows:
-        on_tokens(kept_rows, kept_tokens)
-    return done
 
 
 def explain_step(token: int, logprob: float, logprobs: torch.Tensor, alternatives: int) -> dict:
