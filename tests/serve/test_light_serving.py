@@ -18,10 +18,10 @@ pytestmark = pytest.mark.usefixtures("llama_cpp_cache")
 
 GREEDY = {"model": "tiny", "prompt": "Why is the sky blue?", "max_tokens": 8, "lmforge": {"min_new_tokens": 8}}
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 8,
-        "lmforge": {"min_new_tokens": 8}}
+        "lmforge": {"min_new_tokens": 8}, "logprobs": True, "top_logprobs": 2}
 CONTRASTIVE = GREEDY | {"lmforge": {"strategy": "contrastive", "min_new_tokens": 8}}
 SAMPLED = GREEDY | {"n": 3, "temperature": 0.9, "seed": 4}
-JSON_REPLY = CHAT | {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": {
+JSON_REPLY = CHAT | {"logprobs": False, "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": {
     "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}}, "max_tokens": 12,
     "lmforge": {}}
 
@@ -73,6 +73,11 @@ def test_a_server_on_llama_cpp_alone_imports_torch_only_for_what_its_batch_canno
     for name in ("greedy", "chat", "contrastive"):
         assert _text(alone[name]) == _text(on_torch[name]), name
     assert alone["greedy"]["usage"] == on_torch["greedy"]["usage"]
+    light_steps, torch_steps = (answer["choices"][0]["logprobs"]["content"] for answer in (alone["chat"], on_torch["chat"]))
+    assert len(light_steps) == len(torch_steps) == 8
+    for light, heavy in zip(light_steps, torch_steps, strict=True):
+        assert abs(light["logprob"] - heavy["logprob"]) < 1e-3
+        assert [t["token"] for t in light["top_logprobs"]] == [t["token"] for t in heavy["top_logprobs"]]
     streamed = "".join(json.loads(line[6:])["choices"][0]["text"] for line in alone["streamed"])
     assert streamed == _text(alone["greedy"]) and len(alone["streamed"]) > 2
     assert json.loads(_text(alone["json"]))["ok"] in (True, False)  # constrained to the schema

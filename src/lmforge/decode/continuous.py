@@ -115,6 +115,12 @@ class ContinuousBatch:
         held = sum(self.cells_of(member.request) for member in self.members)
         return held + sum(self.cells_of(r) for r in requests) <= self.runtime.cells - len(self.runtime.cached)
 
+    def detach_logits(self) -> None:
+        """The batch's logits copied out of llama.cpp's buffer (on a runtime), which a wave run between two steps
+        overwrites."""
+        if self.runtime is not None and self.logits is not None:
+            self.logits = self.logits.clone()
+
     def room_for_wave(self, request: Request) -> bool:
         """Whether a wave of `request` may run between two steps (always: the server reserved its room)."""
         return True

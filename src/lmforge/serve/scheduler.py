@@ -206,6 +206,7 @@ class Scheduler:
             with self._autocast():
                 self.batch.add(*joining)  # a request that cannot start fails alone
         if overdue is not None:
+            self.batch.detach_logits()  # the wave may decode on the batch's llama.cpp context
             self._held = still + self._wave(*overdue)
 
     def _route_held(self) -> None:
