@@ -28,7 +28,7 @@ from lmforge.decode.generate import (
 from lmforge.decode.llama_cpp_engine import LlamaCppEngine
 from lmforge.decode.llama_cpp_runtime import LlamaCppModel
 from lmforge.decode.params import DecodeParams
-from lmforge.decode.row_outputs import cells_of, copies_of, grouped_candidates
+from lmforge.decode.row_outputs import cells_of, copies_of, grouped_candidates, prompt_listener
 from lmforge.decode.strategies.sampling import (
     OnTokens,
     RowOutputs,
@@ -179,14 +179,7 @@ class ContinuousBatch:
         rules = build_rules(params, self.tokenizer, prompt_length, self.stop_ids, automaton)
         return _Rows(request, rules, choose, torch.empty(0), list(range(rows)), RowOutputs.empty(rows),
                      stop_string_check(self.tokenizer, request.stop_strings), copies=copies,
-                     on_tokens=self._hearing(request, copies))
-
-    @staticmethod
-    def _hearing(request: Request, copies: int) -> OnTokens | None:
-        """The request's token listener, told prompt rows (not copies)."""
-        if request.on_tokens is None:
-            return None
-        return lambda rows, tokens: request.on_tokens([r // copies for r in rows], tokens)
+                     on_tokens=prompt_listener(request.on_tokens, copies))
 
     def fail_all(self, error: BaseException) -> None:
         """Hand `error` to every request in the batch and empty it (the batch step itself failed)."""

@@ -27,6 +27,7 @@ from lmforge.decode.row_outputs import (
     cells_of,
     copies_of,
     grouped_candidates,
+    prompt_listener,
     record_step,
     widest_of,
 )
@@ -271,10 +272,9 @@ class LightBatch:
         rows = len(request.prompts) * copies
         automaton = output_automaton(params, self.tokenizer, self.stop_ids)  # compiled once per pattern, then cached
         rng = np.random.default_rng(params.seed) if params.strategy == "sample" else None
-        on_tokens = request.on_tokens
-        hearing = None if on_tokens is None else (lambda r, tokens: on_tokens([i // copies for i in r], tokens))
         return _Rows(request, light_rules(params, automaton, self.stop_ids), rng, list(range(rows)), [], [],
-                     RowOutputs.empty(rows), stop_string_check(self.tokenizer, request.stop_strings), copies, hearing)
+                     RowOutputs.empty(rows), stop_string_check(self.tokenizer, request.stop_strings), copies,
+                     prompt_listener(request.on_tokens, copies))
 
     def fail_all(self, error: BaseException) -> None:
         """Hand `error` to every request in the batch and empty it (the step itself failed)."""
@@ -390,17 +390,19 @@ class LightBatch:
             tokens = np.array([min(int(np.searchsorted(np.cumsum(row), draw, side="right")), len(row) - 1)
                                for row, draw in zip(probs, draws, strict=True)])
         token_list = tokens.tolist()
+        explain = member.request.params.explain
         chosen = [0.0] * len(token_list)
-        if member.request.params.explain or member.copies > 1:
+        if explain:
+            logprobs = log_softmax(logits)
+            chosen = [float(logprobs[row, token]) for row, token in enumerate(token_list)]
+        elif member.copies > 1:
             if self._scratch.shape[0] < len(logits):
                 self._scratch = np.empty((len(logits), logits.shape[1]), dtype=np.float32)
             lse = _logsumexp(logits, self._scratch[:len(logits)])
             chosen = [float(logits[row, token] - lse[row]) for row, token in enumerate(token_list)]
         done = record_step(member.alive, token_list, self.stop_ids, chosen, member.outputs.generated,
                            member.outputs.logprob_sums, member.stop_check, member.on_tokens)
-        explain = member.request.params.explain
         if explain:
-            logprobs = log_softmax(logits)
             for row, (index, token) in enumerate(zip(member.alive, token_list, strict=True)):
                 if token not in self.stop_ids:
                     member.outputs.steps[index].append(explain_row(token, chosen[row], logprobs[row], explain))

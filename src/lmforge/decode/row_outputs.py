@@ -50,6 +50,13 @@ def record_step(alive: list[int], tokens: list[int], stop_ids: list[int], logpro
     return done
 
 
+def prompt_listener(on_tokens: OnTokens | None, copies: int) -> OnTokens | None:
+    """A request's token listener told its prompt rows, for a batch holding `copies` rows of each prompt."""
+    if on_tokens is None:
+        return None
+    return lambda rows, tokens: on_tokens([r // copies for r in rows], tokens)
+
+
 def copies_of(params) -> int:
     """Rows per prompt in a continuous batch: sampling's num_return_sequences, else one."""
     return params.num_return_sequences if params.strategy == "sample" else 1
