@@ -60,8 +60,8 @@ def create_app(served: ServedModel | ServedTask, options: ServeOptions | None = 
     if task is None and served.model is None:  # llama.cpp alone: torch loaded for the first request it decodes
         batch = LightBatch(served.runtime, served.tokenizer, served.stop_ids, served.decoding["weights"],
                            rows=options.max_batch, cells=cells)
-        scheduler = Scheduler(served.load_torch, served.tokenizer, served.precision, options.max_queue,
-                              options.max_batch, wave_wait_s=options.wave_wait_s, batch=batch)
+        scheduler = Scheduler(None, served.tokenizer, served.precision, options.max_queue, options.max_batch,
+                              wave_wait_s=options.wave_wait_s, batch=batch, load_model=served.load_torch)
     elif task is None:
         scheduler = Scheduler(served.model, served.tokenizer, served.precision, options.max_queue, options.max_batch,
                               served.experts, options.wave_wait_s, served.runtime, mixed_adapters=bool(served.adapters))

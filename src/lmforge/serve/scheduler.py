@@ -74,15 +74,15 @@ class Job(Request):
 class Scheduler:
     """Runs jobs on `model` in a worker thread: a continuous batch of up to `max_batch` rows; with `experts`
     (a strategy network), each job decoded by the experts its prompts are routed to; a wave waits at most
-    `wave_wait_s` for the batch to drain (for a single model). A server on llama.cpp alone passes its torch-free
-    `batch` (decode/light_batch.py) and, for `model`, a function loading the torch model its waves need."""
+    `wave_wait_s` for the batch to drain (for a single model). A server on llama.cpp alone passes no `model`, its
+    torch-free `batch` (decode/light_batch.py) and `load_model`, which loads the torch model its waves need."""
 
-    def __init__(self, model: PreTrainedModel | Callable[[], PreTrainedModel], tokenizer: PreTrainedTokenizerBase,
-                 precision: str = "fp32", max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None,
-                 wave_wait_s: float = 2.0, runtime: LlamaCppModel | None = None, mixed_adapters: bool = False,
-                 batch: Any = None) -> None:
+    def __init__(self, model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, precision: str = "fp32",
+                 max_queue: int = 64, max_batch: int = 8, experts: Experts | None = None, wave_wait_s: float = 2.0,
+                 runtime: LlamaCppModel | None = None, mixed_adapters: bool = False, batch: Any = None,
+                 load_model: Callable[[], PreTrainedModel] | None = None) -> None:
         self.tokenizer, self.precision, self.max_batch = tokenizer, precision, max_batch
-        self._model, self._load_model = (None, model) if batch is not None else (model, None)
+        self._model, self._load_model = model, load_model
         self.wave_wait_s = wave_wait_s
         self.experts, self.active_expert = experts, None
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
